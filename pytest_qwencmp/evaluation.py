@@ -1,0 +1,367 @@
+"""Running one (model, benchmark) evaluation through ``lm_eval.simple_evaluate``.
+
+All items of a benchmark come from ONE ``simple_evaluate`` call per model,
+with the real task definitions (see ``lm_tasks``), per-document samples logged
+and reduced to per-document metric values, and the outcome cached on disk
+under a key of everything that changes a number. ``Evaluator`` owns the
+per-session bookkeeping: evaluations run, cache hits, time spent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .benchmarks import OVERALL, Benchmark, Item, Registry
+from .cache import EvaluationCache, cache_key
+from .errors import QwencmpError
+from .lm_tasks import TaskSource, lm_eval_version, task_definitions_fingerprint
+from .models import ModelHandle
+from .settings import RunSettings
+
+RESULT_FORMAT = 2
+MAX_OUTPUT_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class ItemScore:
+    """One model's score on one item, with lm-eval's stderr and the per-document values."""
+
+    item_id: str
+    task: str
+    metric: str
+    value: float
+    stderr: float | None
+    n: int
+    doc_keys: tuple[str, ...] = ()
+    per_doc: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "item_id": self.item_id,
+            "task": self.task,
+            "metric": self.metric,
+            "value": self.value,
+            "stderr": self.stderr,
+            "n": self.n,
+            "doc_keys": list(self.doc_keys),
+            "per_doc": list(self.per_doc),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ItemScore":
+        return cls(
+            item_id=data["item_id"],
+            task=data["task"],
+            metric=data["metric"],
+            value=float(data["value"]),
+            stderr=None if data["stderr"] is None else float(data["stderr"]),
+            n=int(data["n"]),
+            doc_keys=tuple(data["doc_keys"]),
+            per_doc=tuple(float(v) for v in data["per_doc"]),
+        )
+
+
+@dataclass(frozen=True)
+class BenchmarkEvaluation:
+    """The outcome of evaluating one model on one benchmark."""
+
+    benchmark: str
+    side: str
+    key: str
+    model: Mapping[str, Any]
+    items: tuple[ItemScore, ...]
+    n_shot: Mapping[str, Any]
+    versions: Mapping[str, Any]
+    gen_kwargs: Mapping[str, Any] | None
+    lm_eval_version: str
+    wall_seconds: float
+    outputs: Mapping[str, str] = field(default_factory=dict)  # doc key -> model output (generation)
+    lm_eval_results: Mapping[str, Any] = field(default_factory=dict)
+    from_cache: bool = False
+
+    def item(self, item_id: str) -> ItemScore:
+        for score in self.items:
+            if score.item_id == item_id:
+                return score
+        raise QwencmpError(f"The {self.benchmark} evaluation has no score for item {item_id!r}.")
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "format": RESULT_FORMAT,
+            "benchmark": self.benchmark,
+            "side": self.side,
+            "key": self.key,
+            "model": dict(self.model),
+            "items": [s.to_dict() for s in self.items],
+            "n_shot": dict(self.n_shot),
+            "versions": dict(self.versions),
+            "gen_kwargs": None if self.gen_kwargs is None else dict(self.gen_kwargs),
+            "lm_eval_version": self.lm_eval_version,
+            "wall_seconds": self.wall_seconds,
+            "outputs": dict(self.outputs),
+            "lm_eval_results": dict(self.lm_eval_results),
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any], side: str) -> "BenchmarkEvaluation":
+        if payload.get("format") != RESULT_FORMAT:
+            raise ValueError("old cache format")
+        return cls(
+            benchmark=payload["benchmark"],
+            side=side,
+            key=payload["key"],
+            model=payload["model"],
+            items=tuple(ItemScore.from_dict(d) for d in payload["items"]),
+            n_shot=payload["n_shot"],
+            versions=payload["versions"],
+            gen_kwargs=payload["gen_kwargs"],
+            lm_eval_version=payload["lm_eval_version"],
+            wall_seconds=float(payload["wall_seconds"]),
+            outputs=payload.get("outputs", {}),
+            lm_eval_results=payload.get("lm_eval_results", {}),
+            from_cache=True,
+        )
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _per_task_samples(samples: Mapping[str, list], task: str, metric: str) -> tuple[list[str], list[float]]:
+    rows = sorted(samples.get(task, []), key=lambda s: s["doc_id"])
+    keys = [f"{task}/{row['doc_id']}" for row in rows]
+    values = [float(row[metric]) for row in rows]
+    return keys, values
+
+
+def extract_item_scores(benchmark: Benchmark, output: Mapping[str, Any]) -> tuple[ItemScore, ...]:
+    """Reduce ``simple_evaluate``'s output to the benchmark's items."""
+    results = output["results"]
+    samples = output.get("samples") or {}
+    n_samples = output.get("n-samples", {})
+    scores = []
+    for item in benchmark.items:
+        task_results = results.get(item.task)
+        if task_results is None or item.result_key not in task_results:
+            raise QwencmpError(
+                f"lm-eval returned no {item.metric!r} for task {item.task!r} of benchmark {benchmark.name!r} "
+                f"(it reported {', '.join(sorted(task_results or {})) or 'nothing'}); fix the benchmark's metrics."
+            )
+        value = _number(task_results[item.result_key])
+        stderr = _number(task_results.get(f"{item.metric}_stderr,none"))
+        if item.id.split(":")[0] == OVERALL and benchmark.subjects:
+            keys: list[str] = []
+            per_doc: list[float] = []
+            for task in benchmark.leaf_tasks:
+                k, v = _per_task_samples(samples, task, item.metric)
+                keys += k
+                per_doc += v
+        else:
+            keys, per_doc = _per_task_samples(samples, item.task, item.metric)
+        n = len(per_doc) or int(n_samples.get(item.task, {}).get("effective", 0))
+        scores.append(
+            ItemScore(item.id, item.task, item.metric, value if value is not None else float("nan"), stderr, n, tuple(keys), tuple(per_doc))
+        )
+    return tuple(scores)
+
+
+def _generation_outputs(benchmark: Benchmark, output: Mapping[str, Any]) -> dict[str, str]:
+    if not benchmark.generation:
+        return {}
+    outputs = {}
+    for task in benchmark.leaf_tasks:
+        for row in output.get("samples", {}).get(task, []):
+            responses = row.get("filtered_resps") or row.get("resps") or [""]
+            first = responses[0]
+            while isinstance(first, list):
+                first = first[0] if first else ""
+            outputs[f"{task}/{row['doc_id']}"] = str(first)[:MAX_OUTPUT_CHARS]
+    return outputs
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+@dataclass
+class EvaluatorStats:
+    """Counters for the terminal summary: what this process did."""
+
+    evaluations: int = 0
+    cache_hits: int = 0
+    evaluation_seconds: float = 0.0
+
+
+class Evaluator:
+    """Evaluates (side, benchmark) pairs once per process, through the on-disk cache."""
+
+    def __init__(
+        self,
+        settings: RunSettings,
+        registry: Registry,
+        cache: EvaluationCache,
+        handles: Mapping[str, ModelHandle],
+        progress: Callable[[str], None] = lambda line: None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.cache = cache
+        self.handles = handles
+        self.progress = progress
+        self.stats = EvaluatorStats()
+        self._done: dict[tuple[str, str], BenchmarkEvaluation] = {}
+
+    def key_parts(self, side: str, benchmark: Benchmark) -> dict[str, Any]:
+        handle = self.handles[side]
+        plan = handle.plan
+        source = TaskSource(benchmark, self.settings.data_dir)
+        return {
+            "format": RESULT_FORMAT,
+            "model": handle.fingerprint,
+            "benchmark": {
+                "request": list(benchmark.request),
+                "leaf_tasks": list(benchmark.leaf_tasks),
+                "metrics": [list(m) for m in benchmark.metrics],
+            },
+            "task_definitions": task_definitions_fingerprint(benchmark.task_dirs),
+            "lm_eval": lm_eval_version(),
+            "num_fewshot": self.settings.shots_for(benchmark.name, benchmark.num_fewshot),
+            "limit": self.settings.limit,
+            "dtype": plan.dtype,
+            "backend": plan.backend,
+            "device_type": plan.device.split(":")[0],
+            "batch_size": plan.batch_size,
+            "generation": self.settings.generation.as_gen_kwargs() if benchmark.generation else None,
+            "seed": self.settings.seed,
+            "data": source.data_fingerprints() if self.settings.data_dir else "hub",
+        }
+
+    def evaluate(self, side: str, benchmark_name: str) -> BenchmarkEvaluation:
+        memo_key = (side, benchmark_name)
+        if memo_key not in self._done:
+            self._done[memo_key] = self._evaluate(side, self.registry.get(benchmark_name))
+        return self._done[memo_key]
+
+    def _evaluate(self, side: str, benchmark: Benchmark) -> BenchmarkEvaluation:
+        key = cache_key(self.key_parts(side, benchmark))
+        label = self.handles[side].ref.label
+        with self.cache.locked(key):
+            payload = self.cache.load(key)
+            if payload is not None:
+                try:
+                    evaluation = BenchmarkEvaluation.from_payload(payload, side)
+                except (KeyError, TypeError, ValueError):
+                    evaluation = None
+                if evaluation is not None:
+                    self.stats.cache_hits += 1
+                    self.progress(f"qwencmp: {benchmark.title} × {label}: cached result reused")
+                    return evaluation
+            self.progress(f"qwencmp: {benchmark.title} × {label}: evaluating ({self.handles[side].plan.backend}, "
+                          f"{self.handles[side].plan.dtype}, {self.handles[side].plan.device})")
+            evaluation = self._run(side, benchmark, key)
+            self.cache.store(key, evaluation.to_payload())
+            self.stats.evaluations += 1
+            self.stats.evaluation_seconds += evaluation.wall_seconds
+            self.progress(f"qwencmp: {benchmark.title} × {label}: done in {evaluation.wall_seconds:.1f}s")
+            return evaluation
+
+    def _run(self, side: str, benchmark: Benchmark, key: str) -> BenchmarkEvaluation:
+        handle = self.handles[side]
+        lm, info = handle.load()
+        shots = self.settings.shots_for(benchmark.name, benchmark.num_fewshot)
+        gen_kwargs = self.settings.generation.as_gen_kwargs() if benchmark.generation else None
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="qwencmp-tasks-") as tmp:
+            manager = TaskSource(benchmark, self.settings.data_dir).build_manager(Path(tmp))
+            output = _simple_evaluate(lm, benchmark, manager, self.settings, shots, gen_kwargs, label=handle.ref.label)
+        wall = round(time.perf_counter() - started, 3)
+        results = output["results"]
+        return BenchmarkEvaluation(
+            benchmark=benchmark.name,
+            side=side,
+            key=key,
+            model=info.to_dict(),
+            items=extract_item_scores(benchmark, output),
+            n_shot=_json_safe(output.get("n-shot", {})),
+            versions=_json_safe(output.get("versions", {})),
+            gen_kwargs=_json_safe((output.get("config") or {}).get("gen_kwargs")) if gen_kwargs else None,
+            lm_eval_version=lm_eval_version(),
+            wall_seconds=wall,
+            outputs=_generation_outputs(benchmark, output),
+            lm_eval_results=_json_safe(
+                {"results": results, "groups": output.get("groups", {}), "n-shot": output.get("n-shot", {}),
+                 "n-samples": output.get("n-samples", {}), "versions": output.get("versions", {}),
+                 "higher_is_better": output.get("higher_is_better", {}), "config": output.get("config", {})}
+            ),
+        )
+
+
+def _simple_evaluate(lm, benchmark: Benchmark, manager, settings: RunSettings, shots, gen_kwargs, label: str):
+    import lm_eval
+
+    from .code_eval import SandboxedCodeEval, sandboxed_code_eval
+
+    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    try:
+        with sandboxed_code_eval(SandboxedCodeEval()):
+            output = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=list(benchmark.request),
+                num_fewshot=shots,
+                limit=settings.limit,
+                task_manager=manager,
+                log_samples=True,
+                gen_kwargs=gen_kwargs,
+                random_seed=settings.seed,
+                numpy_random_seed=settings.seed,
+                torch_random_seed=settings.seed,
+                fewshot_random_seed=settings.seed,
+                confirm_run_unsafe_code=True,
+            )
+    except QwencmpError:
+        raise
+    except Exception as exc:  # translate the known, user-fixable failures; re-raise the rest
+        raise _translate(exc, benchmark, label, lm) from exc
+    if output is None:
+        raise QwencmpError(f"lm-eval returned no results for {benchmark.name} on {label}.")
+    return output
+
+
+def _translate(exc: Exception, benchmark: Benchmark, label: str, lm) -> Exception:
+    text = " ".join(str(exc).split())[:300]
+    name = type(exc).__name__
+    if name == "OutOfMemoryError" or "out of memory" in text.lower():
+        batch = getattr(lm, "batch_size", "?")
+        return QwencmpError(
+            f"CUDA ran out of memory evaluating {benchmark.name} on {label} with batch size {batch}. "
+            "Lower --batch-size (or use --batch-size auto), free the GPU, or run fewer models per GPU "
+            "(pytest-xdist with one GPU per worker). Finished evaluations are cached and will be reused."
+        )
+    if name in ("ConnectionError", "OfflineModeIsEnabled", "LocalEntryNotFoundError") or "offline" in text.lower():
+        return QwencmpError(
+            f"lm-eval could not fetch the data of {benchmark.name} ({name}: {text}). This machine cannot reach the "
+            "Hugging Face hub: pass --data-dir with local copies of the datasets in their hub layout."
+        )
+    if name in ("DatasetNotFoundError", "FileNotFoundError", "DatasetGenerationError", "SplitsNotFoundError"):
+        return QwencmpError(
+            f"The dataset of {benchmark.name} could not be read ({name}: {text}). Check the local copy under "
+            "--data-dir: it needs the files and a README.md whose YAML header lists the configs and splits."
+        )
+    return exc

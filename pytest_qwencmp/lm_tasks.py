@@ -1,0 +1,166 @@
+"""Where lm-eval's REAL task definitions come from, and which data they read.
+
+For a benchmark this module builds a ``TaskManager`` that indexes only the
+benchmark's own task folders (milliseconds instead of the ~7 s full index).
+With a local data directory it adds, for every leaf task, a two-line override
+YAML that *includes* lm-eval's own task file and changes only ``dataset_path``
+(plus a private datasets cache keyed by the data's content), so the prompts,
+metrics and aggregation stay exactly lm-eval's while nothing touches the hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .benchmarks import Benchmark
+from .errors import QwencmpError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lm_eval.tasks import TaskManager
+
+
+def lm_eval_tasks_root() -> Path:
+    import lm_eval.tasks
+
+    return Path(lm_eval.tasks.__file__).parent
+
+
+def lm_eval_version() -> str:
+    from importlib.metadata import version
+
+    return version("lm_eval")
+
+
+def _hash_tree(paths: list[Path], root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(b"\0")
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=64)
+def task_definitions_fingerprint(task_dirs: tuple[str, ...]) -> str:
+    """A hash of lm-eval's task files (YAML and helpers) for these task folders."""
+    root = lm_eval_tasks_root()
+    files: list[Path] = []
+    for task_dir in task_dirs:
+        folder = root / task_dir
+        if not folder.is_dir():
+            raise QwencmpError(
+                f"lm-eval {lm_eval_version()} has no task folder {task_dir!r} (looked in {root}); "
+                "fix 'task_dirs' of this benchmark in benchmarks.toml."
+            )
+        files.extend(p for p in folder.rglob("*") if p.suffix in (".yaml", ".py", "") and p.is_file())
+    return _hash_tree(files, root)
+
+
+def data_fingerprint(folder: Path) -> str:
+    """A hash of a local dataset folder's file names and contents."""
+    return _hash_tree([p for p in folder.rglob("*") if p.is_file()], folder)
+
+
+@dataclass(frozen=True)
+class TaskSource:
+    """The lm-eval task folders to index and, offline, the local dataset for each leaf task."""
+
+    benchmark: Benchmark
+    data_dir: Path | None
+
+    def task_folders(self) -> list[Path]:
+        root = lm_eval_tasks_root()
+        return [root / d for d in self.benchmark.task_dirs]
+
+    def _base_manager(self) -> "TaskManager":
+        from lm_eval.tasks import TaskManager
+
+        return TaskManager(include_defaults=False, include_path=[str(p) for p in self.task_folders()])
+
+    def local_datasets(self) -> dict[str, Path]:
+        """For each hub dataset the benchmark reads, its local copy under ``data_dir``."""
+        if self.data_dir is None:
+            return {}
+        return {hub: self.data_dir / hub for hub in self.hub_datasets().values()}
+
+    def hub_datasets(self) -> dict[str, str]:
+        """Leaf task -> the ``dataset_path`` lm-eval's own YAML names."""
+        from lm_eval.tasks._yaml_loader import load_yaml
+
+        manager = self._base_manager()
+        found: dict[str, str] = {}
+        for task in self.benchmark.leaf_tasks:
+            entry = manager.task_index.get(task)
+            if entry is None or entry.yaml_path is None:
+                raise QwencmpError(
+                    f"lm-eval {lm_eval_version()} has no task {task!r} in {', '.join(self.benchmark.task_dirs)}; "
+                    f"fix benchmark [{self.benchmark.name}] (request, subjects or task_dirs)."
+                )
+            config = load_yaml(entry.yaml_path, resolve_func=False)
+            found[task] = str(config.get("dataset_path", ""))
+        return found
+
+    def data_fingerprints(self) -> dict[str, str]:
+        """Content hashes of the local dataset copies (empty when reading the hub)."""
+        return {hub: data_fingerprint(path) for hub, path in self.check_local_data().items()}
+
+    def check_local_data(self) -> dict[str, Path]:
+        local = self.local_datasets()
+        for hub, path in local.items():
+            if not path.is_dir():
+                raise QwencmpError(
+                    f"Benchmark {self.benchmark.name!r} reads the dataset {hub!r}, but the data directory has no "
+                    f"copy of it at {path}. Put the dataset there in its hub layout (the files plus README.md with "
+                    "a 'configs:' header, as `python -m pytest_qwencmp mirror` or a hub snapshot writes them), "
+                    "or drop --data-dir to read the hub."
+                )
+        return local
+
+    def build_manager(self, work_dir: Path) -> "TaskManager":
+        """A TaskManager over the real task folders, with local-data overrides when offline."""
+        if self.data_dir is None:
+            return self._base_manager()
+        from lm_eval.tasks import TaskManager
+
+        local = self.check_local_data()
+        base = self._base_manager()
+        override_dir = work_dir / f"overrides-{self.benchmark.name}"
+        override_dir.mkdir(parents=True, exist_ok=True)
+        fingerprints = {hub: data_fingerprint(path) for hub, path in local.items()}
+        for task in self.benchmark.leaf_tasks:
+            entry = base.task_index[task]
+            from lm_eval.tasks._yaml_loader import load_yaml
+
+            config = load_yaml(entry.yaml_path, resolve_func=False)
+            hub = str(config.get("dataset_path", ""))
+            dataset_kwargs: dict[str, Any] = dict(config.get("dataset_kwargs") or {})
+            # A private datasets cache per content hash: HF's offline cache is keyed by the
+            # folder NAME and would otherwise serve stale data after the files change.
+            dataset_kwargs["cache_dir"] = str(work_dir / "datasets-cache" / fingerprints[hub][:16])
+            override = {
+                "include": str(entry.yaml_path),
+                "task": task,
+                "dataset_path": str(local[hub]),
+                "dataset_kwargs": dataset_kwargs,
+            }
+            _write_yaml(override_dir / f"{task}.yaml", override)
+        return TaskManager(
+            include_defaults=False,
+            include_path=[str(p) for p in self.task_folders()] + [str(override_dir)],
+        )
+
+
+def _write_yaml(path: Path, data: dict[str, Any]) -> None:
+    import yaml
+
+    text = yaml.safe_dump(data, sort_keys=False)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)

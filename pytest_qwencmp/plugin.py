@@ -1,0 +1,317 @@
+"""The pytest side of pytest-qwencmp: options, parametrization, fixtures, reporting.
+
+Thin by design: every decision lives in the core (settings, benchmarks,
+expectations, run, report); this module maps it onto pytest — a
+``@pytest.mark.qwencmp("mmlu")`` test using the ``comparison`` fixture becomes
+one item per subject or metric, results travel in ``user_properties`` (so
+xdist workers, JUnit XML and the controller all see them), and the tables
+land in the terminal summary and the pytest-html report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .benchmarks import Registry, load_registry
+from .errors import QwencmpError
+from .expectations import load_expectations
+from .report import html_summary, markdown_tables, settings_lines, text_tables
+from .run import ComparisonRun
+from .settings import parse_settings
+
+RECORD_PROPERTY = "qwencmp"
+RUN_PROPERTY = "qwencmp_run"
+PLUGIN_NAME = "qwencmp-session"
+CORRECTIONS = ("holm", "bh", "none")
+
+_OPTIONS: list[tuple[str, dict[str, Any], str | None]] = [
+    ("--model-a", dict(help="Model A (the baseline): hub id such as Qwen/Qwen2.5-1.5B or a local directory; ID@REV pins a revision."), "qwencmp_model_a"),
+    ("--model-b", dict(help="Model B (the candidate), as for --model-a."), "qwencmp_model_b"),
+    ("--revision-a", dict(help="Hub revision (branch, tag or commit) of model A."), None),
+    ("--revision-b", dict(help="Hub revision of model B."), None),
+    ("--demo", dict(action="store_true", default=False, help="Run the embedded demo: two small local models and synthetic data, no GPU or network."), None),
+    ("--data-dir", dict(help="Folder with local dataset copies in their hub layout (DIR/cais/mmlu, DIR/Rowan/hellaswag, DIR/google-research-datasets/mbpp); nothing then touches the hub."), "qwencmp_data_dir"),
+    ("--benchmarks", dict(help="Comma-separated subset of benchmarks to run, e.g. mmlu,hellaswag."), "qwencmp_benchmarks"),
+    ("--limit", dict(help="Documents per task (per MMLU subject), for smoke runs; numbers are then not comparable to full runs."), None),
+    ("--num-fewshot", dict(action="append", default=None, metavar="BENCH=N", help="Few-shot examples for a benchmark, e.g. mbpp=2 (repeatable)."), "qwencmp_num_fewshot"),
+    ("--dtype", dict(help="Weights dtype: float16 (default), bfloat16 or float32."), "qwencmp_dtype"),
+    ("--backend", dict(help="auto (DeepSpeed on CUDA, transformers on CPU), deepspeed or hf."), "qwencmp_backend"),
+    ("--device", dict(help="auto, cpu, cuda or cuda:N."), "qwencmp_device"),
+    ("--batch-size", dict(help="Batch size for lm-eval, or auto."), "qwencmp_batch_size"),
+    ("--temperature", dict(help="Sampling temperature for generation benchmarks (default 0.1; 0 = greedy)."), "qwencmp_temperature"),
+    ("--top-p", dict(help="Nucleus sampling top_p for generation benchmarks (default 0.95)."), "qwencmp_top_p"),
+    ("--seed", dict(help="Seed for sampling and few-shot selection (default 1234)."), "qwencmp_seed"),
+    ("--eval-cache-dir", dict(help="Where evaluation results and demo assets are cached (default .qwencmp in the rootdir)."), "qwencmp_cache_dir"),
+    ("--no-eval-cache", dict(action="store_true", default=False, help="Ignore cached evaluations: evaluate again (the fresh results are cached)."), None),
+    ("--expectations", dict(help="Expectations TOML file (default: qwencmp_expectations from the ini file)."), "qwencmp_expectations"),
+    ("--correction", dict(help="Multiple-comparison correction across a benchmark's subjects: holm (default), bh or none."), "qwencmp_correction"),
+]
+_PATH_INI = {"qwencmp_data_dir", "qwencmp_cache_dir", "qwencmp_expectations"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("qwencmp", "pytest-qwencmp: compare two language models on lm-eval benchmarks")
+    for flag, kwargs, ini in _OPTIONS:
+        group.addoption(flag, dest="qwencmp_" + flag[2:].replace("-", "_"), **kwargs)
+        if ini:
+            ini_type = "linelist" if ini == "qwencmp_num_fewshot" else "string"
+            parser.addini(ini, help=kwargs["help"], type=ini_type, default=[] if ini_type == "linelist" else None)
+    parser.addini("qwencmp_demo_expectations", help="Expectations file used with --demo.", default=None)
+    parser.addini("qwencmp_benchmark_files", help="TOML files that add benchmarks to the registry.", type="paths", default=[])
+
+
+def _ini_base(config: pytest.Config) -> Path:
+    return config.inipath.parent if config.inipath else config.rootpath
+
+
+def _value(config: pytest.Config, flag: str, ini: str | None) -> Any:
+    value = config.getoption("qwencmp_" + flag[2:].replace("-", "_"))
+    if value not in (None, []) or ini is None:
+        return value
+    ini_value = config.getini(ini)
+    if ini_value in (None, "", []):
+        return None
+    if ini in _PATH_INI:
+        return str(_ini_base(config) / str(ini_value))
+    return ini_value
+
+
+def _raw_options(config: pytest.Config) -> dict[str, Any]:
+    raw = {flag[2:].replace("-", "_"): _value(config, flag, ini) for flag, _, ini in _OPTIONS}
+    raw["cache_dir"] = raw.pop("eval_cache_dir") or str(config.rootpath / ".qwencmp")
+    raw["no_cache"] = raw.pop("no_eval_cache")
+    raw["models_from_ini"] = config.getoption("qwencmp_model_a") is None and config.getoption("qwencmp_model_b") is None
+    if raw["demo"] and config.getoption("qwencmp_expectations") is None:
+        demo_file = config.getini("qwencmp_demo_expectations")
+        raw["expectations"] = str(_ini_base(config) / demo_file) if demo_file else None
+    for key in ("temperature", "top_p", "seed"):
+        if raw[key] is None:
+            raw.pop(key)
+    return raw
+
+
+def _build_run(config: pytest.Config) -> ComparisonRun:
+    registry: Registry = load_registry(config.getini("qwencmp_benchmark_files"))
+    raw = _raw_options(config)
+    settings = parse_settings(raw, registry.names())
+    correction = (raw.get("correction") or "holm").lower()
+    if correction not in CORRECTIONS:
+        raise QwencmpError(f"--correction {correction!r} is not one of {', '.join(CORRECTIONS)}.")
+    expectations = load_expectations(settings.expectations, registry)
+    return ComparisonRun(settings, registry, expectations, correction=correction)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "qwencmp(benchmark): run this test once per item (subject or metric) of the named benchmark; "
+        "it receives the A-vs-B result through the `comparison` fixture.",
+    )
+    try:
+        run = _build_run(config)
+    except QwencmpError as exc:
+        raise pytest.UsageError(f"pytest-qwencmp: {exc.message}") from None
+    plugin = QwencmpPlugin(config, run)
+    config.pluginmanager.register(plugin, PLUGIN_NAME)
+    if config.pluginmanager.hasplugin("html"):
+        config.pluginmanager.register(HtmlSummary(plugin), PLUGIN_NAME + "-html")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistBridge(plugin), PLUGIN_NAME + "-xdist")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "comparison" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("qwencmp")
+    if marker is None or not marker.args:
+        raise pytest.UsageError(
+            f"pytest-qwencmp: {metafunc.definition.nodeid} uses the `comparison` fixture but has no "
+            "@pytest.mark.qwencmp('BENCHMARK') marker naming the benchmark to compare on."
+        )
+    plugin: QwencmpPlugin = metafunc.config.pluginmanager.get_plugin(PLUGIN_NAME)
+    try:
+        benchmark = plugin.run.registry.get(str(marker.args[0]))
+    except QwencmpError as exc:
+        raise pytest.UsageError(f"pytest-qwencmp: {metafunc.definition.nodeid}: {exc.message}") from None
+    items = benchmark.items
+    metafunc.parametrize("comparison", [(benchmark.name, i.id) for i in items], ids=[i.id for i in items], indirect=True)
+
+
+class QwencmpPlugin:
+    """Session state: the comparison run and the records collected for the summary."""
+
+    def __init__(self, config: pytest.Config, run: ComparisonRun) -> None:
+        self.config = config
+        self.run = run
+        self.records: dict[str, dict[str, Any]] = {}
+        self.run_info: dict[str, Any] = {}
+        self.worker_stats: list[dict[str, Any]] = []
+        self.started = time.perf_counter()
+        self._saved_env: dict[str, str | None] = {}
+        run.progress = self._progress
+        if run.settings.data_dir or run.settings.demo:
+            self._set_env({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    def pytest_unconfigure(self) -> None:
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    @property
+    def is_worker(self) -> bool:
+        return hasattr(self.config, "workerinput")
+
+    def _progress(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and not self.is_worker:
+            reporter.ensure_newline()
+            reporter.write_line(line)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        selected_benchmarks = self.run.settings.benchmarks
+        ours = [i for i in items if _item_key(i) is not None]
+        if selected_benchmarks is not None:
+            deselected = [i for i in ours if _item_key(i)[0] not in selected_benchmarks]
+            if deselected:
+                config.hook.pytest_deselected(items=deselected)
+                items[:] = [i for i in items if i not in deselected]
+                ours = [i for i in ours if i not in deselected]
+        if ours and not config.option.collectonly and not self.run.settings.demo:
+            try:
+                self.run.settings.model("a"), self.run.settings.model("b")
+            except QwencmpError as exc:
+                raise pytest.UsageError(f"pytest-qwencmp: {exc.message}") from None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == RECORD_PROPERTY and report.when == "call":
+                record = json.loads(value)
+                record["outcome"] = report.outcome
+                self.records[report.nodeid] = record
+            elif name == RUN_PROPERTY:
+                self.run_info = json.loads(value)
+
+    def summary_stats(self) -> dict[str, Any]:
+        totals = dict(self.run.stats())
+        for worker in self.worker_stats:
+            for key in ("model_loads", "evaluations", "cache_hits", "evaluation_seconds"):
+                totals[key] = round(totals.get(key, 0) + worker.get(key, 0), 2)
+        totals["wall_seconds"] = round(time.perf_counter() - self.started, 1)
+        return totals
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.records:
+            return
+        terminalreporter.write_sep("=", "qwencmp: model comparison")
+        for line in settings_lines(self.run_info):
+            terminalreporter.write_line(line)
+        terminalreporter.write_line("")
+        for line in text_tables(self.records.values()):
+            terminalreporter.write_line(line)
+        s = self.summary_stats()
+        terminalreporter.write_line(
+            f"qwencmp: {s['model_loads']} model load(s), {s['evaluations']} evaluation(s) "
+            f"({s['evaluation_seconds']:.1f}s), {s['cache_hits']} cached evaluation(s) reused; "
+            f"session {s['wall_seconds']:.1f}s"
+        )
+
+    def markdown(self) -> str:
+        return markdown_tables(self.records.values(), self.run_info)
+
+
+class HtmlSummary:
+    """pytest-html hook: the comparison tables and settings at the top of report.html."""
+
+    def __init__(self, plugin: QwencmpPlugin) -> None:
+        self.plugin = plugin
+
+    def pytest_html_results_summary(self, prefix: list, summary: list, postfix: list, session) -> None:
+        if self.plugin.records:
+            prefix.append(html_summary(self.plugin.records.values(), self.plugin.run_info))
+
+
+class XdistBridge:
+    """Carries each worker's load/evaluation counters to the controller's summary."""
+
+    def __init__(self, plugin: QwencmpPlugin) -> None:
+        self.plugin = plugin
+
+    def pytest_sessionfinish(self, session) -> None:
+        if self.plugin.is_worker:
+            session.config.workeroutput["qwencmp_stats"] = json.dumps(self.plugin.run.stats())
+
+    def pytest_testnodedown(self, node, error) -> None:
+        output = getattr(node, "workeroutput", {}) or {}
+        if "qwencmp_stats" in output:
+            self.plugin.worker_stats.append(json.loads(output["qwencmp_stats"]))
+
+
+def _item_key(item: pytest.Item) -> tuple[str, str] | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "comparison" not in callspec.params:
+        return None
+    return callspec.params["comparison"]
+
+
+@pytest.fixture(scope="session")
+def qwencmp_run(pytestconfig: pytest.Config) -> ComparisonRun:
+    """The session's comparison run (settings, registry, expectations, models, cache)."""
+    return pytestconfig.pluginmanager.get_plugin(PLUGIN_NAME).run
+
+
+def _handle(run: ComparisonRun, side: str):
+    try:
+        return run.handle(side)
+    except QwencmpError as exc:
+        pytest.fail(exc.message, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def model_a(qwencmp_run: ComparisonRun):
+    """Model A's handle; it loads its weights once, on first use (not at all if every result is cached)."""
+    return _handle(qwencmp_run, "a")
+
+
+@pytest.fixture(scope="session")
+def model_b(qwencmp_run: ComparisonRun):
+    """Model B's handle; it loads its weights once, on first use."""
+    return _handle(qwencmp_run, "b")
+
+
+@pytest.fixture
+def comparison(request: pytest.FixtureRequest, qwencmp_run: ComparisonRun, model_a, model_b):
+    """A vs B on this item: scores, paired statistics, expectation and verdict (an ItemComparison)."""
+    benchmark_name, item_id = request.param
+    try:
+        result = qwencmp_run.comparison(benchmark_name, item_id)
+    except QwencmpError as exc:
+        pytest.fail(exc.message, pytrace=False)
+    benchmark = qwencmp_run.registry.get(benchmark_name)
+    record = result.to_record()
+    record["order"] = [i.id for i in benchmark.items].index(item_id)
+    record["benchmark_order"] = list(qwencmp_run.registry.names()).index(benchmark_name)
+    node = request.node
+    node.user_properties.append((RECORD_PROPERTY, json.dumps(record)))
+    evaluated = {}
+    for side in ("a", "b"):
+        evaluation = qwencmp_run.evaluator.evaluate(side, benchmark_name)
+        evaluated[side] = {k: evaluation.model.get(k) for k in ("backend", "dtype", "device", "parameters", "notice")}
+    node.user_properties.append((RUN_PROPERTY, json.dumps(qwencmp_run.describe(evaluated))))
+    for key in ("a", "b", "delta", "ci_low", "ci_high", "adjusted_p"):
+        node.user_properties.append((f"qwencmp_{key}", record[key]))
+    node.user_properties.append(("qwencmp_verdict", "pass" if record["passed"] else "fail"))
+    return result

@@ -1,0 +1,196 @@
+"""Rendering comparison records as the study's tables: terminal text, HTML, Markdown.
+
+Input is plain data — the JSON-able records each item attaches to its test
+report (``ItemComparison.to_record``) and the run's settings — so the same
+tables render on the xdist controller, in pytest-html and in CI summaries.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import OrderedDict
+from typing import Any, Iterable, Mapping, Sequence
+
+Record = Mapping[str, Any]
+
+
+def group_by_benchmark(records: Iterable[Record]) -> "OrderedDict[str, list[Record]]":
+    groups: OrderedDict[str, list[Record]] = OrderedDict()
+    for record in sorted(records, key=lambda r: (r.get("benchmark_order", 0), r.get("order", 0))):
+        groups.setdefault(record["benchmark"], []).append(record)
+    return groups
+
+
+def _score(value: float | None, stderr: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.2f} ± {stderr:.2f}" if stderr is not None else f"{value:.2f}"
+
+
+def _ci(record: Record) -> str:
+    if record.get("ci_low") is None:
+        return "—"
+    return f"[{record['ci_low']:+.2f}, {record['ci_high']:+.2f}]"
+
+
+def _p(record: Record) -> str:
+    p = record.get("adjusted_p")
+    if p is None:
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _verdict(record: Record) -> str:
+    outcome = "PASS" if record["passed"] else "FAIL"
+    significance = record.get("significance") or ""
+    return f"{outcome} · {significance}" if significance and significance != "n/a" else outcome
+
+
+HEADERS = ("Task", "A", "B", "Improvement", "95% CI (paired)", "p adj.", "Verdict")
+
+
+def table_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
+    return [
+        (
+            str(r["item"]),
+            _score(r["a"], r.get("a_stderr")),
+            _score(r["b"], r.get("b_stderr")),
+            f"{r['delta']:+.2f}",
+            _ci(r),
+            _p(r),
+            _verdict(r),
+        )
+        for r in records
+    ]
+
+
+def _headers(records: Sequence[Record]) -> tuple[str, ...]:
+    first = records[0]
+    metric = first.get("metric", "acc")
+    return (
+        "Task",
+        f"{first['model_a']} {metric} ± stderr",
+        f"{first['model_b']} {metric} ± stderr",
+        "Improvement",
+        "95% CI (paired)",
+        "p adj.",
+        "Verdict",
+    )
+
+
+def counts(records: Sequence[Record]) -> dict[str, int]:
+    result = {"passed": 0, "failed": 0, "better": 0, "worse": 0, "undetermined": 0}
+    for r in records:
+        result["passed" if r["passed"] else "failed"] += 1
+        sig = r.get("significance")
+        if sig == "better":
+            result["better"] += 1
+        elif sig == "worse":
+            result["worse"] += 1
+        else:
+            result["undetermined"] += 1
+    return result
+
+
+def text_tables(records: Iterable[Record], width: int = 120) -> list[str]:
+    lines: list[str] = []
+    for benchmark, rows in group_by_benchmark(records).items():
+        headers = _headers(rows)
+        body = table_rows(rows)
+        widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(headers)]
+        c = counts(rows)
+        lines.append(
+            f"{rows[0].get('benchmark_title', benchmark)}: {len(rows)} items, {c['passed']} passed, {c['failed']} failed; "
+            f"B significantly better on {c['better']}, worse on {c['worse']}, undetermined on {c['undetermined']}"
+        )
+        lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+        lines.append("  ".join("-" * w for w in widths))
+        for row in body:
+            lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        lines.append("")
+    return lines
+
+
+def settings_lines(run: Mapping[str, Any]) -> list[str]:
+    """The run's settings as 'key: value' lines (models, backend, dtype, shots, generation, versions)."""
+    lines = []
+    for side in ("a", "b"):
+        model = run.get("models", {}).get(side)
+        if not model:
+            continue
+        revision = f" @ {model['revision']}" if model.get("revision") else ""
+        params = f", {model['parameters']:,} parameters" if model.get("parameters") else ""
+        lines.append(
+            f"model {side.upper()}: {model['name_or_path']}{revision} — {model['backend']} backend, "
+            f"{model['dtype']} on {model['device']}{params}"
+        )
+        if model.get("notice"):
+            lines.append(f"  note: {model['notice']}")
+    for key in ("num_fewshot", "limit", "generation", "seed", "data", "lm_eval_version", "correction"):
+        if key in run and run[key] not in (None, {}, ""):
+            value = run[key]
+            if isinstance(value, Mapping):
+                value = ", ".join(f"{k}={v}" for k, v in value.items())
+            lines.append(f"{key.replace('_', ' ')}: {value}")
+    return lines
+
+
+_CSS = """
+.qwencmp h3 { margin: 1.2em 0 0.3em; }
+.qwencmp table { border-collapse: collapse; font-size: 13px; margin-bottom: 0.5em; }
+.qwencmp th, .qwencmp td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+.qwencmp th:first-child, .qwencmp td:first-child { text-align: left; }
+.qwencmp tr.fail td { background: #fbe3e4; }
+.qwencmp tr.overall td { font-weight: bold; }
+.qwencmp .pos { color: #0a7d29; } .qwencmp .neg { color: #b3261e; }
+.qwencmp ul.settings { font-size: 13px; }
+"""
+
+
+def html_summary(records: Iterable[Record], run: Mapping[str, Any]) -> str:
+    """One self-contained HTML block: the run's settings and a table per benchmark."""
+    esc = html.escape
+    out = [f'<div class="qwencmp"><style>{_CSS}</style><h2>Model comparison</h2>']
+    settings = settings_lines(run)
+    if settings:
+        out.append('<ul class="settings">' + "".join(f"<li>{esc(s)}</li>" for s in settings) + "</ul>")
+    for benchmark, rows in group_by_benchmark(records).items():
+        headers = _headers(rows)
+        c = counts(rows)
+        out.append(
+            f"<h3>{esc(str(rows[0].get('benchmark_title', benchmark)))}</h3>"
+            f"<p>{len(rows)} items: {c['passed']} passed, {c['failed']} failed; B significantly better on "
+            f"{c['better']}, worse on {c['worse']}, undetermined on {c['undetermined']}.</p>"
+        )
+        out.append(f'<table id="qwencmp-{esc(benchmark)}"><thead><tr>' + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead><tbody>")
+        for record, row in zip(rows, table_rows(rows)):
+            classes = ["fail" if not record["passed"] else "pass"]
+            if str(record["item"]).startswith("overall"):
+                classes.append("overall")
+            cells = list(row)
+            sign = "pos" if record["delta"] > 0 else "neg" if record["delta"] < 0 else ""
+            title = esc("; ".join(record.get("failures") or record.get("checked") or []))
+            tds = [f"<td>{esc(cells[0])}</td>", f"<td>{esc(cells[1])}</td>", f"<td>{esc(cells[2])}</td>",
+                   f'<td class="{sign}">{esc(cells[3])}</td>', f"<td>{esc(cells[4])}</td>", f"<td>{esc(cells[5])}</td>",
+                   f'<td title="{title}">{esc(cells[6])}</td>']
+            out.append(f'<tr class="{" ".join(classes)}">' + "".join(tds) + "</tr>")
+        out.append("</tbody></table>")
+    out.append("</div>")
+    return "".join(out)
+
+
+def markdown_tables(records: Iterable[Record], run: Mapping[str, Any]) -> str:
+    """GitHub-flavoured Markdown: settings, then one table per benchmark."""
+    lines = ["## Model comparison", ""]
+    lines += [f"- {s}" for s in settings_lines(run)]
+    lines.append("")
+    for benchmark, rows in group_by_benchmark(records).items():
+        headers = _headers(rows)
+        lines.append(f"### {rows[0].get('benchmark_title', benchmark)}")
+        lines.append("")
+        lines.append("| " + " | ".join(headers) + " |")
+        lines.append("|" + "|".join([":---"] + ["---:"] * (len(headers) - 1)) + "|")
+        for row in table_rows(rows):
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+        lines.append("")
+    return "\n".join(lines)
