@@ -225,7 +225,7 @@ def parse_settings(raw: Mapping[str, Any], known_benchmarks: tuple[str, ...]) ->
         batch_size=_parse_batch_size(raw.get("batch_size") or "auto"),
         generation=GenerationSettings(
             temperature=_as_float(raw.get("temperature", DEFAULT_TEMPERATURE), "--temperature", 0.0, 5.0),
-            top_p=_as_float(raw.get("top_p", DEFAULT_TOP_P), "--top-p", 0.0, 1.0),
+            top_p=_as_top_p(raw.get("top_p", DEFAULT_TOP_P)),
         ),
         seed=_as_int(raw.get("seed", DEFAULT_SEED), "--seed", 0),
         cache_dir=Path(raw.get("cache_dir") or ".qwencmp").expanduser().resolve(),
@@ -240,3 +240,10 @@ def _parse_backend(value: str) -> str:
     if backend not in BACKENDS:
         raise QwencmpError(f"--backend {value!r} is not one of {', '.join(BACKENDS)}.")
     return backend
+
+
+def _as_top_p(value: Any) -> float:
+    top_p = _as_float(value, "--top-p", 0.0, 1.0)
+    if top_p == 0.0:
+        raise QwencmpError("--top-p must be between 0 (exclusive) and 1, got 0.0.")
+    return top_p

@@ -1,0 +1,91 @@
+"""Option validation: every bad value is one clear paragraph naming the option."""
+
+from pathlib import Path
+
+import pytest
+
+from pytest_qwencmp.errors import QwencmpError
+from pytest_qwencmp.settings import GenerationSettings, ModelRef, parse_settings
+
+KNOWN = ("mmlu", "hellaswag", "mbpp")
+
+
+def settings(**raw):
+    raw.setdefault("model_a", "Qwen/Qwen2.5-1.5B")
+    raw.setdefault("model_b", "Qwen/Qwen2.5-7B")
+    return parse_settings(raw, KNOWN)
+
+
+def test_defaults_follow_the_reference_study():
+    s = settings()
+    assert s.dtype == "float16"
+    assert s.generation == GenerationSettings(0.1, 0.95)
+    assert s.generation.as_gen_kwargs() == {"do_sample": True, "temperature": 0.1, "top_p": 0.95}
+    assert s.backend == "auto" and s.batch_size == "auto" and s.limit is None
+    assert s.model_a == ModelRef("Qwen/Qwen2.5-1.5B") and s.model_b.label == "Qwen/Qwen2.5-7B"
+
+
+def test_zero_temperature_means_greedy():
+    assert settings(temperature="0").generation.as_gen_kwargs() == {"do_sample": False}
+
+
+def test_revision_from_at_sign_and_option():
+    assert settings(model_a="Qwen/Qwen2.5-1.5B@abc123").model_a == ModelRef("Qwen/Qwen2.5-1.5B", "abc123")
+    assert settings(revision_b="v1").model_b.revision == "v1"
+    with pytest.raises(QwencmpError, match="keep one"):
+        settings(model_a="Qwen/Qwen2.5-1.5B@x", revision_a="y")
+
+
+def test_local_directory_is_a_model(tmp_path):
+    ref = settings(model_a=str(tmp_path)).model_a
+    assert ref.is_local and ref.label == tmp_path.name
+
+
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        ({"model_a": "./no/such/dir"}, "--model-a './no/such/dir' looks like a path"),
+        ({"model_b": "not a model!"}, "--model-b 'not a model!' is neither"),
+        ({"dtype": "int3"}, "--dtype 'int3' is not supported"),
+        ({"backend": "vllm"}, "--backend 'vllm' is not one of"),
+        ({"device": "tpu"}, "--device 'tpu'"),
+        ({"batch_size": "0"}, "--batch-size must be at least 1"),
+        ({"batch_size": "big"}, "--batch-size must be a whole number"),
+        ({"limit": "-3"}, "--limit must be at least 1"),
+        ({"temperature": "hot"}, "--temperature must be a number"),
+        ({"top_p": "1.5"}, "--top-p must be between"),
+        ({"top_p": "0"}, "--top-p must be between"),
+        ({"num_fewshot": ["mbpp"]}, "must look like BENCHMARK=N"),
+        ({"num_fewshot": ["gsm8k=5"]}, "unknown benchmark 'gsm8k'"),
+        ({"num_fewshot": ["mbpp=-1"]}, "must be at least 0"),
+        ({"benchmarks": "mmlu,arc"}, "unknown benchmark(s) arc"),
+        ({"data_dir": "/no/such/data"}, "--data-dir '/no/such/data' does not exist"),
+        ({"expectations": "/no/such.toml"}, "does not exist; fix --expectations"),
+        ({"demo": True, "models_from_ini": False}, "--demo brings its own two models"),
+    ],
+)
+def test_bad_values_fail_with_one_paragraph(raw, fragment):
+    with pytest.raises(QwencmpError) as info:
+        settings(**raw)
+    message = info.value.message
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_fewshot_and_benchmark_subsets_parse():
+    s = settings(num_fewshot=["mbpp=3", "mmlu=5"], benchmarks="mmlu, hellaswag")
+    assert s.shots_for("mbpp", 2) == 3 and s.shots_for("hellaswag", 0) == 0
+    assert s.benchmarks == ("mmlu", "hellaswag")
+
+
+def test_missing_models_are_reported_when_needed():
+    s = parse_settings({}, KNOWN)
+    with pytest.raises(QwencmpError, match="needs two models"):
+        s.model("a")
+
+
+def test_demo_drops_models_and_paths_resolve(tmp_path):
+    s = parse_settings({"demo": True, "cache_dir": str(tmp_path / "c")}, KNOWN)
+    assert s.demo and s.model_a is None
+    assert s.cache_dir == (tmp_path / "c").resolve()
+    assert isinstance(s.cache_dir, Path)

@@ -1,0 +1,474 @@
+"""Tests of pytest_qwencmp.statistics: reference values, properties, timing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+
+from pytest_qwencmp.statistics import (
+    PairedComparison,
+    Score,
+    adjust_p_values,
+    compare_paired,
+    compare_unpaired,
+    score_of,
+    verdict,
+)
+
+TOL = 1e-12
+
+
+# --------------------------------------------------------------------------
+# fixtures and helpers
+
+
+def paired_binary(both: int, b_only: int, a_only: int, neither: int, seed: int = 0):
+    """Per-document 0/1 answers of A and B with the given 2x2 table, shuffled."""
+    a = np.array([1] * both + [0] * b_only + [1] * a_only + [0] * neither, dtype=float)
+    b = np.array([1] * both + [1] * b_only + [0] * a_only + [0] * neither, dtype=float)
+    order = np.random.default_rng(seed).permutation(a.size)
+    return a[order], b[order]
+
+
+TABLES = [  # (both, b_only, a_only, neither)
+    (59, 6, 16, 80),  # Cavo et al. 2012, Fagerland et al. 2014
+    (1, 1, 7, 12),  # Bentur et al. 2009
+    (300, 0, 5, 195),
+    (300, 5, 0, 195),
+    (40, 7, 7, 46),
+    (700, 120, 95, 85),
+    (9000, 182, 500, 4360),
+    (10, 1, 0, 10),
+    (0, 3, 4, 0),
+]
+
+
+def scipy_sign_flip(d, resamples, seed):
+    return stats.permutation_test(
+        (d,),
+        lambda x, axis: np.mean(x, axis=axis),
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=resamples,
+        alternative="two-sided",
+        rng=np.random.default_rng(seed),
+    ).pvalue
+
+
+# --------------------------------------------------------------------------
+# score_of
+
+
+def test_score_of_matches_numpy():
+    x = np.random.default_rng(3).random(257)
+    s = score_of(x)
+    assert s == Score(mean=s.mean, stderr=s.stderr, n=257)
+    assert s.mean == pytest.approx(np.mean(x), abs=TOL)
+    assert s.stderr == pytest.approx(np.std(x, ddof=1) / np.sqrt(x.size), abs=TOL)
+
+
+def test_score_of_binary_closed_form():
+    x = [1, 0, 1, 1, 0, 1, 1, 1]
+    p, n = 6 / 8, 8
+    assert score_of(x).stderr == pytest.approx(math.sqrt(p * (1 - p) * n / (n - 1) / n), abs=TOL)
+
+
+def test_score_of_single_and_empty():
+    assert score_of([0.5]) == Score(mean=0.5, stderr=0.0, n=1)
+    with pytest.raises(ValueError, match="no per-document values"):
+        score_of([])
+
+
+# --------------------------------------------------------------------------
+# binary: exact McNemar, Newcombe interval
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_mcnemar_matches_statsmodels_and_scipy(table):
+    both, b_only, a_only, neither = table
+    a, b = paired_binary(*table)
+    c = compare_paired(a, b)
+    assert c.test == "mcnemar-exact"
+    assert (c.b_only, c.a_only, c.n) == (b_only, a_only, sum(table))
+    sm = mcnemar(np.array([[both, b_only], [a_only, neither]]), exact=True).pvalue
+    assert c.p_value == pytest.approx(sm, abs=TOL)
+    if b_only + a_only:
+        sp = stats.binomtest(b_only, a_only + b_only, 0.5).pvalue
+        assert c.p_value == pytest.approx(sp, abs=TOL)
+    else:
+        assert c.p_value == 1.0
+
+
+@given(st.integers(0, 400), st.integers(0, 400))
+@settings(max_examples=60, deadline=None, database=None)
+def test_mcnemar_property_matches_statsmodels(b_only, a_only):
+    a, b = paired_binary(5, b_only, a_only, 5)
+    c = compare_paired(a, b)
+    sm = mcnemar(np.array([[5, b_only], [a_only, 5]]), exact=True).pvalue
+    assert c.p_value == pytest.approx(sm, abs=TOL)
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_paired_stderr_and_delta_match_numpy(table):
+    a, b = paired_binary(*table)
+    c = compare_paired(a, b)
+    d = b - a
+    assert c.stderr == pytest.approx(np.std(d, ddof=1) / np.sqrt(d.size), abs=TOL)
+    assert c.delta == pytest.approx(np.mean(b) - np.mean(a), abs=TOL)
+    assert c.mean_a == pytest.approx(np.mean(a), abs=TOL)
+    assert c.mean_b == pytest.approx(np.mean(b), abs=TOL)
+
+
+def test_newcombe_interval_matches_published_example():
+    # Fagerland, Lydersen & Laake (2014) / R package contingencytables:
+    # Cavo et al. table [[59, 6], [16, 80]], Newcombe square-and-add
+    # estimate -0.0621 (95% CI -0.1186 to -0.0046); "test 1" is our model B.
+    c = compare_paired(*paired_binary(59, 6, 16, 80))
+    assert round(c.delta, 4) == -0.0621
+    assert round(c.ci_low, 4) == -0.1186
+    assert round(c.ci_high, 4) == -0.0046
+
+
+def test_newcombe_interval_widens_with_confidence():
+    a, b = paired_binary(700, 120, 95, 85)
+    c90 = compare_paired(a, b, confidence=0.90)
+    c99 = compare_paired(a, b, confidence=0.99)
+    assert c99.ci_low < c90.ci_low < c90.delta < c90.ci_high < c99.ci_high
+    assert (c90.confidence, c99.confidence) == (0.90, 0.99)
+
+
+def test_no_discordant_pairs():
+    a, b = paired_binary(60, 0, 0, 40)
+    c = compare_paired(a, b)
+    assert (c.delta, c.p_value, c.b_only, c.a_only) == (0.0, 1.0, 0, 0)
+    assert c.ci_low < 0.0 < c.ci_high
+    assert c.stderr == 0.0
+
+
+# --------------------------------------------------------------------------
+# non-binary: permutation test and bootstrap
+
+
+@pytest.mark.parametrize(
+    "d",
+    [
+        np.random.default_rng(1).normal(0.1, 0.3, 8),
+        np.random.default_rng(2).normal(0.05, 0.2, 12),
+        np.random.default_rng(4).normal(0.0, 1.0, 13),
+        np.array([0.25, -0.125, 0.5, 0.25, 0.0, 0.375, -0.25, 0.25, 0.125, 0.5]),  # dyadic, ties
+        np.array([0.5, 0.5, 0.5, 0.5, 0.5]),  # constant
+    ],
+)
+def test_exact_permutation_p_matches_scipy(d):
+    a = np.random.default_rng(9).random(d.size)
+    c = compare_paired(a, a + d)
+    assert c.test == "paired-permutation"
+    # 2^n <= 10,000: both enumerate every sign vector, so no randomness at all.
+    ref = scipy_sign_flip(b_minus_a := (a + d) - a, 10_000, 0)
+    assert c.p_value == pytest.approx(ref, abs=TOL)
+    # same test written as scipy's two-sample paired form
+    ref2 = stats.permutation_test(
+        (a, a + d),
+        lambda x, y, axis: np.mean(y - x, axis=axis),
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=10_000,
+    ).pvalue
+    assert c.p_value == pytest.approx(ref2, abs=TOL)
+    assert c.stderr == pytest.approx(np.std(b_minus_a, ddof=1) / np.sqrt(d.size), abs=TOL)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.03, 0.08])
+def test_monte_carlo_permutation_p_agrees_with_scipy(shift):
+    rng = np.random.default_rng(11)
+    a = rng.random(60)
+    b = a + rng.normal(shift, 0.2, 60)
+    c = compare_paired(a, b, resamples=20_000)
+    ref = scipy_sign_flip(b - a, 20_000, 123)
+    # different random sign vectors: agree within Monte Carlo error
+    mc_sd = math.sqrt(max(ref * (1 - ref), 1e-4) * 4 / 20_000)
+    assert abs(c.p_value - ref) < 5 * mc_sd + 1e-3
+    assert (c.p_value < 0.05) == (ref < 0.05) or abs(ref - 0.05) < 0.01
+
+
+def test_bootstrap_ci_matches_scipy_bca():
+    rng = np.random.default_rng(5)
+    a = rng.random(200)
+    b = np.clip(a + rng.normal(0.03, 0.15, 200), 0, 1)
+    for seed in (0, 7):
+        c = compare_paired(a, b, seed=seed, resamples=5_000, confidence=0.9)
+        ref = stats.bootstrap(
+            (b - a,), np.mean, n_resamples=5_000, confidence_level=0.9,
+            method="BCa", rng=np.random.default_rng(seed),
+        ).confidence_interval
+        assert c.ci_low == pytest.approx(ref.low, abs=TOL)
+        assert c.ci_high == pytest.approx(ref.high, abs=TOL)
+
+
+def test_non_binary_is_deterministic_per_seed():
+    rng = np.random.default_rng(6)
+    a = rng.random(300)
+    b = a + rng.normal(0.01, 0.1, 300)
+    assert compare_paired(a, b, seed=3) == compare_paired(a, b, seed=3)
+    assert compare_paired(a, b, seed=3) != compare_paired(a, b, seed=4)
+
+
+def test_constant_nonzero_difference():
+    a = np.linspace(0, 0.5, 20)
+    c = compare_paired(a, a + 0.25)
+    assert c.delta == pytest.approx(0.25, abs=TOL)
+    assert c.ci_low == c.ci_high == c.delta
+    assert c.stderr == pytest.approx(0.0, abs=TOL)
+    assert c.p_value == pytest.approx(2 / 10_001)
+
+
+# --------------------------------------------------------------------------
+# degenerate inputs and validation
+
+
+def test_empty_raises():
+    with pytest.raises(ValueError, match="no documents"):
+        compare_paired([], [])
+
+
+def test_different_lengths_raise():
+    with pytest.raises(ValueError, match="same documents"):
+        compare_paired([1, 0, 1], [1, 0])
+
+
+@pytest.mark.parametrize("a,b", [([1], [0]), ([0.3], [0.7]), ([1], [1])])
+def test_single_document_is_degenerate(a, b):
+    c = compare_paired(a, b)
+    assert c.test == "degenerate"
+    assert c.stderr == 0.0 and c.p_value == 1.0
+    assert c.ci_low == c.ci_high == c.delta == pytest.approx(b[0] - a[0])
+
+
+@pytest.mark.parametrize(
+    "values", [[1, 0, 1, 1, 0], [0.2, 0.7, 0.7, 0.1], [0.0] * 50, [1.0] * 50]
+)
+def test_identical_answers(values):
+    c = compare_paired(values, list(values))
+    assert c.delta == 0.0 and c.p_value == 1.0
+    assert c.ci_low <= 0.0 <= c.ci_high
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"confidence": 1.0}, {"confidence": 0.0}, {"resamples": 0}, {"seed": -1}, {"seed": 1.5}],
+)
+def test_bad_parameters_raise(kwargs):
+    with pytest.raises(ValueError):
+        compare_paired([0.1, 0.2], [0.3, 0.4], **kwargs)
+
+
+@pytest.mark.parametrize("bad", [[0.1, float("nan")], [[0.1, 0.2]], ["x", "y"]])
+def test_bad_values_raise(bad):
+    with pytest.raises(ValueError):
+        compare_paired(bad, bad)
+
+
+# --------------------------------------------------------------------------
+# paired vs unpaired
+
+
+def test_compare_unpaired_formula():
+    a, b = Score(0.6, 0.03, 100), Score(0.7, 0.04, 100)
+    low, high = compare_unpaired(a, b, confidence=0.95)
+    z = stats.norm.ppf(0.975)
+    assert low == pytest.approx(0.1 - z * 0.05, abs=TOL)
+    assert high == pytest.approx(0.1 + z * 0.05, abs=TOL)
+
+
+@pytest.mark.parametrize("flips", [5, 20, 60])
+def test_paired_ci_narrower_than_unpaired_on_correlated_binary(flips):
+    rng = np.random.default_rng(flips)
+    a = (rng.random(1000) < 0.6).astype(float)
+    b = a.copy()
+    idx = rng.choice(a.size, flips, replace=False)
+    b[idx] = 1 - b[idx]
+    c = compare_paired(a, b)
+    low, high = compare_unpaired(score_of(a), score_of(b))
+    assert (c.ci_high - c.ci_low) < 0.5 * (high - low)
+    assert c.stderr < math.hypot(score_of(a).stderr, score_of(b).stderr)
+
+
+def test_paired_ci_narrower_than_unpaired_on_correlated_scores():
+    rng = np.random.default_rng(8)
+    a = rng.random(400)
+    b = a + rng.normal(0.01, 0.02, 400)
+    c = compare_paired(a, b, resamples=2_000)
+    low, high = compare_unpaired(score_of(a), score_of(b))
+    assert (c.ci_high - c.ci_low) < 0.25 * (high - low)
+
+
+# --------------------------------------------------------------------------
+# multiple comparisons
+
+
+P_FIXTURE = [0.001, 0.04, 0.03, 0.5, 0.04, 0.0001, 0.2, 0.9, 1.0, 0.011, 0.012]
+
+
+@pytest.mark.parametrize("method,sm_method", [("holm", "holm"), ("bh", "fdr_bh")])
+def test_adjustment_matches_statsmodels(method, sm_method):
+    ours = adjust_p_values(P_FIXTURE, method)
+    ref = multipletests(P_FIXTURE, method=sm_method)[1]
+    assert isinstance(ours, list) and all(isinstance(v, float) for v in ours)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=TOL)
+
+
+def test_adjustment_default_none_empty_and_errors():
+    assert adjust_p_values(P_FIXTURE) == adjust_p_values(P_FIXTURE, "holm")
+    assert adjust_p_values(P_FIXTURE, "none") == P_FIXTURE
+    assert adjust_p_values([], "bh") == []
+    with pytest.raises(ValueError, match="unknown"):
+        adjust_p_values([0.1], "bonferroni-ish")
+    with pytest.raises(ValueError):
+        adjust_p_values([0.1, 1.5])
+
+
+p_lists = st.lists(
+    st.one_of(st.floats(0.0, 1.0, allow_nan=False), st.sampled_from([0.0, 0.01, 0.04, 0.5, 1.0])),
+    min_size=1,
+    max_size=60,
+)
+
+
+@given(p_lists, st.sampled_from([("holm", "holm"), ("bh", "fdr_bh")]))
+@settings(max_examples=40, deadline=None, database=None)
+def test_adjustment_property_matches_statsmodels(p, methods):
+    ours = adjust_p_values(p, methods[0])
+    ref = multipletests(p, method=methods[1])[1]
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=TOL)
+
+
+@given(p_lists, st.sampled_from(["holm", "bh", "none"]))
+@settings(max_examples=150, deadline=None, database=None)
+def test_adjusted_p_bounds(p, method):
+    adj = adjust_p_values(p, method)
+    assert len(adj) == len(p)
+    for raw, a in zip(p, adj):
+        assert raw <= a <= 1.0
+
+
+@given(p_lists, st.sampled_from(["holm", "bh"]))
+@settings(max_examples=150, deadline=None, database=None)
+def test_adjustment_is_monotone_in_raw_p(p, method):
+    adj = adjust_p_values(p, method)
+    for i in range(len(p)):
+        for j in range(len(p)):
+            if p[i] <= p[j]:
+                assert adj[i] <= adj[j]
+
+
+# --------------------------------------------------------------------------
+# verdict
+
+
+def _comparison(delta: float) -> PairedComparison:
+    return PairedComparison(
+        n=100, mean_a=0.5, mean_b=0.5 + delta, delta=delta, stderr=0.01,
+        ci_low=delta - 0.02, ci_high=delta + 0.02, p_value=0.01,
+        test="mcnemar-exact", b_only=10, a_only=2, confidence=0.95,
+    )
+
+
+@pytest.mark.parametrize(
+    "delta,adj_p,expected",
+    [
+        (0.05, 0.01, "better"),
+        (-0.05, 0.01, "worse"),
+        (0.05, 0.05, "no detectable difference"),
+        (-0.05, 0.2, "no detectable difference"),
+        (0.0, 0.001, "no detectable difference"),
+    ],
+)
+def test_verdict(delta, adj_p, expected):
+    assert verdict(_comparison(delta), adj_p) == expected
+
+
+def test_verdict_alpha_and_errors():
+    assert verdict(_comparison(0.05), 0.04, alpha=0.01) == "no detectable difference"
+    assert verdict(_comparison(0.05), 0.04, alpha=0.1) == "better"
+    with pytest.raises(ValueError):
+        verdict(_comparison(0.05), 0.04, alpha=0.0)
+    with pytest.raises(ValueError):
+        verdict(_comparison(0.05), 1.5)
+
+
+# --------------------------------------------------------------------------
+# properties of compare_paired
+
+
+@st.composite
+def binary_pairs(draw):
+    n = draw(st.integers(1, 200))
+    a = draw(st.lists(st.integers(0, 1), min_size=n, max_size=n))
+    b = draw(st.lists(st.integers(0, 1), min_size=n, max_size=n))
+    return a, b
+
+
+value = st.one_of(
+    st.floats(0.0, 1.0, allow_nan=False, allow_subnormal=False),
+    st.integers(0, 8).map(lambda k: k / 8),  # pass@k-like values, many ties
+)
+
+
+@st.composite
+def score_pairs(draw):
+    n = draw(st.integers(1, 40))
+    a = draw(st.lists(value, min_size=n, max_size=n))
+    b = draw(st.lists(value, min_size=n, max_size=n))
+    return a, b
+
+
+def _check_invariants(c: PairedComparison):
+    assert 0.0 <= c.p_value <= 1.0
+    assert c.ci_low <= c.delta <= c.ci_high
+    assert c.stderr >= 0.0
+
+
+def _check_swap(ab: PairedComparison, ba: PairedComparison, tol: float):
+    assert ba.delta == pytest.approx(-ab.delta, abs=tol)
+    assert ba.ci_low == pytest.approx(-ab.ci_high, abs=tol)
+    assert ba.ci_high == pytest.approx(-ab.ci_low, abs=tol)
+    assert ba.p_value == pytest.approx(ab.p_value, abs=tol)
+    assert ba.stderr == pytest.approx(ab.stderr, abs=tol)
+    assert (ba.b_only, ba.a_only, ba.test) == (ab.a_only, ab.b_only, ab.test)
+
+
+@given(binary_pairs())
+@settings(max_examples=150, deadline=None, database=None)
+def test_binary_properties(pair):
+    a, b = pair
+    ab, ba = compare_paired(a, b), compare_paired(b, a)
+    _check_invariants(ab)
+    _check_swap(ab, ba, TOL)
+    assert -1.0 <= ab.ci_low and ab.ci_high <= 1.0
+    if ab.b_only == ab.a_only:
+        assert ab.delta == 0.0
+
+
+@given(score_pairs(), st.integers(0, 2**32 - 1))
+@settings(max_examples=60, deadline=None, database=None)
+def test_non_binary_properties(pair, seed):
+    a, b = pair
+    ab = compare_paired(a, b, seed=seed, resamples=999)
+    ba = compare_paired(b, a, seed=seed, resamples=999)
+    _check_invariants(ab)
+    _check_swap(ab, ba, 1e-9)
+
+
+@given(st.one_of(binary_pairs().map(lambda p: p[0]), score_pairs().map(lambda p: p[0])))
+@settings(max_examples=80, deadline=None, database=None)
+def test_identical_answers_property(a):
+    c = compare_paired(a, a, resamples=999)
+    assert c.delta == 0.0 and c.p_value == 1.0
+    _check_invariants(c)
