@@ -41,6 +41,12 @@ class ItemComparison:
     expectation: Expectation
     verdict: Verdict
 
+    def __repr__(self) -> str:
+        return (
+            f"<ItemComparison {self.benchmark}[{self.item_id}]: A {self.a.value * POINTS:.2f} → "
+            f"B {self.b.value * POINTS:.2f}, {'pass' if self.verdict.passed else 'FAIL'}>"
+        )
+
     @property
     def delta_points(self) -> float:
         return (self.b.value - self.a.value) * POINTS

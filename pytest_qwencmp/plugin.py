@@ -21,12 +21,14 @@ import pytest
 from .benchmarks import Registry, load_registry
 from .errors import QwencmpError
 from .expectations import load_expectations
-from .report import html_summary, markdown_tables, settings_lines, text_tables
+from .report import html_summary, markdown_tables, results_document, settings_lines, text_tables
 from .run import ComparisonRun
 from .settings import parse_settings
 
 RECORD_PROPERTY = "qwencmp"
 RUN_PROPERTY = "qwencmp_run"
+LM_EVAL_PROPERTY = "qwencmp_lm_eval"
+_BULKY_PROPERTIES = (RUN_PROPERTY, LM_EVAL_PROPERTY)  # consumed here, kept out of JUnit XML
 PLUGIN_NAME = "qwencmp-session"
 CORRECTIONS = ("holm", "bh", "none")
 
@@ -51,14 +53,21 @@ _OPTIONS: list[tuple[str, dict[str, Any], str | None]] = [
     ("--no-eval-cache", dict(action="store_true", default=False, help="Ignore cached evaluations: evaluate again (the fresh results are cached)."), None),
     ("--expectations", dict(help="Expectations TOML file (default: qwencmp_expectations from the ini file)."), "qwencmp_expectations"),
     ("--correction", dict(help="Multiple-comparison correction across a benchmark's subjects: holm (default), bh or none."), "qwencmp_correction"),
+    ("--qwencmp-json", dict(metavar="FILE", help="Write all results (per-model lm-eval results, the comparison, the settings) as JSON; schema: pytest_qwencmp/results.schema.json."), None),
+    ("--qwencmp-markdown", dict(metavar="FILE", help="Write the comparison tables as GitHub-flavoured Markdown (also appended to $GITHUB_STEP_SUMMARY when set)."), None),
 ]
 _PATH_INI = {"qwencmp_data_dir", "qwencmp_cache_dir", "qwencmp_expectations"}
+
+
+def _dest(flag: str) -> str:
+    name = flag[2:].replace("-", "_")
+    return name if name.startswith("qwencmp_") else "qwencmp_" + name
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("qwencmp", "pytest-qwencmp: compare two language models on lm-eval benchmarks")
     for flag, kwargs, ini in _OPTIONS:
-        group.addoption(flag, dest="qwencmp_" + flag[2:].replace("-", "_"), **kwargs)
+        group.addoption(flag, dest=_dest(flag), **kwargs)
         if ini:
             ini_type = "linelist" if ini == "qwencmp_num_fewshot" else "string"
             parser.addini(ini, help=kwargs["help"], type=ini_type, default=[] if ini_type == "linelist" else None)
@@ -71,7 +80,7 @@ def _ini_base(config: pytest.Config) -> Path:
 
 
 def _value(config: pytest.Config, flag: str, ini: str | None) -> Any:
-    value = config.getoption("qwencmp_" + flag[2:].replace("-", "_"))
+    value = config.getoption(_dest(flag))
     if value not in (None, []) or ini is None:
         return value
     ini_value = config.getini(ini)
@@ -86,6 +95,8 @@ def _raw_options(config: pytest.Config) -> dict[str, Any]:
     raw = {flag[2:].replace("-", "_"): _value(config, flag, ini) for flag, _, ini in _OPTIONS}
     raw["cache_dir"] = raw.pop("eval_cache_dir") or str(config.rootpath / ".qwencmp")
     raw["no_cache"] = raw.pop("no_eval_cache")
+    raw.pop("qwencmp_json")
+    raw.pop("qwencmp_markdown")
     raw["models_from_ini"] = config.getoption("qwencmp_model_a") is None and config.getoption("qwencmp_model_b") is None
     if raw["demo"] and config.getoption("qwencmp_expectations") is None:
         demo_file = config.getini("qwencmp_demo_expectations")
@@ -152,6 +163,8 @@ class QwencmpPlugin:
         self.records: dict[str, dict[str, Any]] = {}
         self.run_info: dict[str, Any] = {}
         self.worker_stats: list[dict[str, Any]] = []
+        self.lm_eval_results: dict[str, dict[str, Any]] = {}
+        self.attached_lm_eval: set[str] = set()
         self.started = time.perf_counter()
         self._saved_env: dict[str, str | None] = {}
         run.progress = self._progress
@@ -196,6 +209,7 @@ class QwencmpPlugin:
             except QwencmpError as exc:
                 raise pytest.UsageError(f"pytest-qwencmp: {exc.message}") from None
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
             if name == RECORD_PROPERTY and report.when == "call":
@@ -204,6 +218,12 @@ class QwencmpPlugin:
                 self.records[report.nodeid] = record
             elif name == RUN_PROPERTY:
                 self.run_info = json.loads(value)
+            elif name == LM_EVAL_PROPERTY:
+                payload = json.loads(value)
+                self.lm_eval_results[payload["benchmark"]] = payload
+        if self.is_worker:
+            return  # the controller consumes them; workers must still send them
+        report.user_properties = [(n, v) for n, v in report.user_properties if n not in _BULKY_PROPERTIES]
 
     def summary_stats(self) -> dict[str, Any]:
         totals = dict(self.run.stats())
@@ -232,6 +252,23 @@ class QwencmpPlugin:
     def markdown(self) -> str:
         return markdown_tables(self.records.values(), self.run_info)
 
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.is_worker or not self.records:
+            return
+        json_path = self.config.getoption("qwencmp_json")
+        if json_path:
+            document = results_document(self.records.values(), self.run_info, self.lm_eval_results, self.summary_stats())
+            _write_text(Path(json_path), json.dumps(document, indent=2, sort_keys=False))
+        markdown = None
+        markdown_path = self.config.getoption("qwencmp_markdown")
+        if markdown_path:
+            markdown = self.markdown()
+            _write_text(Path(markdown_path), markdown)
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if step_summary:
+            with open(step_summary, "a", encoding="utf-8") as handle:
+                handle.write((markdown or self.markdown()) + "\n")
+
 
 class HtmlSummary:
     """pytest-html hook: the comparison tables and settings at the top of report.html."""
@@ -258,6 +295,13 @@ class XdistBridge:
         output = getattr(node, "workeroutput", {}) or {}
         if "qwencmp_stats" in output:
             self.plugin.worker_stats.append(json.loads(output["qwencmp_stats"]))
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def _item_key(item: pytest.Item) -> tuple[str, str] | None:
@@ -311,6 +355,13 @@ def comparison(request: pytest.FixtureRequest, qwencmp_run: ComparisonRun, model
         evaluation = qwencmp_run.evaluator.evaluate(side, benchmark_name)
         evaluated[side] = {k: evaluation.model.get(k) for k in ("backend", "dtype", "device", "parameters", "notice")}
     node.user_properties.append((RUN_PROPERTY, json.dumps(qwencmp_run.describe(evaluated))))
+    plugin: QwencmpPlugin = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
+    if benchmark_name not in plugin.attached_lm_eval:
+        plugin.attached_lm_eval.add(benchmark_name)
+        results = {
+            side: qwencmp_run.evaluator.evaluate(side, benchmark_name).lm_eval_results for side in ("a", "b")
+        }
+        node.user_properties.append((LM_EVAL_PROPERTY, json.dumps({"benchmark": benchmark_name, **results})))
     for key in ("a", "b", "delta", "ci_low", "ci_high", "adjusted_p"):
         node.user_properties.append((f"qwencmp_{key}", record[key]))
     node.user_properties.append(("qwencmp_verdict", "pass" if record["passed"] else "fail"))

@@ -194,3 +194,44 @@ def markdown_tables(records: Iterable[Record], run: Mapping[str, Any]) -> str:
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+RESULTS_SCHEMA_VERSION = 1
+
+
+def results_document(
+    records: Iterable[Record],
+    run: Mapping[str, Any],
+    lm_eval_results: Mapping[str, Mapping[str, Any]],
+    stats: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The ``--qwencmp-json`` document (schema: ``results.schema.json`` beside this module).
+
+    ``models.<side>.lm_eval`` holds, per benchmark, lm-eval's own results object
+    (``results``, ``groups``, ``n-shot``, ``n-samples``, ``versions``,
+    ``higher_is_better``, ``config``), so tools that read lm-eval output read it.
+    """
+    rows = list(records)
+    benchmarks = {}
+    for name, group in group_by_benchmark(rows).items():
+        benchmarks[name] = {"title": group[0].get("benchmark_title", name), **counts(group)}
+    models: dict[str, Any] = {}
+    for side in ("a", "b"):
+        models[side] = {
+            **dict(run.get("models", {}).get(side, {})),
+            "lm_eval": {name: payload.get(side, {}) for name, payload in lm_eval_results.items()},
+        }
+    comparisons = [
+        {k: v for k, v in r.items() if k not in ("order", "benchmark_order")} for r in sorted(
+            rows, key=lambda r: (r.get("benchmark_order", 0), r.get("order", 0))
+        )
+    ]
+    return {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "settings": {k: v for k, v in run.items() if k != "models"},
+        "models": models,
+        "benchmarks": benchmarks,
+        "comparisons": comparisons,
+        "stats": dict(stats),
+        "passed": all(r["passed"] for r in rows),
+    }
