@@ -1,0 +1,244 @@
+"""The GitHub Actions workflow: valid against GitHub's schema, and right where it matters.
+
+The schema check uses the copy of SchemaStore's ``github-workflow.json`` that
+check-jsonschema vendors (``--builtin-schema vendor.github-workflows``): no
+network. The semantic checks read the YAML with PyYAML.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ROOT / ".github" / "workflows" / "evals.yml"
+STUDY_PAIR = ("Qwen/Qwen2.5-1.5B", "Qwen/Qwen2.5-7B")
+
+# An expression that puts event data controlled by whoever triggers the run into a script.
+UNTRUSTED_EXPRESSION = re.compile(r"\$\{\{[^}]*\b(inputs\.|github\.event\.|github\.head_ref)[^}]*\}\}")
+
+
+def load(path: Path = WORKFLOW) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
+    # YAML 1.1 (PyYAML) reads the bare key `on` as the boolean True.
+    return workflow.get("on", workflow.get(True))
+
+
+def steps(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:
+    return workflow["jobs"][job]["steps"]
+
+
+def run_scripts(workflow: dict[str, Any]):
+    for job_name, job in workflow["jobs"].items():
+        for step in job.get("steps", []):
+            if "run" in step:
+                yield job_name, step.get("name", "?"), step["run"]
+
+
+def pytest_evals_step(workflow: dict[str, Any]) -> dict[str, Any]:
+    found = [s for s in steps(workflow, "evals") if "run" in s and "pytest" in s["run"] and "evals/" in s["run"]]
+    assert len(found) == 1, "the evals job should have exactly one step that runs pytest on evals/"
+    return found[0]
+
+
+def validate(path: Path) -> subprocess.CompletedProcess[str]:
+    """check-jsonschema against its vendored GitHub workflow schema (offline)."""
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict[str, Any]:
+    return load()
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def test_check_jsonschema_is_installed():
+    try:
+        import check_jsonschema  # noqa: F401
+    except ImportError:  # pragma: no cover - a broken test environment
+        pytest.fail("check-jsonschema is a test dependency: pip install -e '.[test]'")
+
+
+def test_workflow_is_valid_against_github_schema():
+    result = validate(WORKFLOW)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _without_runs_on(wf: dict[str, Any]) -> None:
+    del wf["jobs"]["plugin-tests"]["runs-on"]
+    del wf["jobs"]["plugin-tests"]["steps"]
+
+
+def _runs_on_integer(wf: dict[str, Any]) -> None:
+    wf["jobs"]["evals"]["runs-on"] = 42
+
+
+def _step_with_uses_and_run(wf: dict[str, Any]) -> None:
+    wf["jobs"]["evals"]["steps"][0]["run"] = "echo both"
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [_without_runs_on, _runs_on_integer, _step_with_uses_and_run],
+    ids=["job-without-runs-on-and-steps", "runs-on-integer", "step-with-uses-and-run"],
+)
+def test_schema_check_rejects_a_broken_workflow(tmp_path, breakage):
+    broken = load()
+    breakage(broken)
+    path = tmp_path / "broken.yml"
+    path.write_text(yaml.safe_dump(broken, sort_keys=False), encoding="utf-8")
+    result = validate(path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Schema validation errors were encountered" in result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- semantics
+
+
+def test_triggers(workflow):
+    on = triggers(workflow)
+    assert set(on) == {"workflow_dispatch", "schedule", "pull_request"}
+    assert on["schedule"] and all("cron" in entry for entry in on["schedule"])
+    assert {"pytest_qwencmp/**", "tests/**", "pyproject.toml"} <= set(on["pull_request"]["paths"])
+
+
+def test_dispatch_inputs_default_to_the_study_pair(workflow):
+    inputs = triggers(workflow)["workflow_dispatch"]["inputs"]
+    assert (inputs["model_a"]["default"], inputs["model_b"]["default"]) == STUDY_PAIR
+    for optional in ("benchmarks", "limit", "extra_args"):
+        assert inputs[optional]["required"] is False
+    # A scheduled run has no inputs: the job env falls back to the same pair.
+    env = workflow["jobs"]["evals"]["env"]
+    assert STUDY_PAIR[0] in env["MODEL_A"] and STUDY_PAIR[1] in env["MODEL_B"]
+
+
+def test_gpu_job_runs_on_self_hosted_gpu_only_when_asked(workflow):
+    job = workflow["jobs"]["evals"]
+    assert {"self-hosted", "gpu"} <= set(job["runs-on"])
+    assert "workflow_dispatch" in job["if"] and "schedule" in job["if"]
+    assert "pull_request" not in job["if"]
+
+
+def test_gpu_job_caches_pip_and_the_hf_cache_keyed_by_the_models(workflow):
+    evals_steps = steps(workflow, "evals")
+    setup_python = [s for s in evals_steps if str(s.get("uses", "")).startswith("actions/setup-python@")]
+    assert setup_python and setup_python[0]["with"]["cache"] == "pip"
+    hf_cache = [
+        s
+        for s in evals_steps
+        if str(s.get("uses", "")).startswith("actions/cache@") and "huggingface" in str(s["with"]["path"])
+    ]
+    assert len(hf_cache) == 1
+    key = hf_cache[0]["with"]["key"]
+    assert "MODEL_A" in key and "MODEL_B" in key
+
+
+def test_gpu_job_installs_the_project(workflow):
+    scripts = "\n".join(s["run"] for s in steps(workflow, "evals") if "run" in s)
+    assert "pip install -e ." in scripts
+
+
+def test_pytest_command_line(workflow):
+    script = pytest_evals_step(workflow)["run"]
+    for option in (
+        "--model-a",
+        "--model-b",
+        "--html=report.html",
+        "--self-contained-html",
+        "--junitxml=junit.xml",
+        "--qwencmp-json=results.json",
+        "--qwencmp-markdown=summary.md",
+    ):
+        assert option in script, option
+    assert '"$MODEL_A"' in script and '"$MODEL_B"' in script
+
+
+def test_report_upload_always_runs_and_lists_the_three_files(workflow):
+    uploads = [s for s in steps(workflow, "evals") if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert len(uploads) == 1
+    upload = uploads[0]
+    assert upload["uses"] == "actions/upload-artifact@v4"
+    assert upload["if"] == "always()"
+    listed = set(upload["with"]["path"].split())
+    assert {"report.html", "results.json", "junit.xml"} <= listed
+    # The upload comes after the step that writes the files.
+    evals_steps = steps(workflow, "evals")
+    assert evals_steps.index(upload) > evals_steps.index(pytest_evals_step(workflow))
+
+
+def test_no_untrusted_expression_inside_a_run_script(workflow):
+    offenders = [
+        f"{job}/{name}: {match.group(0)}"
+        for job, name, script in run_scripts(workflow)
+        for match in UNTRUSTED_EXPRESSION.finditer(script)
+    ]
+    assert not offenders, offenders
+    # ... and the inputs do reach the job, through env.
+    env = workflow["jobs"]["evals"]["env"]
+    for name, value in {"BENCHMARKS": "benchmarks", "LIMIT": "limit", "EXTRA_ARGS": "extra_args"}.items():
+        assert f"inputs.{value}" in env[name]
+
+
+def test_untrusted_expression_pattern_catches_interpolation():
+    assert UNTRUSTED_EXPRESSION.search('pytest --model-a "${{ inputs.model_a }}"')
+    assert UNTRUSTED_EXPRESSION.search("echo ${{github.event.inputs.limit}}")
+    assert not UNTRUSTED_EXPRESSION.search('pytest --model-a "$MODEL_A" ${{ runner.os }}')
+
+
+def test_plugin_tests_job(workflow):
+    job = workflow["jobs"]["plugin-tests"]
+    assert job["runs-on"] == "ubuntu-latest"
+    assert "if" not in job  # it runs on pull requests as well as with the evals
+    setup_python = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/setup-python@")]
+    assert setup_python and str(setup_python[0]["with"]["python-version"]) == "3.11"
+    scripts = "\n".join(s["run"] for s in job["steps"] if "run" in s)
+    assert "--index-url https://download.pytorch.org/whl/cpu" in scripts
+    assert "pip install -e '.[test]'" in scripts
+    assert scripts.index("download.pytorch.org") < scripts.index("pip install -e '.[test]'")
+    assert "python -m pytest tests" in scripts
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_hostile_inputs_reach_pytest_as_plain_arguments(workflow, tmp_path):
+    """The pytest step, run by bash with pytest replaced by printf: inputs are data, never code."""
+    script = pytest_evals_step(workflow)["run"].replace("python -m pytest", "printf '%s\\n'")
+    marker = tmp_path / "pwned"
+    env = dict(
+        os.environ,
+        MODEL_A="Qwen/Qwen2.5-1.5B",
+        MODEL_B=f'x"; touch {marker}; echo "',
+        BENCHMARKS="mmlu,mbpp",
+        LIMIT="5",
+        EXTRA_ARGS=f"-k overall $(touch {marker}) `touch {marker}` *",
+    )
+    result = subprocess.run(["bash", "-e", "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    args = result.stdout.splitlines()
+    assert not marker.exists()
+    assert args[:5] == ["evals/", "--model-a", "Qwen/Qwen2.5-1.5B", "--model-b", env["MODEL_B"]]
+    assert args[args.index("--benchmarks") + 1] == "mmlu,mbpp" and args[args.index("--limit") + 1] == "5"
+    # Split on spaces, nothing else: no command substitution, no glob expansion.
+    assert args[-7:] == ["-k", "overall", "$(touch", f"{marker})", "`touch", f"{marker}`", "*"]
+
+    # Empty optional inputs add nothing.
+    env.update(BENCHMARKS="", LIMIT="", EXTRA_ARGS="")
+    result = subprocess.run(["bash", "-e", "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert "--benchmarks" not in result.stdout.splitlines() and "--limit" not in result.stdout.splitlines()
