@@ -318,7 +318,8 @@ def _simple_evaluate(lm, benchmark: Benchmark, manager, settings: RunSettings, s
 
     from .code_eval import SandboxedCodeEval, sandboxed_code_eval
 
-    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    # lm-eval warns once per MMLU subject that num_fewshot was set explicitly; that is the point.
+    logging.getLogger("lm_eval.evaluator").setLevel(logging.ERROR)
     try:
         with sandboxed_code_eval(SandboxedCodeEval()):
             output = lm_eval.simple_evaluate(

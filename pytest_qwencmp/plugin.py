@@ -141,15 +141,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     marker = metafunc.definition.get_closest_marker("qwencmp")
     if marker is None or not marker.args:
-        raise pytest.UsageError(
+        pytest.fail(
             f"pytest-qwencmp: {metafunc.definition.nodeid} uses the `comparison` fixture but has no "
-            "@pytest.mark.qwencmp('BENCHMARK') marker naming the benchmark to compare on."
+            "@pytest.mark.qwencmp('BENCHMARK') marker naming the benchmark to compare on.",
+            pytrace=False,
         )
     plugin: QwencmpPlugin = metafunc.config.pluginmanager.get_plugin(PLUGIN_NAME)
     try:
         benchmark = plugin.run.registry.get(str(marker.args[0]))
     except QwencmpError as exc:
-        raise pytest.UsageError(f"pytest-qwencmp: {metafunc.definition.nodeid}: {exc.message}") from None
+        pytest.fail(f"pytest-qwencmp: {metafunc.definition.nodeid}: {exc.message}", pytrace=False)
     items = benchmark.items
     metafunc.parametrize("comparison", [(benchmark.name, i.id) for i in items], ids=[i.id for i in items], indirect=True)
 

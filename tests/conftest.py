@@ -1,0 +1,71 @@
+"""Shared fixtures for the plugin's own tests: the demo assets, built once per session."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pytest_qwencmp.demo import build_demo_assets
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def heavy_modules_imported_once():
+    """Import lm-eval's stack in the outer process before any in-process pytester run.
+
+    pytester restores ``sys.modules`` after each in-process run; modules first
+    imported inside a run would be imported again in the next one, and pyarrow
+    (under ``datasets``) refuses to register its extension types twice.
+    """
+    import datasets  # noqa: F401
+    import evaluate  # noqa: F401
+    import lm_eval.evaluator  # noqa: F401
+    import lm_eval.models.huggingface  # noqa: F401
+    import lm_eval.tasks  # noqa: F401
+    import transformers  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory) -> Path:
+    """An evaluation cache folder that already holds the built demo assets."""
+    cache = tmp_path_factory.mktemp("qwencmp-cache")
+    build_demo_assets(cache / "demo")
+    return cache
+
+
+@pytest.fixture(scope="session")
+def demo_assets(demo_cache):
+    return build_demo_assets(demo_cache / "demo")
+
+
+@pytest.fixture
+def fresh_cache(demo_cache, tmp_path) -> Path:
+    """A cache folder with the demo assets but no evaluations yet."""
+    cache = tmp_path / "cache"
+    shutil.copytree(demo_cache / "demo", cache / "demo", symlinks=True)
+    return cache
+
+
+@pytest.fixture
+def suite(pytester):
+    """Write an eval suite like evals/ into the pytester folder; returns a writer for expectations."""
+    for name in ("test_mmlu.py", "test_hellaswag.py", "test_mbpp.py"):
+        pytester.makepyfile(**{name[:-3]: (REPO / "evals" / name).read_text()})
+    pytester.makefile(".toml", pyproject=textwrap.dedent(
+        """
+        [tool.pytest.ini_options]
+        qwencmp_demo_expectations = "expectations.toml"
+        """
+    ))
+
+    def write_expectations(text: str) -> Path:
+        path = pytester.path / "expectations.toml"
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    write_expectations("")
+    return write_expectations

@@ -1,0 +1,217 @@
+"""The plugin end to end, through in-process pytest runs (pytester) on the demo assets."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+SCHEMA = Path(__file__).resolve().parents[1] / "pytest_qwencmp" / "results.schema.json"
+STATS = re.compile(r"qwencmp: (\d+) model load\(s\), (\d+) evaluation\(s\) \([\d.]+s\), (\d+) cached evaluation\(s\) reused")
+
+
+def stats(result) -> tuple[int, int, int]:
+    match = STATS.search(result.stdout.str())
+    assert match, result.stdout.str()[-3000:]
+    return tuple(int(g) for g in match.groups())
+
+
+def demo_args(cache: Path, *extra: str) -> list[str]:
+    return ["--demo", f"--eval-cache-dir={cache}", "-p", "no:cacheprovider", *extra]
+
+
+def test_collect_only_is_fast_and_loads_nothing(pytester, suite):
+    pytester.makeconftest(
+        """
+        import sys
+        def pytest_sessionfinish(session):
+            heavy = [m for m in ("torch", "lm_eval", "transformers", "deepspeed") if m in sys.modules]
+            print("HEAVY-MODULES:", heavy)
+        """
+    )
+    result = pytester.runpytest_subprocess("--collect-only", "-q", "--model-a", "org/a", "--model-b", "org/b")
+    result.assert_outcomes()
+    out = result.stdout.str()
+    assert "61 tests collected" in out
+    for node in ("test_mmlu.py::test_mmlu[abstract_algebra]", "test_mmlu.py::test_mmlu[overall]",
+                 "test_hellaswag.py::test_hellaswag[acc_norm]", "test_mbpp.py::test_mbpp[pass@1]"):
+        assert node in out
+    assert "HEAVY-MODULES: []" in out
+    seconds = float(re.search(r"collected in ([\d.]+)s", out).group(1))
+    assert seconds < 5  # generous on a loaded CI machine; the benchmark script measures it properly
+
+
+def test_demo_run_compares_caches_and_reports(pytester, suite, fresh_cache):
+    suite(
+        """
+        [mmlu.overall]
+        min_improvement = 1.0
+        [hellaswag]
+        min_improvement = 1.0
+        [mbpp."pass@1"]
+        min_improvement = 1.0
+        """
+    )
+    html = pytester.path / "report.html"
+    junit = pytester.path / "junit.xml"
+    results_json = pytester.path / "results.json"
+    markdown = pytester.path / "summary.md"
+    args = demo_args(fresh_cache, "--limit", "3", f"--html={html}", f"--junitxml={junit}",
+                     f"--qwencmp-json={results_json}", f"--qwencmp-markdown={markdown}")
+    first = pytester.runpytest_inprocess(*args)
+    first.assert_outcomes(passed=61)
+    assert stats(first) == (2, 6, 0)
+    out = first.stdout.str()
+    assert "qwencmp: model comparison" in out
+    assert "float16 requested, but this CPU run used float32" in out
+    assert re.search(r"overall\s+\d+\.\d\d ± \d+\.\d\d\s+\d+\.\d\d ± \d+\.\d\d\s+[+-]\d+\.\d\d", out)
+    assert "generation: do_sample=True, temperature=0.1, top_p=0.95" in out
+
+    page = html.read_text()
+    assert 'id="qwencmp-mmlu"' in page and 'id="qwencmp-hellaswag"' in page and 'id="qwencmp-mbpp"' in page
+    assert "Improvement" in page and "model_a" in page
+
+    cases = ET.parse(junit).getroot().iter("testcase")
+    properties = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")} for c in cases}
+    overall = properties["test_mmlu[overall]"]
+    assert {"qwencmp", "qwencmp_a", "qwencmp_b", "qwencmp_delta", "qwencmp_verdict"} <= set(overall)
+    assert "qwencmp_run" not in overall and "qwencmp_lm_eval" not in overall
+    assert float(overall["qwencmp_b"]) - float(overall["qwencmp_a"]) == pytest.approx(float(overall["qwencmp_delta"]), abs=1e-3)
+
+    document = json.loads(results_json.read_text())
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(document, json.loads(SCHEMA.read_text()))
+    assert len(document["comparisons"]) == 61 and document["passed"] is True
+    mmlu_a = document["models"]["a"]["lm_eval"]["mmlu"]["results"]["mmlu"]["acc,none"]
+    assert document["comparisons"][57]["item"] == "overall"
+    assert document["comparisons"][57]["a"] == pytest.approx(100 * mmlu_a, abs=1e-3)
+    assert "| overall |" in markdown.read_text()
+
+    second = pytester.runpytest_inprocess(*args)
+    second.assert_outcomes(passed=61)
+    assert stats(second) == (0, 0, 6)
+    assert json.loads(results_json.read_text())["comparisons"] == document["comparisons"]
+
+    refreshed = pytester.runpytest_inprocess(*demo_args(fresh_cache, "--limit", "3", "--no-eval-cache", "--benchmarks", "hellaswag"))
+    refreshed.assert_outcomes(passed=2, deselected=59)
+    assert stats(refreshed) == (2, 2, 0)
+
+
+def test_planted_regression_fails_with_the_numbers(pytester, suite, fresh_cache, demo_assets):
+    expectations = suite(
+        """
+        [hellaswag]
+        min_improvement = 5.0
+        [mbpp."pass@1"]
+        min_ci_lower = 0.0
+        """
+    )
+    # B and A swapped: the weaker model is now the candidate.
+    result = pytester.runpytest_inprocess(
+        f"--model-a={demo_assets.model_b}", f"--model-b={demo_assets.model_a}",
+        f"--data-dir={demo_assets.data_dir}", f"--eval-cache-dir={fresh_cache}",
+        f"--expectations={expectations}", "--benchmarks", "hellaswag,mbpp", "--limit", "5", "-p", "no:cacheprovider",
+    )
+    result.assert_outcomes(failed=3, deselected=58)
+    out = result.stdout.str()
+    assert re.search(r"hellaswag\[acc\] acc: A \(model_b\) \d+\.\d\d ± \d+\.\d\d, B \(model_a\) \d+\.\d\d ± \d+\.\d\d over 5 documents; "
+                     r"B − A = -\d+\.\d\d points \(± \d+\.\d\d paired stderr, 95% CI \[", out)
+    assert "Missed: improvement -" in out and "is below the required +5.00 points" in out
+    assert "the 95% CI of B − A starts at" in out
+
+
+def test_xdist_workers_share_evaluations(pytester, suite, fresh_cache):
+    pytest.importorskip("xdist")
+    result = pytester.runpytest_inprocess(*demo_args(fresh_cache, "--limit", "2", "--benchmarks", "hellaswag,mbpp", "-n", "2"))
+    result.assert_outcomes(passed=3)
+    loads, evaluations, hits = stats(result)
+    assert evaluations == 4  # (A, B) × (hellaswag, mbpp), each once across both workers
+    assert loads <= 4 and evaluations + hits >= 4
+    assert "HellaSwag: 2 items" in result.stdout.str() and "MBPP: 1 items" in result.stdout.str()
+
+
+def test_changed_local_data_is_picked_up(pytester, suite, fresh_cache, demo_assets, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(demo_assets.data_dir, data)
+    common = [f"--model-a={demo_assets.model_a}", f"--model-b={demo_assets.model_b}", f"--data-dir={data}",
+              f"--eval-cache-dir={fresh_cache}", "--benchmarks", "hellaswag", "--limit", "4", "-p", "no:cacheprovider"]
+    before = pytester.runpytest_inprocess(*common)
+    before.assert_outcomes(passed=2, deselected=59)
+    validation = next((data / "Rowan" / "hellaswag").rglob("*validation*.jsonl"))
+    rows = [json.loads(line) for line in validation.read_text().splitlines()]
+    for row in rows:
+        row["label"] = str((int(row["label"]) + 1) % 4)  # every gold answer moves
+    validation.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    after = pytester.runpytest_inprocess(*common)
+    after.assert_outcomes(passed=2, deselected=59)
+    assert stats(after)[1] == 2  # a new data fingerprint: both models evaluated again
+    score = re.compile(r"^acc\s+(\S+) ± \S+\s+(\S+) ±", re.M)
+    assert score.search(before.stdout.str()).groups() != score.search(after.stdout.str()).groups()
+
+
+@pytest.mark.parametrize(
+    "args, expectations, fragment",
+    [
+        ((), "[mmlu.overal]\nfloor_a = 1\n", "[mmlu.overal] names no item of mmlu; did you mean overall"),
+        ((), "[mmlu]\nfloor_a = 'high'\n", "key 'mmlu.floor_a' must be a number"),
+        (("--dtype", "int4"), "", "--dtype 'int4' is not supported"),
+        (("--num-fewshot", "mbpp"), "", "--num-fewshot 'mbpp' must look like BENCHMARK=N"),
+        (("--model-a", "x/y"), "", "--demo brings its own two models"),
+    ],
+)
+def test_bad_input_stops_at_start_with_one_paragraph(pytester, suite, fresh_cache, args, expectations, fragment):
+    suite(expectations)
+    result = pytester.runpytest_subprocess(*demo_args(fresh_cache, *args))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert fragment in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 2
+
+
+def test_missing_models_are_a_usage_error(pytester, suite):
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "needs two models to compare: pass --model-a and --model-b" in result.stderr.str()
+
+
+def test_test_without_marker_or_with_unknown_benchmark(pytester):
+    pytester.makepyfile(test_x="def test_x(comparison):\n    pass\n")
+    result = pytester.runpytest_inprocess("--collect-only", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # a collection error
+    assert "has no @pytest.mark.qwencmp('BENCHMARK') marker" in result.stdout.str()
+    assert "Traceback" not in result.stdout.str()
+    pytester.makepyfile(test_x="import pytest\n@pytest.mark.qwencmp('arc')\ndef test_x(comparison):\n    pass\n")
+    result = pytester.runpytest_inprocess("--collect-only", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert "Unknown benchmark 'arc'. Known benchmarks: mmlu, hellaswag, mbpp" in result.stdout.str()
+
+
+def test_missing_local_dataset_fails_items_clearly(pytester, suite, fresh_cache, demo_assets, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(demo_assets.data_dir / "Rowan", data / "Rowan")  # no MBPP copy
+    result = pytester.runpytest_inprocess(
+        f"--model-a={demo_assets.model_a}", f"--model-b={demo_assets.model_b}", f"--data-dir={data}",
+        f"--eval-cache-dir={fresh_cache}", "--benchmarks", "mbpp", "--limit", "2", "-p", "no:cacheprovider",
+    )
+    result.assert_outcomes(errors=1, deselected=60)
+    out = result.stdout.str()
+    assert "reads the dataset 'google-research-datasets/mbpp', but the data directory has no copy of it" in out
+    assert "Traceback" not in out
+
+
+def test_unknown_hub_model_fails_items_clearly(pytester, suite, fresh_cache, demo_assets, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = pytester.runpytest_inprocess(
+        "--model-a", "no-such-org/no-such-model", f"--model-b={demo_assets.model_b}",
+        f"--data-dir={demo_assets.data_dir}", f"--eval-cache-dir={fresh_cache}",
+        "--benchmarks", "hellaswag", "--limit", "2", "-p", "no:cacheprovider",
+    )
+    result.assert_outcomes(errors=2, deselected=59)
+    out = result.stdout.str()
+    assert "Could not load model 'no-such-org/no-such-model' (hub id)" in out
+    assert "check the spelling" in out
