@@ -40,6 +40,8 @@ class ItemComparison:
     significance: str  # "better" | "worse" | "no detectable difference" | "n/a"
     expectation: Expectation
     verdict: Verdict
+    generation: bool = False
+    examples: tuple[Mapping[str, Any], ...] = ()
 
     def __repr__(self) -> str:
         return (
@@ -126,7 +128,37 @@ class ItemComparison:
             "passed": self.verdict.passed,
             "failures": list(self.verdict.failures),
             "checked": list(self.verdict.checked),
+            "generation": self.generation,
+            "examples": [dict(e) for e in self.examples],
         }
+
+
+def select_examples(
+    a: ItemScore,
+    b: ItemScore,
+    documents_a: Mapping[str, Mapping[str, str]],
+    documents_b: Mapping[str, Mapping[str, str]],
+    limit: int = 3,
+) -> tuple[dict[str, Any], ...]:
+    """Up to ``limit`` documents where A and B disagree (else the first few), both answers side by side."""
+    scores_a = dict(zip(a.doc_keys, a.per_doc))
+    scores_b = dict(zip(b.doc_keys, b.per_doc))
+    shared = [k for k in a.doc_keys if k in scores_b and k in documents_a and k in documents_b]
+    disagreeing = [k for k in shared if scores_a[k] != scores_b[k]]
+    chosen = (disagreeing or shared)[:limit]
+    return tuple(
+        {
+            "doc": key,
+            "prompt": documents_a[key].get("prompt", ""),
+            "target": documents_a[key].get("target", ""),
+            "a_answer": documents_a[key].get("answer", ""),
+            "b_answer": documents_b[key].get("answer", ""),
+            "a_score": scores_a[key],
+            "b_score": scores_b[key],
+            "disagree": scores_a[key] != scores_b[key],
+        }
+        for key in chosen
+    )
 
 
 def _paired(a: ItemScore, b: ItemScore, seed: int) -> stats.PairedComparison | None:
@@ -182,5 +214,7 @@ def compare_benchmark(
             significance=significance,
             expectation=expectation,
             verdict=verdict,
+            generation=benchmark.generation,
+            examples=select_examples(a, b, evaluation_a.documents, evaluation_b.documents),
         )
     return comparisons

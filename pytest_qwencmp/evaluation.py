@@ -25,8 +25,9 @@ from .lm_tasks import TaskSource, lm_eval_version, task_definitions_fingerprint
 from .models import ModelHandle
 from .settings import RunSettings
 
-RESULT_FORMAT = 2
-MAX_OUTPUT_CHARS = 2000
+RESULT_FORMAT = 3
+MAX_OUTPUT_CHARS = 1500
+MAX_PROMPT_CHARS = 400
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class BenchmarkEvaluation:
     gen_kwargs: Mapping[str, Any] | None
     lm_eval_version: str
     wall_seconds: float
-    outputs: Mapping[str, str] = field(default_factory=dict)  # doc key -> model output (generation)
+    documents: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # doc key -> prompt tail, target, answer
     lm_eval_results: Mapping[str, Any] = field(default_factory=dict)
     from_cache: bool = False
 
@@ -105,7 +106,7 @@ class BenchmarkEvaluation:
             "gen_kwargs": None if self.gen_kwargs is None else dict(self.gen_kwargs),
             "lm_eval_version": self.lm_eval_version,
             "wall_seconds": self.wall_seconds,
-            "outputs": dict(self.outputs),
+            "documents": dict(self.documents),
             "lm_eval_results": dict(self.lm_eval_results),
         }
 
@@ -124,7 +125,7 @@ class BenchmarkEvaluation:
             gen_kwargs=payload["gen_kwargs"],
             lm_eval_version=payload["lm_eval_version"],
             wall_seconds=float(payload["wall_seconds"]),
-            outputs=payload.get("outputs", {}),
+            documents=payload.get("documents", {}),
             lm_eval_results=payload.get("lm_eval_results", {}),
             from_cache=True,
         )
@@ -174,18 +175,42 @@ def extract_item_scores(benchmark: Benchmark, output: Mapping[str, Any]) -> tupl
     return tuple(scores)
 
 
-def _generation_outputs(benchmark: Benchmark, output: Mapping[str, Any]) -> dict[str, str]:
-    if not benchmark.generation:
-        return {}
-    outputs = {}
+def _first_text(value: Any) -> str:
+    while isinstance(value, (list, tuple)):
+        value = value[0] if value else ""
+    return str(value)
+
+
+def _document_view(row: Mapping[str, Any], generation: bool) -> dict[str, str]:
+    """What a reader needs to see of one answered document: prompt tail, target, the model's answer."""
+    arguments = row.get("arguments") or []
+    context = _first_text(arguments[0][0]) if arguments and isinstance(arguments[0], (list, tuple)) else ""
+    target = row.get("target")
+    if generation:
+        answer = _first_text(row.get("filtered_resps") or row.get("resps") or "")
+        target_text = _first_text(target)
+    else:
+        choices = [_first_text(arg[1]) for arg in arguments if isinstance(arg, (list, tuple)) and len(arg) > 1]
+        scores = [_first_text(r) if not isinstance(r, (list, tuple)) else r[0] for r in (row.get("filtered_resps") or [])]
+        numeric = [float(x) for x in scores] if scores and all(isinstance(x, (int, float)) for x in scores) else []
+        answer = choices[numeric.index(max(numeric))] if numeric and len(numeric) == len(choices) else ""
+        try:
+            target_text = choices[int(target)]
+        except (TypeError, ValueError, IndexError):
+            target_text = _first_text(target)
+    return {
+        "prompt": context[-MAX_PROMPT_CHARS:],
+        "target": target_text[:MAX_OUTPUT_CHARS],
+        "answer": answer[:MAX_OUTPUT_CHARS],
+    }
+
+
+def _documents(benchmark: Benchmark, output: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    documents = {}
     for task in benchmark.leaf_tasks:
         for row in output.get("samples", {}).get(task, []):
-            responses = row.get("filtered_resps") or row.get("resps") or [""]
-            first = responses[0]
-            while isinstance(first, list):
-                first = first[0] if first else ""
-            outputs[f"{task}/{row['doc_id']}"] = str(first)[:MAX_OUTPUT_CHARS]
-    return outputs
+            documents[f"{task}/{row['doc_id']}"] = _document_view(row, benchmark.generation)
+    return documents
 
 
 def _json_safe(value: Any) -> Any:
@@ -304,7 +329,7 @@ class Evaluator:
             gen_kwargs=_json_safe((output.get("config") or {}).get("gen_kwargs")) if gen_kwargs else None,
             lm_eval_version=lm_eval_version(),
             wall_seconds=wall,
-            outputs=_generation_outputs(benchmark, output),
+            documents=_documents(benchmark, output),
             lm_eval_results=_json_safe(
                 {"results": results, "groups": output.get("groups", {}), "n-shot": output.get("n-shot", {}),
                  "n-samples": output.get("n-samples", {}), "versions": output.get("versions", {}),

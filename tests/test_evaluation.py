@@ -1,0 +1,109 @@
+"""The evaluation runner: sampling settings reach `generate`, results are recorded, cache keys move."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_qwencmp.benchmarks import builtin_registry
+from pytest_qwencmp.cache import cache_key
+from pytest_qwencmp.expectations import NO_EXPECTATIONS
+from pytest_qwencmp.run import ComparisonRun
+from pytest_qwencmp.settings import parse_settings
+
+REGISTRY = builtin_registry()
+
+
+def make_run(demo_assets, cache, **raw):
+    values = {"model_a": str(demo_assets.model_a), "model_b": str(demo_assets.model_b),
+              "data_dir": str(demo_assets.data_dir), "cache_dir": str(cache), **raw}
+    return ComparisonRun(parse_settings(values, REGISTRY.names()), REGISTRY, NO_EXPECTATIONS)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ({}, {"do_sample": True, "temperature": 0.1, "top_p": 0.95}),
+        ({"temperature": "0"}, {"do_sample": False}),
+    ],
+)
+def test_sampling_settings_reach_generate(demo_assets, fresh_cache, offline, monkeypatch, raw, expected):
+    import transformers
+
+    seen: list[dict] = []
+    real_generate = transformers.GenerationMixin.generate
+
+    def recording_generate(self, *args, **kwargs):
+        seen.append(dict(kwargs))
+        return real_generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.GenerationMixin, "generate", recording_generate)
+    run = make_run(demo_assets, fresh_cache, limit="2", **raw)
+    evaluation = run.evaluator.evaluate("a", "mbpp")
+    assert seen, "generate was never called"
+    for kwargs in seen:
+        for key, value in expected.items():
+            assert kwargs.get(key) == value, (key, kwargs)
+        if not expected["do_sample"]:
+            assert "temperature" not in kwargs or kwargs["temperature"] in (None, 0, 0.0)
+    assert evaluation.gen_kwargs is not None
+    for key, value in expected.items():
+        assert evaluation.gen_kwargs[key] == value
+
+
+def test_one_call_per_benchmark_and_model_loaded_once(demo_assets, fresh_cache, offline, monkeypatch):
+    import lm_eval
+
+    calls: list[list[str]] = []
+    real = lm_eval.simple_evaluate
+
+    def counting(*args, **kwargs):
+        calls.append(list(kwargs["tasks"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", counting)
+    run = make_run(demo_assets, fresh_cache, limit="1")
+    for item in REGISTRY.get("mmlu").items:
+        run.comparison("mmlu", item.id)
+    run.comparison("hellaswag", "acc")
+    run.comparison("hellaswag", "acc_norm")
+    assert calls == [["mmlu"], ["mmlu"], ["hellaswag"], ["hellaswag"]]
+    assert run.stats()["model_loads"] == 2 and run.stats()["evaluations"] == 4
+
+    again = make_run(demo_assets, fresh_cache, limit="1")
+    again.comparison("mmlu", "overall")
+    assert again.stats() == {"model_loads": 0, "evaluations": 0, "cache_hits": 2, "evaluation_seconds": 0.0}
+
+
+def test_cache_key_covers_what_changes_numbers(demo_assets, fresh_cache, offline):
+    base = make_run(demo_assets, fresh_cache)
+    mbpp = REGISTRY.get("mbpp")
+    key = cache_key(base.evaluator.key_parts("a", mbpp))
+    variations = [
+        {"limit": "3"}, {"num_fewshot": ["mbpp=3"]}, {"temperature": "0.2"}, {"top_p": "0.9"}, {"seed": "7"},
+        {"dtype": "bfloat16"}, {"batch_size": "4"},
+    ]
+    for change in variations:
+        assert cache_key(make_run(demo_assets, fresh_cache, **change).evaluator.key_parts("a", mbpp)) != key, change
+    assert cache_key(base.evaluator.key_parts("b", mbpp)) != key
+    hellaswag = REGISTRY.get("hellaswag")
+    # Sampling settings do not change loglikelihood benchmarks, so they do not invalidate them.
+    assert cache_key(make_run(demo_assets, fresh_cache, temperature="0.5").evaluator.key_parts("a", hellaswag)) == cache_key(
+        base.evaluator.key_parts("a", hellaswag)
+    )
+
+
+def test_corrupt_cache_entry_is_recomputed(demo_assets, fresh_cache, offline):
+    run = make_run(demo_assets, fresh_cache, limit="1")
+    first = run.evaluator.evaluate("a", "hellaswag")
+    path = run.evaluator.cache.path_for(first.key)
+    path.write_text(path.read_text()[:100])  # truncated by a crash or a full disk
+    again = make_run(demo_assets, fresh_cache, limit="1")
+    second = again.evaluator.evaluate("a", "hellaswag")
+    assert again.stats()["evaluations"] == 1 and not second.from_cache
+    assert second.items == first.items

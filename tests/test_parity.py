@@ -1,0 +1,57 @@
+"""The plugin's numbers equal the `lm_eval` CLI's on the same model and data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pytest_qwencmp.benchmarks import builtin_registry
+from pytest_qwencmp.expectations import NO_EXPECTATIONS
+from pytest_qwencmp.lm_tasks import TaskSource
+from pytest_qwencmp.run import ComparisonRun
+from pytest_qwencmp.settings import parse_settings
+
+REGISTRY = builtin_registry()
+
+
+def cli_results(model_dir, override_dir, task: str, out_dir) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [
+        sys.executable, "-m", "lm_eval", "run", "--model", "hf",
+        "--model_args", f"pretrained={model_dir},dtype=float32", "--tasks", task,
+        "--include_path", str(override_dir), "--batch_size", "16", "--device", "cpu",
+        "--num_fewshot", "0", "--seed", "1234", "--output_path", str(out_dir),
+    ]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    (result_file,) = out_dir.rglob("results_*.json")
+    return json.loads(result_file.read_text())["results"]
+
+
+@pytest.mark.parametrize("benchmark", ["mmlu", "hellaswag"])
+def test_plugin_scores_equal_lm_eval_cli(benchmark, demo_assets, fresh_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    settings = parse_settings(
+        {"model_a": str(demo_assets.model_a), "model_b": str(demo_assets.model_b),
+         "data_dir": str(demo_assets.data_dir), "cache_dir": str(fresh_cache)},
+        REGISTRY.names(),
+    )
+    run = ComparisonRun(settings, REGISTRY, NO_EXPECTATIONS)
+    plugin = run.evaluator.evaluate("a", benchmark).lm_eval_results["results"]
+
+    TaskSource(REGISTRY.get(benchmark), demo_assets.data_dir).build_manager(tmp_path / "tasks")
+    cli = cli_results(demo_assets.model_a, tmp_path / "tasks" / f"overrides-{benchmark}", benchmark, tmp_path / "out")
+
+    metrics = ("acc,none", "acc_stderr,none", "acc_norm,none", "acc_norm_stderr,none")
+    compared = 0
+    for task, values in cli.items():
+        for metric in metrics:
+            if metric in values:
+                assert plugin[task][metric] == values[metric], (task, metric)
+                compared += 1
+    assert compared >= (58 * 2 if benchmark == "mmlu" else 4)
