@@ -61,6 +61,12 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def cuda_device_count() -> int:
+    import torch
+
+    return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+
+
 def deepspeed_available() -> bool:
     from importlib.util import find_spec
 
@@ -68,11 +74,28 @@ def deepspeed_available() -> bool:
 
 
 def plan_execution(
-    *, dtype: str, backend: str, device: str, batch_size: int | str, has_cuda: bool, has_deepspeed: bool
+    *,
+    dtype: str,
+    backend: str,
+    device: str,
+    batch_size: int | str,
+    has_cuda: bool,
+    has_deepspeed: bool,
+    worker_index: int | None = None,
+    cuda_devices: int = 1,
 ) -> ExecutionPlan:
-    """Decide backend, dtype, device and batch size; pure, so it is unit-tested directly."""
+    """Decide backend, dtype, device and batch size; pure, so it is unit-tested directly.
+
+    Under pytest-xdist (``worker_index`` = N of worker gwN) with ``--device auto``,
+    each worker pins its own GPU: ``cuda:N mod <number of GPUs>``.
+    """
     if device == "auto":
-        device = "cuda" if has_cuda else "cpu"
+        if not has_cuda:
+            device = "cpu"
+        elif worker_index is not None and cuda_devices > 1:
+            device = f"cuda:{worker_index % cuda_devices}"
+        else:
+            device = "cuda"
     if device.startswith("cuda") and not has_cuda:
         raise QwencmpError(f"--device {device} was asked for but torch sees no CUDA device; use --device cpu or auto.")
     notices = []

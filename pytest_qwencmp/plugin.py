@@ -115,7 +115,13 @@ def _build_run(config: pytest.Config) -> ComparisonRun:
     if correction not in CORRECTIONS:
         raise QwencmpError(f"--correction {correction!r} is not one of {', '.join(CORRECTIONS)}.")
     expectations = load_expectations(settings.expectations, registry)
-    return ComparisonRun(settings, registry, expectations, correction=correction)
+    return ComparisonRun(settings, registry, expectations, correction=correction, worker_index=_worker_index(config))
+
+
+def _worker_index(config: pytest.Config) -> int | None:
+    """N for pytest-xdist worker gwN (each worker pins its own GPU), else None."""
+    worker_id = getattr(config, "workerinput", {}).get("workerid", "")
+    return int(worker_id[2:]) if worker_id.startswith("gw") and worker_id[2:].isdigit() else None
 
 
 def pytest_configure(config: pytest.Config) -> None:

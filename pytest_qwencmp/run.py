@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 from .benchmarks import Registry
 from .cache import EvaluationCache
 from .expectations import Expectations
-from .models import ModelHandle, cuda_available, deepspeed_available, plan_execution, read_parameter_count
+from .models import (
+    ModelHandle,
+    cuda_available,
+    cuda_device_count,
+    deepspeed_available,
+    plan_execution,
+    read_parameter_count,
+)
 from .settings import ModelRef, RunSettings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,12 +41,14 @@ class ComparisonRun:
         *,
         progress: Callable[[str], None] = lambda line: None,
         correction: str = "holm",
+        worker_index: int | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.expectations = expectations
         self.progress = progress
         self.correction = correction
+        self.worker_index = worker_index
         self._handles: dict[str, ModelHandle] | None = None
         self._evaluator = None
         self._compared: dict[str, dict[str, "ItemComparison"]] = {}
@@ -62,13 +71,16 @@ class ComparisonRun:
             if self.settings.demo:
                 self.settings = self._resolve_demo()
             refs = {"a": self.settings.model("a"), "b": self.settings.model("b")}
+            has_cuda = cuda_available()
             plan = plan_execution(
                 dtype=self.settings.dtype,
                 backend=self.settings.backend,
                 device=self.settings.device,
                 batch_size=self.settings.batch_size,
-                has_cuda=cuda_available(),
+                has_cuda=has_cuda,
                 has_deepspeed=deepspeed_available(),
+                worker_index=self.worker_index,
+                cuda_devices=cuda_device_count() if has_cuda else 0,
             )
             self._handles = {side: ModelHandle(side, ref, plan, self.settings.dtype) for side, ref in refs.items()}
         return self._handles

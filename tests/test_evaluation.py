@@ -107,3 +107,41 @@ def test_corrupt_cache_entry_is_recomputed(demo_assets, fresh_cache, offline):
     second = again.evaluator.evaluate("a", "hellaswag")
     assert again.stats()["evaluations"] == 1 and not second.from_cache
     assert second.items == first.items
+
+
+def test_ctrl_c_keeps_finished_evaluations(demo_assets, fresh_cache, offline, monkeypatch):
+    import lm_eval
+
+    real = lm_eval.simple_evaluate
+
+    def interrupted_on_mbpp(*args, **kwargs):
+        if kwargs["tasks"] == ["mbpp"]:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", interrupted_on_mbpp)
+    run = make_run(demo_assets, fresh_cache, limit="1")
+    run.comparison("hellaswag", "acc")
+    with pytest.raises(KeyboardInterrupt):
+        run.comparison("mbpp", "pass@1")
+    monkeypatch.setattr(lm_eval, "simple_evaluate", real)
+    resumed = make_run(demo_assets, fresh_cache, limit="1")
+    resumed.comparison("hellaswag", "acc")
+    resumed.comparison("mbpp", "pass@1")  # the interrupted key's lock was released
+    assert resumed.stats()["cache_hits"] == 2 and resumed.stats()["evaluations"] == 2
+
+
+def test_cuda_out_of_memory_becomes_one_actionable_paragraph():
+    from pytest_qwencmp.evaluation import _translate
+
+    class OutOfMemoryError(RuntimeError):
+        pass
+
+    class FakeLM:
+        batch_size = 64
+
+    error = _translate(OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), REGISTRY.get("mmlu"), "Qwen/Qwen2.5-7B", FakeLM())
+    assert "CUDA ran out of memory evaluating mmlu on Qwen/Qwen2.5-7B with batch size 64" in str(error)
+    assert "Lower --batch-size" in str(error) and "Finished evaluations are cached" in str(error)
+    unrelated = ValueError("something else")
+    assert _translate(unrelated, REGISTRY.get("mmlu"), "x", FakeLM()) is unrelated

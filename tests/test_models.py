@@ -53,3 +53,11 @@ def test_local_fingerprint_follows_content(tmp_path):
 
 def test_hub_fingerprint_names_revision():
     assert model_fingerprint(ModelRef("Qwen/Qwen2.5-7B", "v1")).startswith("hub:Qwen/Qwen2.5-7B@v1")
+
+
+def test_xdist_workers_pin_one_gpu_each():
+    devices = [plan(has_cuda=True, worker_index=i, cuda_devices=4).device for i in range(6)]
+    assert devices == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
+    assert plan(has_cuda=True, worker_index=3, cuda_devices=1).device == "cuda"
+    assert plan(has_cuda=True, worker_index=1, cuda_devices=4, device="cuda:0").device == "cuda:0"
+    assert plan(worker_index=1, cuda_devices=0).device == "cpu"
