@@ -11,7 +11,7 @@ message and its row in the report.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from . import statistics as stats
@@ -42,6 +42,7 @@ class ItemComparison:
     verdict: Verdict
     generation: bool = False
     examples: tuple[Mapping[str, Any], ...] = ()
+    baseline: Any = None  # a baseline.BaselineComparison when --qwencmp-baseline-compare is used
 
     def __repr__(self) -> str:
         return (
@@ -93,6 +94,8 @@ class ItemComparison:
             parts.append(f" Expected: {'; '.join(self.verdict.checked)} ({self.expectation.source}).")
         if self.verdict.failures:
             parts.append(" Missed: " + "; ".join(self.verdict.failures) + ".")
+        if self.baseline is not None:
+            parts.append(" Against the baseline: " + self.baseline.message)
         return "".join(parts)
 
     def assert_meets_expectations(self) -> None:
@@ -130,8 +133,17 @@ class ItemComparison:
             "checked": list(self.verdict.checked),
             "generation": self.generation,
             "examples": [dict(e) for e in self.examples],
+            "baseline": None if self.baseline is None else self.baseline.to_record(),
         }
 
+
+def with_baseline(comparison: ItemComparison, check: Any) -> ItemComparison:
+    """``comparison`` with a baseline check folded into its verdict."""
+    failures = comparison.verdict.failures
+    if check.regressed:
+        failures += (f"B regressed against baseline {check.baseline_name!r} ({check.delta_points:+.2f} points)",)
+    checked = comparison.verdict.checked + (f"B within {check.tolerance_points:.2f} points of the baseline",)
+    return replace(comparison, baseline=check, verdict=Verdict(not failures, failures, checked))
 
 def select_examples(
     a: ItemScore,

@@ -284,6 +284,17 @@ class Evaluator:
             self._done[memo_key] = self._evaluate(side, self.registry.get(benchmark_name))
         return self._done[memo_key]
 
+    def load_cached(self, side: str, benchmark_name: str) -> BenchmarkEvaluation | None:
+        """The evaluation from this process or the on-disk cache, without running anything."""
+        if (side, benchmark_name) in self._done:
+            return self._done[(side, benchmark_name)]
+        key = cache_key(self.key_parts(side, self.registry.get(benchmark_name)))
+        payload = EvaluationCache(self.cache.root).load(key)
+        try:
+            return None if payload is None else BenchmarkEvaluation.from_payload(payload, side)
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def _evaluate(self, side: str, benchmark: Benchmark) -> BenchmarkEvaluation:
         key = cache_key(self.key_parts(side, benchmark))
         label = self.handles[side].ref.label

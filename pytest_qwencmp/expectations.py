@@ -32,6 +32,7 @@ RULE_KEYS = {
     "floor_b": "lowest acceptable score of model B, in points",
     "min_ci_lower": "minimum of the lower bound of the paired 95% CI of B − A, in points",
     "no_significant_regression": "true: fail when B is significantly worse than A after multiple-comparison correction",
+    "baseline_tolerance": "with --qwencmp-baseline-compare: largest allowed drop of B against the saved baseline, in points",
 }
 
 
@@ -44,6 +45,7 @@ class Expectation:
     floor_b: float | None = None
     min_ci_lower: float | None = None
     no_significant_regression: bool | None = None
+    baseline_tolerance: float | None = None
     source: str = ""
 
     def is_empty(self) -> bool:
@@ -94,7 +96,7 @@ def _rules(table: Mapping[str, Any], where: str, path: Path) -> Expectation:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise QwencmpError(f"{path}: key '{where}.{key}' must be a number of percentage points, got {value!r}.")
-        low, high = (0.0, 100.0) if key.startswith("floor") else (-100.0, 100.0)
+        low, high = (0.0, 100.0) if key.startswith("floor") or key == "baseline_tolerance" else (-100.0, 100.0)
         if not low <= value <= high:
             raise QwencmpError(
                 f"{path}: key '{where}.{key}' = {value} is out of range [{low:g}, {high:g}]; "

@@ -53,10 +53,18 @@ _OPTIONS: list[tuple[str, dict[str, Any], str | None]] = [
     ("--no-eval-cache", dict(action="store_true", default=False, help="Ignore cached evaluations: evaluate again (the fresh results are cached)."), None),
     ("--expectations", dict(help="Expectations TOML file (default: qwencmp_expectations from the ini file)."), "qwencmp_expectations"),
     ("--correction", dict(help="Multiple-comparison correction across a benchmark's subjects: holm (default), bh or none."), "qwencmp_correction"),
+    ("--qwencmp-baseline-save", dict(metavar="NAME", help="Save this run (scores, per-document results, settings, models, machine, commit) as baseline NAME."), None),
+    ("--qwencmp-baseline-compare", dict(metavar="NAME", help="Compare model B with its results in baseline NAME (paired, per item); regressions beyond baseline_tolerance fail."), None),
+    ("--qwencmp-baseline-dir", dict(metavar="DIR", help="Where baselines are kept (default: qwencmp_baseline_dir, else .qwencmp/baselines)."), "qwencmp_baseline_dir"),
+    ("--qwencmp-baseline-allow-mismatch", dict(action="store_true", default=False, help="Compare with a baseline even when number-changing settings differ (they are listed)."), None),
     ("--qwencmp-json", dict(metavar="FILE", help="Write all results (per-model lm-eval results, the comparison, the settings) as JSON; schema: pytest_qwencmp/results.schema.json."), None),
     ("--qwencmp-markdown", dict(metavar="FILE", help="Write the comparison tables as GitHub-flavoured Markdown (also appended to $GITHUB_STEP_SUMMARY when set)."), None),
 ]
-_PATH_INI = {"qwencmp_data_dir", "qwencmp_cache_dir", "qwencmp_expectations"}
+_PATH_INI = {"qwencmp_data_dir", "qwencmp_cache_dir", "qwencmp_expectations", "qwencmp_baseline_dir"}
+_REPORTING_OPTIONS = (
+    "qwencmp_json", "qwencmp_markdown", "qwencmp_baseline_save", "qwencmp_baseline_compare",
+    "qwencmp_baseline_dir", "qwencmp_baseline_allow_mismatch",
+)
 
 
 def _dest(flag: str) -> str:
@@ -95,8 +103,8 @@ def _raw_options(config: pytest.Config) -> dict[str, Any]:
     raw = {flag[2:].replace("-", "_"): _value(config, flag, ini) for flag, _, ini in _OPTIONS}
     raw["cache_dir"] = raw.pop("eval_cache_dir") or str(config.rootpath / ".qwencmp")
     raw["no_cache"] = raw.pop("no_eval_cache")
-    raw.pop("qwencmp_json")
-    raw.pop("qwencmp_markdown")
+    for name in _REPORTING_OPTIONS:
+        raw.pop(name)
     raw["models_from_ini"] = config.getoption("qwencmp_model_a") is None and config.getoption("qwencmp_model_b") is None
     if raw["demo"] and config.getoption("qwencmp_expectations") is None:
         demo_file = config.getini("qwencmp_demo_expectations")
@@ -115,7 +123,26 @@ def _build_run(config: pytest.Config) -> ComparisonRun:
     if correction not in CORRECTIONS:
         raise QwencmpError(f"--correction {correction!r} is not one of {', '.join(CORRECTIONS)}.")
     expectations = load_expectations(settings.expectations, registry)
-    return ComparisonRun(settings, registry, expectations, correction=correction, worker_index=_worker_index(config))
+    baseline = None
+    compare_name = config.getoption("qwencmp_baseline_compare")
+    if compare_name:
+        from .baseline import load_baseline
+
+        baseline = load_baseline(baseline_directory(config), compare_name)
+    save_name = config.getoption("qwencmp_baseline_save")
+    if save_name:
+        from .baseline import validate_name
+
+        validate_name(save_name)
+    return ComparisonRun(
+        settings, registry, expectations, correction=correction, worker_index=_worker_index(config),
+        baseline=baseline, baseline_allow_mismatch=config.getoption("qwencmp_baseline_allow_mismatch"),
+    )
+
+
+def baseline_directory(config: pytest.Config) -> Path:
+    value = _value(config, "--qwencmp-baseline-dir", "qwencmp_baseline_dir")
+    return Path(value).expanduser().resolve() if value else config.rootpath / ".qwencmp" / "baselines"
 
 
 def _worker_index(config: pytest.Config) -> int | None:
@@ -171,6 +198,7 @@ class QwencmpPlugin:
         self.run_info: dict[str, Any] = {}
         self.worker_stats: list[dict[str, Any]] = []
         self.lm_eval_results: dict[str, dict[str, Any]] = {}
+        self.closing_lines: list[str] = []
         self.attached_lm_eval: set[str] = set()
         self.started = time.perf_counter()
         self._saved_env: dict[str, str | None] = {}
@@ -255,6 +283,10 @@ class QwencmpPlugin:
             f"({s['evaluation_seconds']:.1f}s), {s['cache_hits']} cached evaluation(s) reused; "
             f"session {s['wall_seconds']:.1f}s"
         )
+        for warning in dict.fromkeys(self.run.baseline_warnings):
+            terminalreporter.write_line(f"qwencmp: baseline settings differ (allowed): {warning}")
+        for line in self.closing_lines:
+            terminalreporter.write_line(line)
 
     def markdown(self) -> str:
         return markdown_tables(self.records.values(), self.run_info)
@@ -262,6 +294,18 @@ class QwencmpPlugin:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker or not self.records:
             return
+        save_name = self.config.getoption("qwencmp_baseline_save")
+        if save_name:
+            benchmarks = list(dict.fromkeys(r["benchmark"] for r in self.records.values()))
+            try:
+                path = self.run.save_baseline(save_name, baseline_directory(self.config), benchmarks, self.config.rootpath)
+            except QwencmpError as exc:
+                path, reason = None, exc.message
+            else:
+                reason = "some evaluations are missing from the cache (did items fail to evaluate?)"
+            self.closing_lines.append(
+                f"qwencmp: saved baseline {save_name!r} to {path}" if path else f"qwencmp: baseline {save_name!r} NOT saved: {reason}"
+            )
         json_path = self.config.getoption("qwencmp_json")
         if json_path:
             document = results_document(self.records.values(), self.run_info, self.lm_eval_results, self.summary_stats())

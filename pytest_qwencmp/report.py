@@ -135,48 +135,14 @@ def settings_lines(run: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-_CSS = """
-.qwencmp h3 { margin: 1.2em 0 0.3em; }
-.qwencmp table { border-collapse: collapse; font-size: 13px; margin-bottom: 0.5em; }
-.qwencmp th, .qwencmp td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
-.qwencmp th:first-child, .qwencmp td:first-child { text-align: left; }
-.qwencmp tr.fail td { background: #fbe3e4; }
-.qwencmp tr.overall td { font-weight: bold; }
-.qwencmp .pos { color: #0a7d29; } .qwencmp .neg { color: #b3261e; }
-.qwencmp ul.settings { font-size: 13px; }
-"""
+def html_summary(records: Iterable[Record], run: Mapping[str, Any], stats: Mapping[str, Any] | None = None) -> str:
+    """One self-contained HTML block for pytest-html: headline, charts and a table per benchmark.
 
+    Rendered by ``html_report.render_summary`` (inline CSS, SVG and JS; no external resources).
+    """
+    from .html_report import render_summary
 
-def html_summary(records: Iterable[Record], run: Mapping[str, Any]) -> str:
-    """One self-contained HTML block: the run's settings and a table per benchmark."""
-    esc = html.escape
-    out = [f'<div class="qwencmp"><style>{_CSS}</style><h2>Model comparison</h2>']
-    settings = settings_lines(run)
-    if settings:
-        out.append('<ul class="settings">' + "".join(f"<li>{esc(s)}</li>" for s in settings) + "</ul>")
-    for benchmark, rows in group_by_benchmark(records).items():
-        headers = _headers(rows)
-        c = counts(rows)
-        out.append(
-            f"<h3>{esc(str(rows[0].get('benchmark_title', benchmark)))}</h3>"
-            f"<p>{len(rows)} items: {c['passed']} passed, {c['failed']} failed; B significantly better on "
-            f"{c['better']}, worse on {c['worse']}, undetermined on {c['undetermined']}.</p>"
-        )
-        out.append(f'<table id="qwencmp-{esc(benchmark)}"><thead><tr>' + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead><tbody>")
-        for record, row in zip(rows, table_rows(rows)):
-            classes = ["fail" if not record["passed"] else "pass"]
-            if str(record["item"]).startswith("overall"):
-                classes.append("overall")
-            cells = list(row)
-            sign = "pos" if record["delta"] > 0 else "neg" if record["delta"] < 0 else ""
-            title = esc("; ".join(record.get("failures") or record.get("checked") or []))
-            tds = [f"<td>{esc(cells[0])}</td>", f"<td>{esc(cells[1])}</td>", f"<td>{esc(cells[2])}</td>",
-                   f'<td class="{sign}">{esc(cells[3])}</td>', f"<td>{esc(cells[4])}</td>", f"<td>{esc(cells[5])}</td>",
-                   f'<td title="{title}">{esc(cells[6])}</td>']
-            out.append(f'<tr class="{" ".join(classes)}">' + "".join(tds) + "</tr>")
-        out.append("</tbody></table>")
-    out.append("</div>")
-    return "".join(out)
+    return render_summary(records, run, stats)
 
 
 def markdown_tables(records: Iterable[Record], run: Mapping[str, Any]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .benchmarks import Registry
@@ -42,6 +43,8 @@ class ComparisonRun:
         progress: Callable[[str], None] = lambda line: None,
         correction: str = "holm",
         worker_index: int | None = None,
+        baseline=None,
+        baseline_allow_mismatch: bool = False,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -49,6 +52,9 @@ class ComparisonRun:
         self.progress = progress
         self.correction = correction
         self.worker_index = worker_index
+        self.baseline = baseline
+        self.baseline_allow_mismatch = baseline_allow_mismatch
+        self.baseline_warnings: list[str] = []
         self._handles: dict[str, ModelHandle] | None = None
         self._evaluator = None
         self._compared: dict[str, dict[str, "ItemComparison"]] = {}
@@ -110,7 +116,7 @@ class ComparisonRun:
             benchmark = self.registry.get(benchmark_name)
             evaluation_a = self.evaluator.evaluate("a", benchmark_name)
             evaluation_b = self.evaluator.evaluate("b", benchmark_name)
-            self._compared[benchmark_name] = dict(
+            compared = dict(
                 compare_benchmark(
                     benchmark,
                     evaluation_a,
@@ -120,7 +126,59 @@ class ComparisonRun:
                     seed=self.settings.seed,
                 )
             )
+            if self.baseline is not None:
+                compared = self._against_baseline(benchmark_name, compared, [evaluation_a, evaluation_b])
+            self._compared[benchmark_name] = compared
         return self._compared[benchmark_name][item_id]
+
+    def _data_identity(self, benchmark_names) -> dict[str, str] | None:
+        if self.settings.data_dir is None:
+            return None
+        from .cache import cache_key
+        from .lm_tasks import TaskSource
+
+        return {
+            name: cache_key(TaskSource(self.registry.get(name), self.settings.data_dir).data_fingerprints())
+            for name in benchmark_names
+        }
+
+    def _against_baseline(self, benchmark_name: str, compared: dict, evaluations: list) -> dict:
+        from .baseline import check_compatible, compare_to_baseline, number_settings
+        from .comparison import with_baseline
+
+        current = number_settings(evaluations, self.settings, data=self._data_identity([benchmark_name]))
+        self.baseline_warnings += check_compatible(
+            self.baseline, current, allow_mismatch=self.baseline_allow_mismatch
+        )
+
+        def tolerance(benchmark: str, item_id: str) -> float | None:
+            return self.expectations.for_item(benchmark, item_id).baseline_tolerance
+
+        checks = compare_to_baseline(
+            self.baseline, evaluations, side="b", tolerance_points=tolerance,
+            correction=self.correction, seed=self.settings.seed,
+        )
+        return {
+            item_id: with_baseline(c, checks[(benchmark_name, item_id)]) if (benchmark_name, item_id) in checks else c
+            for item_id, c in compared.items()
+        }
+
+    def save_baseline(self, name: str, directory: Path, benchmark_names, project_root: Path | None = None) -> Path | None:
+        """Save the evaluations of ``benchmark_names`` (read from the cache, nothing is run) as a baseline."""
+        from .baseline import baseline_from_evaluations, machine_info, number_settings, project_commit, save_baseline
+
+        evaluations = []
+        for name_ in benchmark_names:
+            for side in ("a", "b"):
+                evaluation = self.evaluator.load_cached(side, name_)
+                if evaluation is None:
+                    return None
+                evaluations.append(evaluation)
+        settings = number_settings(evaluations, self.settings, data=self._data_identity(benchmark_names))
+        baseline = baseline_from_evaluations(
+            name, evaluations, settings, machine=machine_info(), project_commit=project_commit(project_root)
+        )
+        return save_baseline(baseline, directory)
 
     def model_loads(self) -> int:
         return sum(h.loads for h in (self._handles or {}).values())

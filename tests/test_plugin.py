@@ -51,6 +51,7 @@ def test_demo_run_compares_caches_and_reports(pytester, suite, fresh_cache):
         """
         [mmlu.overall]
         min_improvement = 1.0
+        min_ci_lower = 10.0   # confidently better by at least 10 points
         [hellaswag]
         min_improvement = 1.0
         [mbpp."pass@1"]
@@ -215,3 +216,41 @@ def test_unknown_hub_model_fails_items_clearly(pytester, suite, fresh_cache, dem
     out = result.stdout.str()
     assert "Could not load model 'no-such-org/no-such-model' (hub id)" in out
     assert "check the spelling" in out
+
+
+def test_baselines_save_compare_and_refuse_mismatches(pytester, suite, fresh_cache, demo_assets, tmp_path):
+    suite("[defaults]\nbaseline_tolerance = 1.0\n")
+    baselines = tmp_path / "baselines"
+    common = [f"--data-dir={demo_assets.data_dir}", f"--eval-cache-dir={fresh_cache}", "--benchmarks", "hellaswag,mbpp",
+              "--limit", "5", f"--qwencmp-baseline-dir={baselines}", "-p", "no:cacheprovider",
+              f"--expectations={pytester.path / 'expectations.toml'}"]
+    models = [f"--model-a={demo_assets.model_a}", f"--model-b={demo_assets.model_b}"]
+    saved = pytester.runpytest_inprocess(*models, *common, "--qwencmp-baseline-save", "main")
+    saved.assert_outcomes(passed=3, deselected=58)
+    assert "qwencmp: saved baseline 'main' to" in saved.stdout.str()
+    document = json.loads((baselines / "main.json").read_text())
+    assert document["name"] == "main" and document["settings"]["limit"] == 5
+
+    same = pytester.runpytest_inprocess(*models, *common, "--qwencmp-baseline-compare", "main")
+    same.assert_outcomes(passed=3, deselected=58)
+    assert stats(same) == (0, 0, 4)
+
+    # The candidate is now the weaker model: B fell against its own baseline.
+    worse = [f"--model-a={demo_assets.model_a}", f"--model-b={demo_assets.model_a}"]
+    regressed = pytester.runpytest_inprocess(*worse, *common, "--qwencmp-baseline-compare", "main")
+    regressed.assert_outcomes(failed=3, deselected=58)
+    out = regressed.stdout.str()
+    assert "B regressed against baseline 'main'" in out and "Against the baseline:" in out
+    assert "matched documents" in out
+
+    changed = [c if c != "5" else "4" for c in common]
+    refused = pytester.runpytest_inprocess(*models, *changed, "--qwencmp-baseline-compare", "main")
+    refused.assert_outcomes(errors=3, deselected=58)
+    assert "--qwencmp-baseline-allow-mismatch" in refused.stdout.str()
+    allowed = pytester.runpytest_inprocess(*models, *changed, "--qwencmp-baseline-compare", "main", "--qwencmp-baseline-allow-mismatch")
+    allowed.assert_outcomes(passed=3, deselected=58)
+    assert "baseline settings differ (allowed)" in allowed.stdout.str()
+
+    missing = pytester.runpytest_subprocess(*models, *common, "--qwencmp-baseline-compare", "nightly")
+    assert missing.ret == pytest.ExitCode.USAGE_ERROR
+    assert "main" in missing.stderr.str()  # lists the baselines that exist
