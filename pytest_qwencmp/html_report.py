@@ -857,7 +857,7 @@ _SCRIPT = r"""
 """
 
 
-def _chart_notes(subjects: Sequence[Record], label_a: str, label_b: str) -> str:
+def _chart_notes(subjects: Sequence[Record]) -> str:
     deltas = sorted(_num(r.get("delta")) for r in subjects if _num(r.get("delta")) is not None)
     if not deltas:
         return ""
@@ -905,7 +905,7 @@ def benchmark_section(benchmark: str, rows: Sequence[Record], slug: str, run: Ma
         overall = overall_by_metric.get(metric)
         out.append('<div class="qc-charts">')
         out.append(histogram_svg(group, f"qwencmp-{slug}{suffix}-hist", label_a, label_b, overall))
-        out.append(_chart_notes(group, label_a, label_b))
+        out.append(_chart_notes(group))
         out.append("</div>")
         out.append(dumbbell_svg(group, label_a, label_b, f"qwencmp-{slug}{suffix}-dumbbell", overall, metric))
     out.append(comparison_table(rows, slug, label_a, label_b))

@@ -329,7 +329,7 @@ class HtmlSummary:
 
     def pytest_html_results_summary(self, prefix: list, summary: list, postfix: list, session) -> None:
         if self.plugin.records:
-            prefix.append(html_summary(self.plugin.records.values(), self.plugin.run_info))
+            prefix.append(html_summary(self.plugin.records.values(), self.plugin.run_info, self.plugin.summary_stats()))
 
 
 class XdistBridge:

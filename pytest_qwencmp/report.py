@@ -7,7 +7,6 @@ tables render on the xdist controller, in pytest-html and in CI summaries.
 
 from __future__ import annotations
 
-import html
 from collections import OrderedDict
 from typing import Any, Iterable, Mapping, Sequence
 
