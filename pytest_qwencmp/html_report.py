@@ -618,13 +618,14 @@ def _model_rows(run: Mapping[str, Any], label_a: str, label_b: str) -> str:
 
 def _settings_html(run: Mapping[str, Any], stats: Mapping[str, Any] | None) -> str:
     items = []
-    for key in ("num_fewshot", "limit", "generation", "seed", "correction", "data", "lm_eval_version", "machine"):
+    for key in ("num_fewshot", "limit", "generation", "seed", "correction", "data", "lm_eval_version", "machine", "code_sandbox"):
         if key not in run or run[key] in (None, {}, ""):
             continue
         value = run[key]
         if isinstance(value, Mapping):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
-        label = {"num_fewshot": "few-shot", "lm_eval_version": "lm-eval", "correction": "p correction"}.get(key, key.replace("_", " "))
+        label = {"num_fewshot": "few-shot", "lm_eval_version": "lm-eval", "correction": "p correction",
+                 "code_sandbox": "code sandbox"}.get(key, key.replace("_", " "))
         extra = ' <span class="qc-warn-inline">(smoke run: not comparable to full runs)</span>' if key == "limit" else ""
         items.append(f"<dt>{esc(label)}</dt><dd>{esc(value)}{extra}</dd>")
     if stats:

@@ -125,7 +125,7 @@ def settings_lines(run: Mapping[str, Any]) -> list[str]:
         )
         if model.get("notice"):
             lines.append(f"  note: {model['notice']}")
-    for key in ("num_fewshot", "limit", "generation", "seed", "data", "lm_eval_version", "correction"):
+    for key in ("num_fewshot", "limit", "generation", "seed", "data", "lm_eval_version", "correction", "code_sandbox"):
         if key in run and run[key] not in (None, {}, ""):
             value = run[key]
             if isinstance(value, Mapping):

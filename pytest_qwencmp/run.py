@@ -218,4 +218,14 @@ class ComparisonRun:
             "lm_eval_version": lm_eval_version(),
             "correction": self.correction,
             "machine": f"{platform.node()} ({platform.machine()}, Python {platform.python_version()})",
+            "code_sandbox": self._sandbox_description(),
         }
+
+    def _sandbox_description(self) -> str | None:
+        """Which protections model-written code ran under (only when a generation benchmark is selected)."""
+        names = self.settings.benchmarks or self.registry.names()
+        if not any(self.registry.get(name).generation for name in names):
+            return None
+        from .executor import detect_sandbox
+
+        return detect_sandbox().description
