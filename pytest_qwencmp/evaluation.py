@@ -321,11 +321,15 @@ class Evaluator:
     def _run(self, side: str, benchmark: Benchmark, key: str) -> BenchmarkEvaluation:
         handle = self.handles[side]
         lm, info = handle.load()
+        if isinstance(getattr(lm, "batch_sizes", None), dict):
+            # With --batch-size auto, detect per benchmark: a size found on short HellaSwag
+            # requests must not be reused for long MMLU/MBPP prompts (lm-eval #1678, #3654).
+            lm.batch_sizes = {}
         shots = self.settings.shots_for(benchmark.name, benchmark.num_fewshot)
         gen_kwargs = self.settings.generation.as_gen_kwargs() if benchmark.generation else None
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="qwencmp-tasks-") as tmp:
-            manager = TaskSource(benchmark, self.settings.data_dir).build_manager(Path(tmp))
+            manager = TaskSource(benchmark, self.settings.data_dir).build_manager(Path(tmp), self.cache.root / "datasets")
             output = _simple_evaluate(lm, benchmark, manager, self.settings, shots, gen_kwargs, label=handle.ref.label)
         wall = round(time.perf_counter() - started, 3)
         results = output["results"]
@@ -356,6 +360,8 @@ def _simple_evaluate(lm, benchmark: Benchmark, manager, settings: RunSettings, s
 
     # lm-eval warns once per MMLU subject that num_fewshot was set explicitly; that is the point.
     logging.getLogger("lm_eval.evaluator").setLevel(logging.ERROR)
+    # ... and that each local-data override replaces the built-in task of the same name: by design.
+    logging.getLogger("lm_eval.tasks._index").setLevel(logging.ERROR)
     try:
         with sandboxed_code_eval(SandboxedCodeEval()):
             output = lm_eval.simple_evaluate(

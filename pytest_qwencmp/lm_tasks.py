@@ -122,8 +122,12 @@ class TaskSource:
                 )
         return local
 
-    def build_manager(self, work_dir: Path) -> "TaskManager":
-        """A TaskManager over the real task folders, with local-data overrides when offline."""
+    def build_manager(self, work_dir: Path, datasets_cache: Path | None = None) -> "TaskManager":
+        """A TaskManager over the real task folders, with local-data overrides when offline.
+
+        Local datasets are prepared under ``datasets_cache`` (default: inside
+        ``work_dir``) in a folder named by their content hash.
+        """
         if self.data_dir is None:
             return self._base_manager()
         from lm_eval.tasks import TaskManager
@@ -142,7 +146,7 @@ class TaskSource:
             dataset_kwargs: dict[str, Any] = dict(config.get("dataset_kwargs") or {})
             # A private datasets cache per content hash: HF's offline cache is keyed by the
             # folder NAME and would otherwise serve stale data after the files change.
-            dataset_kwargs["cache_dir"] = str(work_dir / "datasets-cache" / fingerprints[hub][:16])
+            dataset_kwargs["cache_dir"] = str((datasets_cache or work_dir / "datasets-cache") / fingerprints[hub][:16])
             override = {
                 "include": str(entry.yaml_path),
                 "task": task,

@@ -10,6 +10,7 @@ land in the terminal summary and the pytest-html report.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -391,8 +392,11 @@ def model_b(qwencmp_run: ComparisonRun):
 def comparison(request: pytest.FixtureRequest, qwencmp_run: ComparisonRun, model_a, model_b):
     """A vs B on this item: scores, paired statistics, expectation and verdict (an ItemComparison)."""
     benchmark_name, item_id = request.param
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     try:
-        result = qwencmp_run.comparison(benchmark_name, item_id)
+        # lm-eval's progress bars pass through to the terminal while a benchmark is evaluated.
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            result = qwencmp_run.comparison(benchmark_name, item_id)
     except QwencmpError as exc:
         pytest.fail(exc.message, pytrace=False)
     benchmark = qwencmp_run.registry.get(benchmark_name)

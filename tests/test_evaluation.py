@@ -145,3 +145,20 @@ def test_cuda_out_of_memory_becomes_one_actionable_paragraph():
     assert "Lower --batch-size" in str(error) and "Finished evaluations are cached" in str(error)
     unrelated = ValueError("something else")
     assert _translate(unrelated, REGISTRY.get("mmlu"), "x", FakeLM()) is unrelated
+
+
+def test_malformed_local_dataset_is_one_clear_paragraph(demo_assets, fresh_cache, offline, tmp_path):
+    import shutil
+
+    from pytest_qwencmp.errors import QwencmpError
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_assets.data_dir, data)
+    validation = next((data / "Rowan" / "hellaswag").rglob("*validation*.jsonl"))
+    validation.write_text('{"ind": 1, "ctx": "broken\n{{{ not json at all\n')
+    run = make_run(demo_assets, fresh_cache, data_dir=str(data), limit="1")
+    with pytest.raises(QwencmpError) as info:
+        run.evaluator.evaluate("a", "hellaswag")
+    message = info.value.message
+    assert "The dataset of hellaswag could not be read" in message and "--data-dir" in message
+    assert "\n" not in message

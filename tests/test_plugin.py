@@ -46,7 +46,9 @@ def test_collect_only_is_fast_and_loads_nothing(pytester, suite):
     assert seconds < 5  # generous on a loaded CI machine; the benchmark script measures it properly
 
 
-def test_demo_run_compares_caches_and_reports(pytester, suite, fresh_cache):
+def test_demo_run_compares_caches_and_reports(pytester, suite, fresh_cache, monkeypatch, tmp_path):
+    step_summary = tmp_path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
     suite(
         """
         [mmlu.overall]
@@ -92,6 +94,7 @@ def test_demo_run_compares_caches_and_reports(pytester, suite, fresh_cache):
     assert document["comparisons"][57]["item"] == "overall"
     assert document["comparisons"][57]["a"] == pytest.approx(100 * mmlu_a, abs=1e-3)
     assert "| overall |" in markdown.read_text()
+    assert step_summary.read_text().strip() == markdown.read_text().strip()  # appended for GitHub Actions
 
     second = pytester.runpytest_inprocess(*args)
     second.assert_outcomes(passed=61)
