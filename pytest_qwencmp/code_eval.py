@@ -201,10 +201,19 @@ def install_sandboxed_code_eval(code_eval: SandboxedCodeEval) -> None:
     lm-eval reloads the module only if the file's mtime changes; call this
     again after such a change (or in each process that builds MBPP tasks).
     """
-    import evaluate
     from lm_eval.tasks import _yaml_loader
 
     path = mbpp_utils_path()
+    with _evaluate_load_returning(code_eval):
+        module = _yaml_loader._load_module_with_cache(path)
+    module.pass_at_k = code_eval
+
+
+@contextmanager
+def _evaluate_load_returning(code_eval: SandboxedCodeEval) -> Iterator[None]:
+    """Patch ``evaluate.load`` so that ``"code_eval"`` yields ``code_eval``; restored on exit."""
+    import evaluate
+
     real_load = evaluate.load
 
     def load(path_or_name: Any, *args: Any, **kwargs: Any) -> Any:
@@ -213,8 +222,7 @@ def install_sandboxed_code_eval(code_eval: SandboxedCodeEval) -> None:
         return real_load(path_or_name, *args, **kwargs)
 
     with mock.patch.object(evaluate, "load", load):
-        module = _yaml_loader._load_module_with_cache(path)
-    module.pass_at_k = code_eval
+        yield
 
 
 @contextmanager
@@ -227,15 +235,6 @@ def sandboxed_code_eval(code_eval: SandboxedCodeEval) -> Iterator[SandboxedCodeE
     task module is first imported) run through the sandbox too. ``evaluate.load``
     is restored afterwards.
     """
-    import evaluate
-
     install_sandboxed_code_eval(code_eval)
-    real_load = evaluate.load
-
-    def load(path_or_name: Any, *args: Any, **kwargs: Any) -> Any:
-        if path_or_name == "code_eval":
-            return code_eval
-        return real_load(path_or_name, *args, **kwargs)
-
-    with mock.patch.object(evaluate, "load", load):
+    with _evaluate_load_returning(code_eval):
         yield code_eval
