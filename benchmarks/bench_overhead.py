@@ -9,7 +9,8 @@ For each benchmark (mmlu, hellaswag, mbpp) and one demo model, in one process, o
           code_eval (so MBPP runs offline);
   plugin  ``ComparisonRun(...).evaluator.evaluate(side, benchmark)`` with the cache read disabled
           (``no_cache``) in a fresh cache dir: cache key, task manager, the same simple_evaluate,
-          result extraction and the cache write.
+          result extraction and the cache write. (A fresh cache dir per round also means the
+          plugin's persistent prepared-datasets cache starts empty, as the bare path's does.)
 
 Model loading is timed separately (outside both), rounds alternate the order, medians are reported.
 Then one whole ``pytest evals/ --demo`` session (subprocess, fresh evaluation cache, demo prebuilt)

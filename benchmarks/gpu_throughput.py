@@ -46,6 +46,7 @@ import tempfile
 import time
 import traceback
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -544,7 +545,10 @@ def lm_eval_section(model, device, dtype_name, args, results, budget, scratch: P
                 output, seconds = bare_lm_eval(lm, benchmark, settings)
                 del output
             else:
-                run = plugin_run_with(lm, info, settings, registry)
+                # A fresh cache dir per run: the plugin keeps prepared datasets under its cache dir,
+                # and reusing them would make its runs do less work than the bare ones.
+                fresh = replace(settings, cache_dir=scratch / f"plugin-cache-{name}-{step}")
+                run = plugin_run_with(lm, info, fresh, registry)
                 started = time.perf_counter()
                 run.evaluator.evaluate("a", name)
                 seconds = time.perf_counter() - started

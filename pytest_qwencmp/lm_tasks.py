@@ -23,12 +23,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from lm_eval.tasks import TaskManager
 
 
+@lru_cache(maxsize=1)
 def lm_eval_tasks_root() -> Path:
-    import lm_eval.tasks
+    """lm-eval's task folder, found without importing lm-eval (and datasets with it)."""
+    from importlib.util import find_spec
 
-    return Path(lm_eval.tasks.__file__).parent
+    spec = find_spec("lm_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise QwencmpError("lm-eval is not installed; pip install 'lm-eval[hf]' (the plugin needs 0.4.13 or newer).")
+    return Path(list(spec.submodule_search_locations)[0]) / "tasks"
 
 
+@lru_cache(maxsize=1)
 def lm_eval_version() -> str:
     from importlib.metadata import version
 
@@ -137,27 +143,81 @@ class TaskSource:
         override_dir = work_dir / f"overrides-{self.benchmark.name}"
         override_dir.mkdir(parents=True, exist_ok=True)
         fingerprints = {hub: data_fingerprint(path) for hub, path in local.items()}
+        from lm_eval.tasks._yaml_loader import load_yaml
+
+        readmes: dict[str, list[dict[str, Any]]] = {}
         for task in self.benchmark.leaf_tasks:
             entry = base.task_index[task]
-            from lm_eval.tasks._yaml_loader import load_yaml
-
             config = load_yaml(entry.yaml_path, resolve_func=False)
             hub = str(config.get("dataset_path", ""))
             dataset_kwargs: dict[str, Any] = dict(config.get("dataset_kwargs") or {})
             # A private datasets cache per content hash: HF's offline cache is keyed by the
             # folder NAME and would otherwise serve stale data after the files change.
             dataset_kwargs["cache_dir"] = str((datasets_cache or work_dir / "datasets-cache") / fingerprints[hub][:16])
-            override = {
-                "include": str(entry.yaml_path),
-                "task": task,
-                "dataset_path": str(local[hub]),
-                "dataset_kwargs": dataset_kwargs,
-            }
+            override: dict[str, Any] = {"include": str(entry.yaml_path), "task": task}
+            if hub not in readmes:
+                readmes[hub] = readme_configs(local[hub])
+            direct = data_files_for(local[hub], readmes[hub], config.get("dataset_name"))
+            if direct is not None:
+                # Read the files directly with datasets' packaged builder: the same rows as
+                # load_dataset(dir, name=...), without re-parsing the README for every subject.
+                builder, files = direct
+                override.update(dataset_path=builder, dataset_name=None)
+                dataset_kwargs["data_files"] = files
+            else:
+                override["dataset_path"] = str(local[hub])
+            override["dataset_kwargs"] = dataset_kwargs
             _write_yaml(override_dir / f"{task}.yaml", override)
         return TaskManager(
             include_defaults=False,
             include_path=[str(p) for p in self.task_folders()] + [str(override_dir)],
         )
+
+
+_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def readme_configs(folder: Path) -> list[dict[str, Any]]:
+    """The ``configs:`` list of a local dataset's README.md front matter (empty if none)."""
+    import yaml
+
+    try:
+        text = (folder / "README.md").read_text(encoding="utf-8")
+    except OSError:
+        return []
+    if not text.startswith("---"):
+        return []
+    try:
+        header = yaml.safe_load(text.split("---", 2)[1]) or {}
+    except yaml.YAMLError:
+        return []
+    configs = header.get("configs") if isinstance(header, dict) else None
+    return [c for c in configs if isinstance(c, dict)] if isinstance(configs, list) else []
+
+
+def data_files_for(folder: Path, configs: list[dict[str, Any]], name: str | None) -> tuple[str, dict[str, list[str]]] | None:
+    """(packaged builder, {split: absolute file patterns}) for config ``name``, or None to load the folder."""
+    wanted = name or "default"
+    for config in configs:
+        if config.get("config_name", "default") != wanted:
+            continue
+        data_files = config.get("data_files")
+        if isinstance(data_files, str) or (isinstance(data_files, list) and data_files and not isinstance(data_files[0], dict)):
+            data_files = [{"split": "train", "path": data_files}]  # a bare file list is the train split
+        if not isinstance(data_files, list):
+            return None
+        files: dict[str, list[str]] = {}
+        for entry in data_files:
+            if not isinstance(entry, dict) or "split" not in entry or "path" not in entry:
+                return None
+            paths = entry["path"] if isinstance(entry["path"], list) else [entry["path"]]
+            files[str(entry["split"])] = [str(folder / p) for p in paths]
+        suffixes = {Path(p).suffix for patterns in files.values() for p in patterns}
+        builders = {_BUILDERS.get(suffix) for suffix in suffixes}
+        if len(builders) != 1 or None in builders:
+            return None
+        return builders.pop(), files
+    return None
 
 
 def _write_yaml(path: Path, data: dict[str, Any]) -> None:
