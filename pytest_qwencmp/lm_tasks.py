@@ -2,10 +2,12 @@
 
 For a benchmark this module builds a ``TaskManager`` that indexes only the
 benchmark's own task folders (milliseconds instead of the ~7 s full index).
-With a local data directory it adds, for every leaf task, a two-line override
-YAML that *includes* lm-eval's own task file and changes only ``dataset_path``
-(plus a private datasets cache keyed by the data's content), so the prompts,
-metrics and aggregation stay exactly lm-eval's while nothing touches the hub.
+With a local data directory it adds, for every leaf task, a small override
+YAML that *includes* lm-eval's own task file and changes only where the data
+comes from (the local copy's files as its README ``configs:`` names them, read
+by datasets' packaged JSON/Parquet/CSV builder, or the folder itself) plus a
+private datasets cache keyed by the data's content. Prompts, metrics and
+aggregation stay exactly lm-eval's, and nothing touches the hub.
 """
 
 from __future__ import annotations
