@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .benchmarks import OVERALL, Benchmark, Item, Registry
+from .benchmarks import OVERALL, Benchmark, Registry
 from .cache import EvaluationCache, cache_key
 from .errors import QwencmpError
 from .lm_tasks import TaskSource, lm_eval_version, task_definitions_fingerprint
