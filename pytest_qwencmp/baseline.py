@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from .benchmarks import OVERALL
 from .errors import QwencmpError
-from .evaluation import BenchmarkEvaluation, ItemScore
+from .evaluation import BenchmarkEvaluation, ItemScore, json_safe
 
 if TYPE_CHECKING:  # pragma: no cover
     from .settings import RunSettings
@@ -232,9 +232,9 @@ class Baseline:
             "name": self.name,
             "created": self.created,
             "project_commit": self.project_commit,
-            "machine": _plain(self.machine),
-            "models": _plain(self.models),
-            "settings": _plain(self.settings),
+            "machine": json_safe(self.machine),
+            "models": json_safe(self.models),
+            "settings": json_safe(self.settings),
             "items": [self.items[key].to_json() for key in sorted(self.items)],
         }
 
@@ -264,21 +264,6 @@ def _integer(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{where} must be an integer, got {value!r}")
     return value
-
-
-def _plain(value: Any) -> Any:
-    """``value`` as JSON data: str keys, lists for tuples, None for non-finite floats."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
 
 
 def _is_scalar(value: Any) -> bool:
@@ -409,7 +394,7 @@ def number_settings(
         out["data"] = {name: ("local" if settings.data_dir else "hub") for name in sorted(benchmarks)}
     if runs:
         out["runs"] = runs
-    return _plain(out)
+    return json_safe(out)
 
 
 def machine_info() -> dict[str, Any]:
@@ -492,9 +477,9 @@ def baseline_from_evaluations(
     return Baseline(
         name=validate_name(name),
         created=created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        settings=_plain(settings_that_matter),
-        models=_plain(_models_of(evaluations)),
-        machine=_plain(machine_info() if machine is None else machine),
+        settings=json_safe(settings_that_matter),
+        models=json_safe(_models_of(evaluations)),
+        machine=json_safe(machine_info() if machine is None else machine),
         project_commit=project_commit,
         items=items_from_evaluations(evaluations),
     )
@@ -691,8 +676,8 @@ def settings_mismatches(
     them, e.g. ``"dtype (model B): baseline float16, now bfloat16"``; others
     read ``"mmlu num_fewshot: baseline 5, now 0"``.
     """
-    base = _plain(baseline.settings)
-    now = _plain(current_settings)
+    base = json_safe(baseline.settings)
+    now = json_safe(current_settings)
     wanted = None if sides is None else set(sides)
     found: list[tuple[str, str | None, str]] = []  # (label, side, text)
 

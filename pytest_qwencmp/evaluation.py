@@ -213,11 +213,12 @@ def _documents(benchmark: Benchmark, output: Mapping[str, Any]) -> dict[str, dic
     return documents
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` as JSON data: str keys, lists for tuples, None for non-finite floats, str for the rest."""
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, (str, int, float, bool)) or value is None:
@@ -339,13 +340,13 @@ class Evaluator:
             key=key,
             model=info.to_dict(),
             items=extract_item_scores(benchmark, output),
-            n_shot=_json_safe(output.get("n-shot", {})),
-            versions=_json_safe(output.get("versions", {})),
-            gen_kwargs=_json_safe((output.get("config") or {}).get("gen_kwargs")) if gen_kwargs else None,
+            n_shot=json_safe(output.get("n-shot", {})),
+            versions=json_safe(output.get("versions", {})),
+            gen_kwargs=json_safe((output.get("config") or {}).get("gen_kwargs")) if gen_kwargs else None,
             lm_eval_version=lm_eval_version(),
             wall_seconds=wall,
             documents=_documents(benchmark, output),
-            lm_eval_results=_json_safe(
+            lm_eval_results=json_safe(
                 {"results": results, "groups": output.get("groups", {}), "n-shot": output.get("n-shot", {}),
                  "n-samples": output.get("n-samples", {}), "versions": output.get("versions", {}),
                  "higher_is_better": output.get("higher_is_better", {}), "config": output.get("config", {})}

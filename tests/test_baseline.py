@@ -602,5 +602,5 @@ def test_machine_info_and_created_defaults():
     assert {"hostname", "platform", "python", "machine"} <= set(info)
     json.dumps(info)
     baseline = bl.baseline_from_evaluations("main", full_run(), bl.number_settings(full_run(), run_settings()))
-    assert baseline.created.endswith("+00:00") and baseline.machine == bl._plain(info)
+    assert baseline.created.endswith("+00:00") and baseline.machine == bl.json_safe(info)
     assert os.path.basename(str(bl.baseline_path(Path("d"), "main"))) == "main.json"
