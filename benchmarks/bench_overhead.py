@@ -159,7 +159,7 @@ def breakdown(run, side: str, benchmark, bare_output, evaluation, scratch: Path)
     ev_mod._documents(benchmark, bare_output)
     parts["document views"] = time.perf_counter() - t
     t = time.perf_counter()
-    ev_mod._json_safe({k: bare_output.get(k, {}) for k in ("results", "groups", "n-shot", "n-samples", "versions", "higher_is_better", "config")})
+    ev_mod.json_safe({k: bare_output.get(k, {}) for k in ("results", "groups", "n-shot", "n-samples", "versions", "higher_is_better", "config")})
     parts["json-safe lm-eval results"] = time.perf_counter() - t
     cache = EvaluationCache(scratch, read_enabled=False)
     payload = evaluation.to_payload()

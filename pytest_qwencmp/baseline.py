@@ -340,8 +340,8 @@ def number_settings(
 ) -> dict[str, Any]:
     """The settings that change a run's numbers, as a JSON mapping.
 
-    From the evaluations (what actually ran): per side the dtype, backend and
-    device type the weights ran with, and per (side, benchmark) the shots
+    From the evaluations (what actually ran): per side the dtype, backend,
+    tensor-parallel size and device type the weights ran with, and per (side, benchmark) the shots
     (lm-eval's ``n-shot``; one number when all tasks agree), the task versions
     (lm-eval's ``versions``) and the generation kwargs; the lm-eval version.
     From ``settings``: ``limit`` and ``seed``. ``data`` identifies the data
@@ -366,7 +366,7 @@ def number_settings(
         run = runs.setdefault(evaluation.side, {"benchmarks": {}})
         model = evaluation.model or {}
         seen = execution.setdefault(evaluation.side, {})
-        for key in ("dtype", "backend"):
+        for key in ("dtype", "backend", "tensor_parallel"):
             if model.get(key) is not None:
                 seen.setdefault(key, set()).add(str(model[key]))
         if model.get("device") is not None:

@@ -17,3 +17,7 @@ class QwencmpError(Exception):
     @property
     def message(self) -> str:
         return str(self)
+
+
+class OutOfMemory(QwencmpError):
+    """The accelerator ran out of memory: the process's CUDA state may be unusable afterwards."""

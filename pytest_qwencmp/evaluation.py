@@ -9,20 +9,18 @@ per-session bookkeeping: evaluations run, cache hits, time spent.
 
 from __future__ import annotations
 
-import logging
 import math
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 from .benchmarks import OVERALL, Benchmark, Registry
 from .cache import EvaluationCache, cache_key
 from .errors import QwencmpError
+from .harness import EvaluationRequest, json_safe
 from .lm_tasks import TaskSource, lm_eval_version, task_definitions_fingerprint
-from .models import ModelHandle
+from .models import ModelSide
 from .settings import RunSettings
 
 RESULT_FORMAT = 3
@@ -213,19 +211,6 @@ def _documents(benchmark: Benchmark, output: Mapping[str, Any]) -> dict[str, dic
     return documents
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` as JSON data: str keys, lists for tuples, None for non-finite floats, str for the rest."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
 @dataclass
 class EvaluatorStats:
     """Counters for the terminal summary: what this process did."""
@@ -243,7 +228,7 @@ class Evaluator:
         settings: RunSettings,
         registry: Registry,
         cache: EvaluationCache,
-        handles: Mapping[str, ModelHandle],
+        handles: Mapping[str, ModelSide],
         progress: Callable[[str], None] = lambda line: None,
     ) -> None:
         self.settings = settings
@@ -274,6 +259,7 @@ class Evaluator:
             "backend": plan.backend,
             "device_type": plan.device.split(":")[0],
             "batch_size": plan.batch_size,
+            "tensor_parallel": plan.tensor_parallel,
             "generation": self.settings.generation.as_gen_kwargs() if benchmark.generation else None,
             "seed": self.settings.seed,
             "data": source.data_fingerprints() if self.settings.data_dir else "hub",
@@ -310,8 +296,7 @@ class Evaluator:
                     self.stats.cache_hits += 1
                     self.progress(f"qwencmp: {benchmark.title} × {label}: cached result reused")
                     return evaluation
-            self.progress(f"qwencmp: {benchmark.title} × {label}: evaluating ({self.handles[side].plan.backend}, "
-                          f"{self.handles[side].plan.dtype}, {self.handles[side].plan.device})")
+            self.progress(f"qwencmp: {benchmark.title} × {label}: evaluating ({self.handles[side].plan.summary})")
             evaluation = self._run(side, benchmark, key)
             self.cache.store(key, evaluation.to_payload())
             self.stats.evaluations += 1
@@ -321,91 +306,32 @@ class Evaluator:
 
     def _run(self, side: str, benchmark: Benchmark, key: str) -> BenchmarkEvaluation:
         handle = self.handles[side]
-        lm, info = handle.load()
-        if isinstance(getattr(lm, "batch_sizes", None), dict):
-            # With --batch-size auto, detect per benchmark: a size found on short HellaSwag
-            # requests must not be reused for long MMLU/MBPP prompts (lm-eval #1678, #3654).
-            lm.batch_sizes = {}
-        shots = self.settings.shots_for(benchmark.name, benchmark.num_fewshot)
+        info = handle.load()
         gen_kwargs = self.settings.generation.as_gen_kwargs() if benchmark.generation else None
+        request = EvaluationRequest(
+            benchmark=benchmark,
+            label=handle.ref.label,
+            data_dir=self.settings.data_dir,
+            datasets_cache=self.cache.root / "datasets",
+            num_fewshot=self.settings.shots_for(benchmark.name, benchmark.num_fewshot),
+            limit=self.settings.limit,
+            gen_kwargs=gen_kwargs,
+            seed=self.settings.seed,
+        )
         started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="qwencmp-tasks-") as tmp:
-            manager = TaskSource(benchmark, self.settings.data_dir).build_manager(Path(tmp), self.cache.root / "datasets")
-            output = _simple_evaluate(lm, benchmark, manager, self.settings, shots, gen_kwargs, label=handle.ref.label)
+        output = handle.run(request)
         wall = round(time.perf_counter() - started, 3)
-        results = output["results"]
         return BenchmarkEvaluation(
             benchmark=benchmark.name,
             side=side,
             key=key,
             model=info.to_dict(),
             items=extract_item_scores(benchmark, output),
-            n_shot=json_safe(output.get("n-shot", {})),
-            versions=json_safe(output.get("versions", {})),
-            gen_kwargs=json_safe((output.get("config") or {}).get("gen_kwargs")) if gen_kwargs else None,
+            n_shot=json_safe(output["n-shot"]),
+            versions=json_safe(output["versions"]),
+            gen_kwargs=json_safe(output["config"].get("gen_kwargs")) if gen_kwargs else None,
             lm_eval_version=lm_eval_version(),
             wall_seconds=wall,
             documents=_documents(benchmark, output),
-            lm_eval_results=json_safe(
-                {"results": results, "groups": output.get("groups", {}), "n-shot": output.get("n-shot", {}),
-                 "n-samples": output.get("n-samples", {}), "versions": output.get("versions", {}),
-                 "higher_is_better": output.get("higher_is_better", {}), "config": output.get("config", {})}
-            ),
+            lm_eval_results=json_safe({k: v for k, v in output.items() if k != "samples"}),
         )
-
-
-def _simple_evaluate(lm, benchmark: Benchmark, manager, settings: RunSettings, shots, gen_kwargs, label: str):
-    import lm_eval
-
-    from .code_eval import SandboxedCodeEval, sandboxed_code_eval
-
-    # lm-eval warns once per MMLU subject that num_fewshot was set explicitly; that is the point.
-    logging.getLogger("lm_eval.evaluator").setLevel(logging.ERROR)
-    # ... and that each local-data override replaces the built-in task of the same name: by design.
-    logging.getLogger("lm_eval.tasks._index").setLevel(logging.ERROR)
-    try:
-        with sandboxed_code_eval(SandboxedCodeEval()):
-            output = lm_eval.simple_evaluate(
-                model=lm,
-                tasks=list(benchmark.request),
-                num_fewshot=shots,
-                limit=settings.limit,
-                task_manager=manager,
-                log_samples=True,
-                gen_kwargs=gen_kwargs,
-                random_seed=settings.seed,
-                numpy_random_seed=settings.seed,
-                torch_random_seed=settings.seed,
-                fewshot_random_seed=settings.seed,
-                confirm_run_unsafe_code=True,
-            )
-    except QwencmpError:
-        raise
-    except Exception as exc:  # translate the known, user-fixable failures; re-raise the rest
-        raise _translate(exc, benchmark, label, lm) from exc
-    if output is None:
-        raise QwencmpError(f"lm-eval returned no results for {benchmark.name} on {label}.")
-    return output
-
-
-def _translate(exc: Exception, benchmark: Benchmark, label: str, lm) -> Exception:
-    text = " ".join(str(exc).split())[:300]
-    name = type(exc).__name__
-    if name == "OutOfMemoryError" or "out of memory" in text.lower():
-        batch = getattr(lm, "batch_size", "?")
-        return QwencmpError(
-            f"CUDA ran out of memory evaluating {benchmark.name} on {label} with batch size {batch}. "
-            "Lower --batch-size (or use --batch-size auto), free the GPU, or run fewer models per GPU "
-            "(pytest-xdist with one GPU per worker). Finished evaluations are cached and will be reused."
-        )
-    if name in ("ConnectionError", "OfflineModeIsEnabled", "LocalEntryNotFoundError") or "offline" in text.lower():
-        return QwencmpError(
-            f"lm-eval could not fetch the data of {benchmark.name} ({name}: {text}). This machine cannot reach the "
-            "Hugging Face hub: pass --data-dir with local copies of the datasets in their hub layout."
-        )
-    if name in ("DatasetNotFoundError", "FileNotFoundError", "DatasetGenerationError", "SplitsNotFoundError"):
-        return QwencmpError(
-            f"The dataset of {benchmark.name} could not be read ({name}: {text}). Check the local copy under "
-            "--data-dir: it needs the files and a README.md whose YAML header lists the configs and splits."
-        )
-    return exc

@@ -602,6 +602,7 @@ def _model_rows(run: Mapping[str, Any], label_a: str, label_b: str) -> str:
         ("backend", lambda m: str(m.get("backend") or "—")),
         ("dtype", dtype),
         ("device", lambda m: str(m.get("device") or "—")),
+        ("tensor parallel", lambda m: f"x{m['tensor_parallel']} (DeepSpeed AutoTP)" if (m.get("tensor_parallel") or 1) > 1 else "no"),
         ("parameters", params),
     ]
     out = [f'<table class="qc-models"><thead><tr><th></th><th><span class="qc-dot" style="background:{COLOR_A}"></span>A · {esc(label_a)}</th>'

@@ -1,10 +1,13 @@
 """Loading a model once and wrapping it as lm-eval's ``HFLM``.
 
 ``plan_execution`` decides, without touching torch's heavy parts, what will
-actually run (backend, dtype, device) for the requested settings: FP16 through
-``deepspeed.init_inference`` on CUDA; plain transformers on CPU, where FP16 is
-mapped to float32 with a one-line notice. ``ModelHandle`` loads lazily, so a
-run whose evaluations are all cached loads nothing, and counts its loads.
+actually run (backend, dtype, device, tensor-parallel GPUs) for the requested
+settings: FP16 through ``deepspeed.init_inference`` on CUDA; plain
+transformers on CPU, where FP16 is mapped to float32 with a one-line notice.
+``ModelHandle`` holds one side's model in this process: it loads lazily, so a
+run whose evaluations are all cached loads nothing, and counts its loads. A
+model split across GPUs lives in a group of processes instead
+(``tensor_parallel.TensorParallelHandle``, the same ``ModelSide`` interface).
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from .errors import QwencmpError
 from .settings import ModelRef
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .harness import EvaluationRequest
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 _CONTENT_HASH_LIMIT = 64 << 20  # hash whole files up to 64 MiB; larger ones by size, mtime, head and tail
@@ -33,6 +39,16 @@ class ExecutionPlan:
     device: str  # "cpu" | "cuda" | "cuda:N"
     batch_size: int | str
     notice: str = ""  # one line when the plan differs from the request
+    tensor_parallel: int = 1  # processes (GPUs) the weights are split across
+    gpus: tuple[int, ...] = ()  # with tensor parallelism on CUDA: the GPU indices the group uses
+
+    @property
+    def summary(self) -> str:
+        """One line for progress output: ``deepspeed, float16, cuda:0,1, tensor parallel x2``."""
+        parts = [self.backend, self.dtype, self.device]
+        if self.tensor_parallel > 1:
+            parts.append(f"tensor parallel x{self.tensor_parallel}")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,7 @@ class ModelInfo:
     parameters: int
     load_seconds: float
     notice: str
+    tensor_parallel: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,12 +100,21 @@ def plan_execution(
     has_deepspeed: bool,
     worker_index: int | None = None,
     cuda_devices: int = 1,
+    tensor_parallel: int = 1,
 ) -> ExecutionPlan:
     """Decide backend, dtype, device and batch size; pure, so it is unit-tested directly.
 
     Under pytest-xdist (``worker_index`` = N of worker gwN) with ``--device auto``,
-    each worker pins its own GPU: ``cuda:N mod <number of GPUs>``.
+    each worker pins its own GPU: ``cuda:N mod <number of GPUs>``. With
+    ``tensor_parallel`` = T > 1 the weights are split by DeepSpeed across T
+    processes; on CUDA worker N uses GPUs ``N*T .. N*T+T-1`` (mod the count).
     """
+    if tensor_parallel > 1:
+        return _plan_tensor_parallel(
+            dtype=dtype, backend=backend, device=device, batch_size=batch_size, has_cuda=has_cuda,
+            has_deepspeed=has_deepspeed, worker_index=worker_index, cuda_devices=cuda_devices,
+            tensor_parallel=tensor_parallel,
+        )
     if device == "auto":
         if not has_cuda:
             device = "cpu"
@@ -121,6 +147,56 @@ def plan_execution(
     if batch_size == "auto" and not device.startswith("cuda"):
         batch_size = 16
     return ExecutionPlan(backend, run_dtype, device, batch_size, "; ".join(notices))
+
+
+def _plan_tensor_parallel(
+    *,
+    dtype: str,
+    backend: str,
+    device: str,
+    batch_size: int | str,
+    has_cuda: bool,
+    has_deepspeed: bool,
+    worker_index: int | None,
+    cuda_devices: int,
+    tensor_parallel: int,
+) -> ExecutionPlan:
+    option = f"--tp {tensor_parallel}"
+    if backend == "hf":
+        raise QwencmpError(
+            f"{option} splits the model across processes with DeepSpeed, but --backend hf was asked for; "
+            "drop --backend hf (or use --backend deepspeed), or drop the tensor-parallel option."
+        )
+    if not has_deepspeed:
+        raise QwencmpError(f"{option} needs DeepSpeed, which is not installed; pip install deepspeed.")
+    if device == "auto":
+        device = "cuda" if has_cuda else "cpu"
+    if device.startswith("cuda:"):
+        raise QwencmpError(
+            f"--device {device} names one GPU, but {option} needs {tensor_parallel}; use --device cuda or auto "
+            "(restrict the GPUs with CUDA_VISIBLE_DEVICES)."
+        )
+    notice = ""
+    gpus: tuple[int, ...] = ()
+    if device == "cuda":
+        if not has_cuda:
+            raise QwencmpError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto.")
+        if cuda_devices < tensor_parallel:
+            raise QwencmpError(
+                f"{option} needs {tensor_parallel} GPUs but torch sees {cuda_devices}; lower the tensor-parallel "
+                "size or run on a machine with more GPUs."
+            )
+        first = (worker_index or 0) * tensor_parallel
+        gpus = tuple((first + i) % cuda_devices for i in range(tensor_parallel))
+        run_dtype = dtype
+        device = "cuda:" + ",".join(str(g) for g in gpus)
+    else:
+        run_dtype = "float32" if dtype == "float16" else dtype
+        if run_dtype != dtype:
+            notice = f"{dtype} requested, but this CPU run used {run_dtype} (deepspeed backend)"
+        if batch_size == "auto":
+            batch_size = 16
+    return ExecutionPlan("deepspeed", run_dtype, device, batch_size, notice, tensor_parallel, gpus)
 
 
 def _file_digest(path: Path) -> str:
@@ -188,7 +264,11 @@ def _load_error(ref: ModelRef, exc: BaseException) -> QwencmpError:
 
 
 def load_model(ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, fingerprint: str):
-    """Load weights and tokenizer per ``plan`` and wrap them as lm-eval's HFLM. Returns (lm, ModelInfo)."""
+    """Load weights and tokenizer per ``plan`` and wrap them as lm-eval's HFLM. Returns (lm, ModelInfo).
+
+    In a tensor-parallel group each rank calls this with its own ``plan.device``
+    and keeps its shard of the weights.
+    """
     started = time.perf_counter()
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -222,12 +302,17 @@ def load_model(ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, fingerp
         parameters=parameters,
         load_seconds=round(time.perf_counter() - started, 3),
         notice=plan.notice,
+        tensor_parallel=plan.tensor_parallel,
     )
     return lm, info
 
 
 def _deepspeed_module(model, plan: ExecutionPlan):
-    """FP16 inference engine; no kernel injection (DeepSpeed has no Qwen2 policy)."""
+    """FP16 inference engine; no kernel injection (DeepSpeed has no Qwen2 policy).
+
+    With ``plan.tensor_parallel`` > 1 this runs in every rank of a launched
+    group and DeepSpeed's AutoTP keeps this rank's shard of each linear layer.
+    """
     import deepspeed
 
     if plan.device.startswith("cuda"):
@@ -236,12 +321,37 @@ def _deepspeed_module(model, plan: ExecutionPlan):
         index = int(plan.device.split(":")[1]) if ":" in plan.device else torch.cuda.current_device()
         torch.cuda.set_device(index)
         os.environ.setdefault("LOCAL_RANK", "0")
-    engine = deepspeed.init_inference(model, dtype=_torch_dtype(plan.dtype), replace_with_kernel_inject=False)
+    parallel = {"tensor_parallel": {"tp_size": plan.tensor_parallel}} if plan.tensor_parallel > 1 else {}
+    engine = deepspeed.init_inference(model, dtype=_torch_dtype(plan.dtype), replace_with_kernel_inject=False, **parallel)
     return engine.module
 
 
+class ModelSide(Protocol):
+    """One side of the comparison as the evaluator sees it, wherever its model runs."""
+
+    side: str
+    ref: ModelRef
+    plan: ExecutionPlan
+    loads: int
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def load(self) -> ModelInfo: ...
+
+    def run(self, request: "EvaluationRequest") -> Mapping[str, Any]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
 class ModelHandle:
-    """One side of the comparison (A or B): loads its model on first use, at most once."""
+    """One side of the comparison (A or B) in this process: loads its model on first use, at most once.
+
+    A failed load is remembered: every later use raises the same error at once.
+    Subclasses that keep the model elsewhere override ``_load``, ``_run`` and ``close``.
+    """
 
     def __init__(self, side: str, ref: ModelRef, plan: ExecutionPlan, requested_dtype: str) -> None:
         self.side = side
@@ -250,7 +360,8 @@ class ModelHandle:
         self.requested_dtype = requested_dtype
         self.loads = 0
         self._fingerprint: str | None = None
-        self._loaded: tuple[Any, ModelInfo] | None = None
+        self._info: ModelInfo | None = None
+        self._lm: Any = None
         self._error: QwencmpError | None = None
 
     @property
@@ -259,21 +370,38 @@ class ModelHandle:
             self._fingerprint = model_fingerprint(self.ref)
         return self._fingerprint
 
-    @property
-    def is_loaded(self) -> bool:
-        return self._loaded is not None
-
-    def load(self) -> tuple[Any, ModelInfo]:
+    def load(self) -> ModelInfo:
         if self._error is not None:
             raise self._error
-        if self._loaded is None:
+        if self._info is None:
             try:
-                self._loaded = load_model(self.ref, self.plan, self.requested_dtype, self.fingerprint)
+                self._info = self._load()
             except QwencmpError as exc:
                 self._error = exc
                 raise
             self.loads += 1
-        return self._loaded
+        return self._info
+
+    def run(self, request: "EvaluationRequest") -> Mapping[str, Any]:
+        """Evaluate ``request`` on this side's model (loading it first if needed)."""
+        self.load()
+        return self._run(request)
+
+    def close(self) -> None:
+        """Drop the model (its memory is freed once nothing else refers to it)."""
+        self._lm = None
+        self._info = None
+
+    def _load(self) -> ModelInfo:
+        self._lm, info = load_model(self.ref, self.plan, self.requested_dtype, self.fingerprint)
+        return info
+
+    def _run(self, request: "EvaluationRequest") -> Mapping[str, Any]:
+        from .harness import run_request
+
+        output = run_request(self._lm, request)
+        assert output is not None  # only a non-zero tensor-parallel rank gets None
+        return output
 
     def describe(self) -> dict[str, Any]:
         """What ran or will run, without loading anything."""
@@ -286,6 +414,7 @@ class ModelHandle:
             "requested_dtype": self.requested_dtype,
             "device": self.plan.device,
             "notice": self.plan.notice,
+            "tensor_parallel": self.plan.tensor_parallel,
         }
 
 

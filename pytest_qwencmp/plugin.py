@@ -47,6 +47,9 @@ _OPTIONS: list[tuple[str, dict[str, Any], str | None]] = [
     ("--backend", dict(help="auto (DeepSpeed on CUDA, transformers on CPU), deepspeed or hf."), "qwencmp_backend"),
     ("--device", dict(help="auto, cpu, cuda or cuda:N."), "qwencmp_device"),
     ("--batch-size", dict(help="Batch size for lm-eval, or auto."), "qwencmp_batch_size"),
+    ("--tp", dict(metavar="N", help="Tensor parallelism: split each model across N GPUs with DeepSpeed (for models that do not fit one GPU)."), "qwencmp_tp"),
+    ("--tp-a", dict(metavar="N", help="Tensor-parallel size for model A only (overrides --tp)."), "qwencmp_tp_a"),
+    ("--tp-b", dict(metavar="N", help="Tensor-parallel size for model B only (overrides --tp)."), "qwencmp_tp_b"),
     ("--temperature", dict(help="Sampling temperature for generation benchmarks (default 0.1; 0 = greedy)."), "qwencmp_temperature"),
     ("--top-p", dict(help="Nucleus sampling top_p for generation benchmarks (default 0.95)."), "qwencmp_top_p"),
     ("--seed", dict(help="Seed for sampling and few-shot selection (default 1234)."), "qwencmp_seed"),
@@ -213,6 +216,7 @@ class QwencmpPlugin:
             os.environ[key] = value
 
     def pytest_unconfigure(self) -> None:
+        self.run.close()  # a tensor-parallel group's processes exit with the session
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -408,7 +412,7 @@ def comparison(request: pytest.FixtureRequest, qwencmp_run: ComparisonRun, model
     evaluated = {}
     for side in ("a", "b"):
         evaluation = qwencmp_run.evaluator.evaluate(side, benchmark_name)
-        evaluated[side] = {k: evaluation.model.get(k) for k in ("backend", "dtype", "device", "parameters", "notice")}
+        evaluated[side] = {k: evaluation.model.get(k) for k in ("backend", "dtype", "device", "tensor_parallel", "parameters", "notice")}
     node.user_properties.append((RUN_PROPERTY, json.dumps(qwencmp_run.describe(evaluated))))
     plugin: QwencmpPlugin = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
     if benchmark_name not in plugin.attached_lm_eval:

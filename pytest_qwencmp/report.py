@@ -119,9 +119,10 @@ def settings_lines(run: Mapping[str, Any]) -> list[str]:
             continue
         revision = f" @ {model['revision']}" if model.get("revision") else ""
         params = f", {model['parameters']:,} parameters" if model.get("parameters") else ""
+        split = f", tensor parallel x{model['tensor_parallel']}" if (model.get("tensor_parallel") or 1) > 1 else ""
         lines.append(
             f"model {side.upper()}: {model['name_or_path']}{revision} — {model['backend']} backend, "
-            f"{model['dtype']} on {model['device']}{params}"
+            f"{model['dtype']} on {model['device']}{split}{params}"
         )
         if model.get("notice"):
             lines.append(f"  note: {model['notice']}")

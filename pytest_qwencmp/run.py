@@ -19,6 +19,7 @@ from .cache import EvaluationCache
 from .expectations import Expectations
 from .models import (
     ModelHandle,
+    ModelSide,
     cuda_available,
     cuda_device_count,
     deepspeed_available,
@@ -55,7 +56,7 @@ class ComparisonRun:
         self.baseline = baseline
         self.baseline_allow_mismatch = baseline_allow_mismatch
         self.baseline_warnings: list[str] = []
-        self._handles: dict[str, ModelHandle] | None = None
+        self._handles: dict[str, ModelSide] | None = None
         self._evaluator = None
         self._compared: dict[str, dict[str, "ItemComparison"]] = {}
 
@@ -72,26 +73,42 @@ class ComparisonRun:
         )
 
     @property
-    def handles(self) -> dict[str, ModelHandle]:
+    def handles(self) -> dict[str, ModelSide]:
         if self._handles is None:
             if self.settings.demo:
                 self.settings = self._resolve_demo()
             refs = {"a": self.settings.model("a"), "b": self.settings.model("b")}
             has_cuda = cuda_available()
-            plan = plan_execution(
-                dtype=self.settings.dtype,
-                backend=self.settings.backend,
-                device=self.settings.device,
-                batch_size=self.settings.batch_size,
-                has_cuda=has_cuda,
-                has_deepspeed=deepspeed_available(),
-                worker_index=self.worker_index,
-                cuda_devices=cuda_device_count() if has_cuda else 0,
-            )
-            self._handles = {side: ModelHandle(side, ref, plan, self.settings.dtype) for side, ref in refs.items()}
+            handles: dict[str, ModelSide] = {}
+            for side, ref in refs.items():
+                plan = plan_execution(
+                    dtype=self.settings.dtype,
+                    backend=self.settings.backend,
+                    device=self.settings.device,
+                    batch_size=self.settings.batch_size,
+                    has_cuda=has_cuda,
+                    has_deepspeed=deepspeed_available(),
+                    worker_index=self.worker_index,
+                    cuda_devices=cuda_device_count() if has_cuda else 0,
+                    tensor_parallel=self.settings.tensor_parallel(side),
+                )
+                if plan.tensor_parallel > 1:
+                    from .tensor_parallel import TensorParallelHandle
+
+                    handles[side] = TensorParallelHandle(
+                        side, ref, plan, self.settings.dtype, log_root=self.settings.cache_dir / "tensor-parallel-logs"
+                    )
+                else:
+                    handles[side] = ModelHandle(side, ref, plan, self.settings.dtype)
+            self._handles = handles
         return self._handles
 
-    def handle(self, side: str) -> ModelHandle:
+    def close(self) -> None:
+        """Release both models (a tensor-parallel group's processes exit); safe to call twice."""
+        for handle in (self._handles or {}).values():
+            handle.close()
+
+    def handle(self, side: str) -> ModelSide:
         return self.handles[side]
 
     @property

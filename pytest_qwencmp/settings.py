@@ -105,6 +105,8 @@ class RunSettings:
     backend: str = "auto"
     device: str = "auto"
     batch_size: int | str = "auto"
+    tensor_parallel_a: int = 1
+    tensor_parallel_b: int = 1
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     seed: int = DEFAULT_SEED
     cache_dir: Path = Path(".qwencmp")
@@ -114,6 +116,10 @@ class RunSettings:
 
     def shots_for(self, benchmark: str, default: int | None) -> int | None:
         return dict(self.num_fewshot).get(benchmark, default)
+
+    def tensor_parallel(self, side: str) -> int:
+        """How many processes (GPUs) the side's model is split across; 1 = not split."""
+        return self.tensor_parallel_a if side == "a" else self.tensor_parallel_b
 
     def model(self, side: str) -> ModelRef:
         ref = self.model_a if side == "a" else self.model_b
@@ -223,6 +229,8 @@ def parse_settings(raw: Mapping[str, Any], known_benchmarks: tuple[str, ...]) ->
         backend=_parse_backend(str(raw.get("backend") or "auto")),
         device=_parse_device(str(raw.get("device") or "auto")),
         batch_size=_parse_batch_size(raw.get("batch_size") or "auto"),
+        tensor_parallel_a=_parse_tensor_parallel(raw, "a"),
+        tensor_parallel_b=_parse_tensor_parallel(raw, "b"),
         generation=GenerationSettings(
             temperature=_as_float(raw.get("temperature", DEFAULT_TEMPERATURE), "--temperature", 0.0, 5.0),
             top_p=_as_top_p(raw.get("top_p", DEFAULT_TOP_P)),
@@ -233,6 +241,15 @@ def parse_settings(raw: Mapping[str, Any], known_benchmarks: tuple[str, ...]) ->
         expectations=expectations or None,
         demo=demo,
     )
+
+
+def _parse_tensor_parallel(raw: Mapping[str, Any], side: str) -> int:
+    """``--tp-a``/``--tp-b`` for one side, else ``--tp`` for both, else 1."""
+    for key, option in ((f"tp_{side}", f"--tp-{side}"), ("tp", "--tp")):
+        value = raw.get(key)
+        if value not in (None, ""):
+            return _as_int(value, option, 1)
+    return 1
 
 
 def _parse_backend(value: str) -> str:

@@ -132,7 +132,8 @@ def test_ctrl_c_keeps_finished_evaluations(demo_assets, fresh_cache, offline, mo
 
 
 def test_cuda_out_of_memory_becomes_one_actionable_paragraph():
-    from pytest_qwencmp.evaluation import _translate
+    from pytest_qwencmp.errors import OutOfMemory
+    from pytest_qwencmp.harness import translate_error as _translate
 
     class OutOfMemoryError(RuntimeError):
         pass
@@ -143,6 +144,7 @@ def test_cuda_out_of_memory_becomes_one_actionable_paragraph():
     error = _translate(OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), REGISTRY.get("mmlu"), "Qwen/Qwen2.5-7B", FakeLM())
     assert "CUDA ran out of memory evaluating mmlu on Qwen/Qwen2.5-7B with batch size 64" in str(error)
     assert "Lower --batch-size" in str(error) and "Finished evaluations are cached" in str(error)
+    assert isinstance(error, OutOfMemory)  # a tensor-parallel group ends on it: its ranks are out of step
     unrelated = ValueError("something else")
     assert _translate(unrelated, REGISTRY.get("mmlu"), "x", FakeLM()) is unrelated
 
