@@ -279,7 +279,7 @@ def load_model(ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, fingerp
         model = AutoModelForCausalLM.from_pretrained(source, dtype=_torch_dtype(plan.dtype), **kwargs)
     except QwencmpError:
         raise
-    except (OSError, ValueError, KeyError, EnvironmentError) as exc:
+    except Exception as exc:  # missing files, unknown hub id, truncated weights (SafetensorError), bad config...
         raise _load_error(ref, exc) from None
     model.eval()
     parameters = sum(p.numel() for p in model.parameters())

@@ -243,9 +243,11 @@ class QwencmpPlugin:
                 config.hook.pytest_deselected(items=deselected)
                 items[:] = [i for i in items if i not in deselected]
                 ours = [i for i in ours if i not in deselected]
-        if ours and not config.option.collectonly and not self.run.settings.demo:
+        if ours and not config.option.collectonly:
             try:
-                self.run.settings.model("a"), self.run.settings.model("b")
+                if not self.run.settings.demo:
+                    self.run.settings.model("a"), self.run.settings.model("b")
+                self.run.plan_models()  # an impossible device/backend/--tp request stops here, once
             except QwencmpError as exc:
                 raise pytest.UsageError(f"pytest-qwencmp: {exc.message}") from None
 

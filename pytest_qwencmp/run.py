@@ -18,6 +18,7 @@ from .benchmarks import Registry
 from .cache import EvaluationCache
 from .expectations import Expectations
 from .models import (
+    ExecutionPlan,
     ModelHandle,
     ModelSide,
     cuda_available,
@@ -72,26 +73,37 @@ class ComparisonRun:
             data_dir=assets.data_dir,
         )
 
+    def plan_models(self) -> dict[str, ExecutionPlan]:
+        """What will run for each side (backend, dtype, device, GPUs); loads nothing, builds no demo.
+
+        Raises ``QwencmpError`` for a request this machine cannot serve.
+        """
+        has_cuda = cuda_available()
+        return {
+            side: plan_execution(
+                dtype=self.settings.dtype,
+                backend=self.settings.backend,
+                device=self.settings.device,
+                batch_size=self.settings.batch_size,
+                has_cuda=has_cuda,
+                has_deepspeed=deepspeed_available(),
+                worker_index=self.worker_index,
+                cuda_devices=cuda_device_count() if has_cuda else 0,
+                tensor_parallel=self.settings.tensor_parallel(side),
+            )
+            for side in ("a", "b")
+        }
+
     @property
     def handles(self) -> dict[str, ModelSide]:
         if self._handles is None:
             if self.settings.demo:
                 self.settings = self._resolve_demo()
             refs = {"a": self.settings.model("a"), "b": self.settings.model("b")}
-            has_cuda = cuda_available()
+            plans = self.plan_models()
             handles: dict[str, ModelSide] = {}
             for side, ref in refs.items():
-                plan = plan_execution(
-                    dtype=self.settings.dtype,
-                    backend=self.settings.backend,
-                    device=self.settings.device,
-                    batch_size=self.settings.batch_size,
-                    has_cuda=has_cuda,
-                    has_deepspeed=deepspeed_available(),
-                    worker_index=self.worker_index,
-                    cuda_devices=cuda_device_count() if has_cuda else 0,
-                    tensor_parallel=self.settings.tensor_parallel(side),
-                )
+                plan = plans[side]
                 if plan.tensor_parallel > 1:
                     from .tensor_parallel import TensorParallelHandle
 

@@ -1,19 +1,22 @@
 """A model split across GPUs: a DeepSpeed tensor-parallel group of processes.
 
 ``TensorParallelHandle`` is a ``ModelHandle`` whose model lives outside this
-process. On first use it launches ``torchrun --nproc-per-node T`` running this
-module; every rank loads the model and ``deepspeed.init_inference(...,
-tensor_parallel={"tp_size": T})`` keeps that rank's shard of each layer (AutoTP).
-The handle then talks to rank 0 over an authenticated Unix socket in a private
-folder; rank 0 broadcasts each request to all ranks, every rank runs the same
-lm-eval call (``harness.run_request``), and rank 0 sends back the results. The
-group lives for the session: each model is loaded once, however many
-benchmarks it is evaluated on.
+process. On first use it starts T processes running this module (the ranks,
+with torch.distributed's environment set as torchrun would); every rank loads
+the model and ``deepspeed.init_inference(..., tensor_parallel={"tp_size": T})``
+keeps that rank's shard of each layer (AutoTP). The handle talks to rank 0
+over an authenticated Unix socket in a private folder; rank 0 broadcasts each
+request to all ranks, every rank runs the same lm-eval call
+(``harness.run_request``), and rank 0 sends back the results. The group lives
+for the session: each model is loaded once, however many benchmarks it is
+evaluated on. The ranks are launched here rather than by torchrun so that rank
+0's output (lm-eval's progress bars) reaches the terminal unprefixed, the other
+ranks' output goes to log files, and no launcher traceback reaches the user.
 
 Failures come back as one paragraph: an error every rank hits alike (a missing
 dataset) fails that evaluation and the group goes on; anything else (out of
-memory, a crash) ends the group, and the message names the rank logs
-(``torchrun --log-dir``). Results already cached stay cached.
+memory, a crash, a rank that exits) ends the group, and the message names the
+rank logs. Results already cached stay cached.
 
 On CUDA the group sees only its GPUs (``CUDA_VISIBLE_DEVICES``, from
 ``ExecutionPlan.gpus``) and uses NCCL; on CPU it uses gloo (DeepSpeed supports
@@ -25,12 +28,15 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any, Mapping
@@ -42,6 +48,7 @@ from .settings import ModelRef
 
 ADDRESS_ENV = "QWENCMP_TP_ADDRESS"
 AUTHKEY_ENV = "QWENCMP_TP_AUTHKEY"
+ERROR_LOG_ENV = "QWENCMP_TP_ERROR_LOG"
 POLL_SECONDS = 0.2
 CLOSE_TIMEOUT = 30.0
 
@@ -81,41 +88,63 @@ class GroupFailed(QwencmpError):
     """The group cannot serve further requests."""
 
 
-def launch_command(size: int, log_dir: Path) -> list[str]:
-    """torchrun for ``size`` local ranks running this module; console output of rank 0 only, logs of all."""
-    return [
-        sys.executable, "-m", "torch.distributed.run",
-        "--standalone", f"--nproc-per-node={size}",
-        f"--log-dir={log_dir}", "--tee=3", "--local-ranks-filter=0",
-        "--module", __name__,
-    ]
+def rank_command() -> list[str]:
+    """The command every rank runs: this module as a script."""
+    return [sys.executable, "-m", __name__]
 
 
-def group_environment(base: Mapping[str, str], size: int, gpus: tuple[int, ...], address: str, authkey: bytes) -> dict[str, str]:
-    """The group's environment: ``base`` plus the rendezvous with the parent and the GPUs it may see.
+def rank_environment(
+    base: Mapping[str, str], rank: int, size: int, gpus: tuple[int, ...], port: int, address: str, authkey: bytes
+) -> dict[str, str]:
+    """One rank's environment: ``base``, torch.distributed's rendezvous, the parent's socket, its GPUs.
 
     ``gpus`` index the GPUs this process sees, so under an existing
     ``CUDA_VISIBLE_DEVICES`` they are mapped through it.
     """
     env = dict(base)
+    env.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(size), LOCAL_WORLD_SIZE=str(size),
+        LOCAL_SIZE=str(size),  # DeepSpeed's CPU shared-memory all-reduce reads it (its own launcher sets it)
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+    )
     env[ADDRESS_ENV] = address
     env[AUTHKEY_ENV] = authkey.hex()
-    env["LOCAL_SIZE"] = str(size)  # DeepSpeed's CPU shared-memory all-reduce needs it (its launcher sets it)
     if gpus:
         visible = [d.strip() for d in base.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
         env["CUDA_VISIBLE_DEVICES"] = ",".join(visible[g] if g < len(visible) else str(g) for g in gpus)
     return env
 
 
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the rank gets SIGTERM if the pytest process that launched it dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class ProcessGroup:
-    """The parent's end of a launched group: start, request/reply, stop."""
+    """The parent's end of a launched group: start the ranks, request/reply with rank 0, stop.
+
+    Rank 0 writes to this process's terminal (lm-eval's progress bars); the
+    other ranks write to ``log_dir/rank-N.log``; a rank's unexpected error
+    goes to ``log_dir/rank-N.error.log``. If any rank exits, the group ends.
+    """
 
     def __init__(self, size: int, gpus: tuple[int, ...], log_dir: Path, label: str) -> None:
         self.size = size
         self.gpus = gpus
         self.log_dir = log_dir
         self.label = label
-        self.process: subprocess.Popen | None = None
+        self.ranks: list[subprocess.Popen] = []
         self.connection: Connection | None = None
         self._folder: Path | None = None
 
@@ -123,14 +152,30 @@ class ProcessGroup:
         self._folder = Path(tempfile.mkdtemp(prefix="qwencmp-tp-"))  # mode 0700: the socket is ours alone
         address = str(self._folder / "rank0.sock")
         authkey = secrets.token_bytes(32)
+        port = _free_port()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = group_environment(os.environ, self.size, self.gpus, address, authkey)
+        preexec = _die_with_parent if sys.platform.startswith("linux") else None
         try:
-            self.process = subprocess.Popen(launch_command(self.size, self.log_dir), env=env, stdin=subprocess.DEVNULL)
+            for rank in range(self.size):
+                env = rank_environment(os.environ, rank, self.size, self.gpus, port, address, authkey)
+                env[ERROR_LOG_ENV] = str(self.log_dir / f"rank-{rank}.error.log")
+                if rank == 0:
+                    output = None
+                else:
+                    output = (self.log_dir / f"rank-{rank}.log").open("wb")
+                try:
+                    self.ranks.append(subprocess.Popen(
+                        rank_command(), env=env, stdin=subprocess.DEVNULL, stdout=output,
+                        stderr=subprocess.STDOUT if output else None, preexec_fn=preexec,
+                    ))
+                finally:
+                    if output is not None:
+                        output.close()
         except OSError as exc:
+            self.stop()
             raise GroupFailed(f"Could not launch the tensor-parallel group for model {self.label!r}: {exc}.") from None
         while self.connection is None:
-            if self.process.poll() is not None:
+            if self._exited():
                 raise self._ended("starting")
             if os.path.exists(address):
                 try:
@@ -141,36 +186,42 @@ class ProcessGroup:
             time.sleep(POLL_SECONDS)
 
     def call(self, message: LoadModel | Evaluate, doing: str) -> Any:
-        """Send ``message`` to rank 0 and wait for its reply, watching that the group stays alive."""
-        assert self.connection is not None and self.process is not None
+        """Send ``message`` to rank 0 and wait for its reply, watching that every rank stays alive."""
+        assert self.connection is not None
         try:
             self.connection.send(message)
             while not self.connection.poll(POLL_SECONDS):
-                if self.process.poll() is not None and not self.connection.poll(0):
+                if self._exited() and not self.connection.poll(0):
                     raise self._ended(doing)
             reply: Reply = self.connection.recv()
         except (EOFError, OSError):
             raise self._ended(doing) from None
         if reply.error is not None:
             if reply.fatal:
+                self.stop()
                 raise GroupFailed(f"{reply.error} (tensor-parallel group of {self.size}; rank logs under {self.log_dir})")
             raise QwencmpError(reply.error)
         return reply.value
 
     def stop(self) -> None:
-        """Ask the group to exit; terminate it if it does not. Safe to call twice."""
-        if self.process is not None and self.process.poll() is None:
+        """Ask the ranks to exit; terminate those that do not. Safe to call twice."""
+        if self.connection is not None:
             try:
-                if self.connection is not None:
-                    self.connection.send(Shutdown())
-                self.process.wait(timeout=CLOSE_TIMEOUT)
-            except (OSError, subprocess.TimeoutExpired):
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait()
+                self.connection.send(Shutdown())
+            except OSError:
+                pass
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        for process in self.ranks:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.terminate()
+        for process in self.ranks:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         if self.connection is not None:
             self.connection.close()
             self.connection = None
@@ -178,14 +229,22 @@ class ProcessGroup:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
 
+    def _exited(self) -> bool:
+        return any(process.poll() is not None for process in self.ranks)
+
     def _ended(self, doing: str) -> GroupFailed:
-        code = self.process.poll() if self.process is not None else None
+        codes = {rank: process.poll() for rank, process in enumerate(self.ranks)}
+        for process in self.ranks:  # the others may be blocked in a collective with the dead rank
+            if process.poll() is None:
+                process.terminate()
         self.stop()
+        exited = ", ".join(f"rank {rank} with code {code}" for rank, code in codes.items() if code is not None)
         return GroupFailed(
-            f"The tensor-parallel group of {self.size} processes for model {self.label!r} exited (code {code}) "
-            f"while {doing}. The rank logs under {self.log_dir} say why; common causes are too little GPU memory "
-            "(lower --batch-size or raise --tp), a tensor-parallel size the model's heads do not divide by, "
-            "or a DeepSpeed/NCCL installation problem. Finished evaluations are cached and will be reused."
+            f"The tensor-parallel group of {self.size} processes for model {self.label!r} ended while {doing}: "
+            f"{exited or 'its connection closed'}. The rank logs under {self.log_dir} say why (a negative code is "
+            "the signal that killed the rank: -9 is often the kernel's out-of-memory killer); common causes are too "
+            "little GPU memory (lower --batch-size or raise --tp) or a DeepSpeed/NCCL installation problem. "
+            "Finished evaluations are cached and will be reused."
         )
 
 
@@ -226,18 +285,30 @@ class TensorParallelHandle(ModelHandle):
 
 
 def serve() -> int:
-    """One rank of the group: receive (rank 0) or broadcast-receive requests, run them, reply (rank 0)."""
+    """One rank of the group; its exit status. Unexpected errors go to the rank's error log, not the terminal."""
+    error_log = Path(os.environ[ERROR_LOG_ENV])
+    try:
+        return _serve(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), error_log)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole foreground process group: leave quietly
+        return 130
+    except Exception:  # a collective failed because another rank died, or setup failed: the parent reports it
+        error_log.write_text(traceback.format_exc())
+        return 1
+
+
+def _serve(rank: int, local_rank: int, error_log: Path) -> int:
+    """Receive (rank 0) or broadcast-receive requests, run them on every rank, reply (rank 0)."""
     import torch
     import torch.distributed as dist
 
     import deepspeed
 
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ["LOCAL_RANK"])
     on_cuda = torch.cuda.is_available()
     if on_cuda:
         torch.cuda.set_device(local_rank)
-    deepspeed.init_distributed(dist_backend="nccl" if on_cuda else "gloo")
+    # Ranks other than 0 wait in a broadcast while the parent works elsewhere (the other
+    # model, hours of MMLU): no collective timeout; the parent ends the group if a rank dies.
+    deepspeed.init_distributed(dist_backend="nccl" if on_cuda else "gloo", timeout=timedelta(weeks=52))
     connection = _accept_parent() if rank == 0 else None
 
     def reply(answer: Reply) -> None:
@@ -267,8 +338,9 @@ def serve() -> int:
                 return 1
             continue
         except Exception as exc:
-            traceback.print_exc()
-            reply(Reply(error=f"Rank {rank} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", fatal=True))
+            error_log.write_text(traceback.format_exc())
+            summary = " ".join(str(exc).split())[:300]
+            reply(Reply(error=f"Rank {rank} failed: {type(exc).__name__}: {summary} (traceback in {error_log})", fatal=True))
             return 1
         reply(Reply(value=value))
     dist.destroy_process_group()

@@ -1,5 +1,7 @@
 """What actually runs: backend, dtype and device planning, and model fingerprints."""
 
+import re
+
 import pytest
 
 from pytest_qwencmp.errors import QwencmpError
@@ -61,3 +63,34 @@ def test_xdist_workers_pin_one_gpu_each():
     assert plan(has_cuda=True, worker_index=3, cuda_devices=1).device == "cuda"
     assert plan(has_cuda=True, worker_index=1, cuda_devices=4, device="cuda:0").device == "cuda:0"
     assert plan(worker_index=1, cuda_devices=0).device == "cpu"
+
+
+def test_tensor_parallel_gives_each_xdist_worker_its_own_gpu_slice():
+    slices = [plan(has_cuda=True, cuda_devices=8, tensor_parallel=4, worker_index=w) for w in (None, 0, 1, 2)]
+    assert [p.gpus for p in slices] == [(0, 1, 2, 3), (0, 1, 2, 3), (4, 5, 6, 7), (0, 1, 2, 3)]
+    assert [p.device for p in slices[:3]] == ["cuda:0,1,2,3", "cuda:0,1,2,3", "cuda:4,5,6,7"]
+    p = slices[0]
+    assert (p.backend, p.dtype, p.tensor_parallel, p.notice) == ("deepspeed", "float16", 4, "")
+    assert p.summary == "deepspeed, float16, cuda:0,1,2,3, tensor parallel x4"
+    assert plan(has_cuda=True, cuda_devices=3, tensor_parallel=2, worker_index=1).gpus == (2, 0)
+
+
+def test_tensor_parallel_on_cpu_runs_deepspeed_in_float32_with_a_notice():
+    p = plan(tensor_parallel=2)
+    assert (p.backend, p.dtype, p.device, p.gpus, p.batch_size) == ("deepspeed", "float32", "cpu", (), 16)
+    assert "float16 requested, but this CPU run used float32 (deepspeed backend)" in p.notice
+
+
+@pytest.mark.parametrize(
+    "kw, fragment",
+    [
+        (dict(backend="hf"), "--tp 2 splits the model across processes with DeepSpeed, but --backend hf"),
+        (dict(has_deepspeed=False), "--tp 2 needs DeepSpeed, which is not installed"),
+        (dict(has_cuda=True, cuda_devices=1), "--tp 2 needs 2 GPUs but torch sees 1"),
+        (dict(has_cuda=True, cuda_devices=4, device="cuda:1"), "--device cuda:1 names one GPU, but --tp 2 needs 2"),
+        (dict(device="cuda"), "no CUDA device"),
+    ],
+)
+def test_impossible_tensor_parallel_requests_fail_clearly(kw, fragment):
+    with pytest.raises(QwencmpError, match=re.escape(fragment)):
+        plan(tensor_parallel=2, **kw)

@@ -165,6 +165,8 @@ def test_changed_local_data_is_picked_up(pytester, suite, fresh_cache, demo_asse
         (("--dtype", "int4"), "", "--dtype 'int4' is not supported"),
         (("--num-fewshot", "mbpp"), "", "--num-fewshot 'mbpp' must look like BENCHMARK=N"),
         (("--model-a", "x/y"), "", "--demo brings its own two models"),
+        (("--tp", "2", "--backend", "hf"), "", "--tp 2 splits the model across processes with DeepSpeed, but --backend hf"),
+        (("--tp-b", "2", "--device", "cuda"), "", "--device cuda was asked for but torch sees no CUDA device"),
     ],
 )
 def test_bad_input_stops_at_start_with_one_paragraph(pytester, suite, fresh_cache, args, expectations, fragment):

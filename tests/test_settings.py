@@ -62,6 +62,8 @@ def test_local_directory_is_a_model(tmp_path):
         ({"data_dir": "/no/such/data"}, "--data-dir '/no/such/data' does not exist"),
         ({"expectations": "/no/such.toml"}, "does not exist; fix --expectations"),
         ({"demo": True, "models_from_ini": False}, "--demo brings its own two models"),
+        ({"tp": "0"}, "--tp must be at least 1"),
+        ({"tp_b": "two"}, "--tp-b must be a whole number"),
     ],
 )
 def test_bad_values_fail_with_one_paragraph(raw, fragment):
@@ -70,6 +72,16 @@ def test_bad_values_fail_with_one_paragraph(raw, fragment):
     message = info.value.message
     assert fragment in message
     assert "\n" not in message
+
+
+def test_tensor_parallel_per_side_overrides_the_shared_size():
+    assert (settings().tensor_parallel("a"), settings().tensor_parallel("b")) == (1, 1)
+    both = settings(tp="4")
+    assert (both.tensor_parallel("a"), both.tensor_parallel("b")) == (4, 4)
+    split = settings(tp="2", tp_b="8")
+    assert (split.tensor_parallel("a"), split.tensor_parallel("b")) == (2, 8)
+    only_b = settings(tp_b="2")
+    assert (only_b.tensor_parallel("a"), only_b.tensor_parallel("b")) == (1, 2)
 
 
 def test_fewshot_and_benchmark_subsets_parse():

@@ -1,0 +1,162 @@
+"""Tensor parallelism through a really launched group: torchrun, gloo and DeepSpeed AutoTP on CPU.
+
+No GPU here, so the group runs on CPU (DeepSpeed supports fp32 there); the
+launch, the rank loop, the request/reply protocol, the sharding and the
+failure paths are the same code a CUDA run uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_qwencmp.benchmarks import builtin_registry
+from pytest_qwencmp.errors import QwencmpError
+from pytest_qwencmp.expectations import NO_EXPECTATIONS
+from pytest_qwencmp.run import ComparisonRun
+from pytest_qwencmp.settings import parse_settings
+from pytest_qwencmp.tensor_parallel import ADDRESS_ENV, AUTHKEY_ENV, rank_environment
+
+REGISTRY = builtin_registry()
+SCHEMA = Path(__file__).resolve().parents[1] / "pytest_qwencmp" / "results.schema.json"
+
+
+def make_run(model_a: Path, model_b: Path, data_dir: Path, cache: Path, **raw) -> ComparisonRun:
+    values = {"model_a": str(model_a), "model_b": str(model_b), "data_dir": str(data_dir), "cache_dir": str(cache),
+              "backend": "deepspeed", "device": "cpu", "batch_size": "8", **raw}
+    return ComparisonRun(parse_settings(values, REGISTRY.names()), REGISTRY, NO_EXPECTATIONS)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+def test_rank_environment_is_torch_distributed_and_maps_gpus_through_visible_devices():
+    base = {"CUDA_VISIBLE_DEVICES": "4,5,6,7", "PATH": "/bin"}
+    env = rank_environment(base, 1, 2, (2, 3), 29511, "/tmp/x/sock", b"\x01\x02")
+    assert env["CUDA_VISIBLE_DEVICES"] == "6,7"
+    assert {k: env[k] for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT")} == {
+        "RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "LOCAL_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511"}
+    assert (env[ADDRESS_ENV], env[AUTHKEY_ENV], env["PATH"]) == ("/tmp/x/sock", "0102", "/bin")
+    assert rank_environment({}, 0, 2, (0, 1), 1, "a", b"k")["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert "CUDA_VISIBLE_DEVICES" not in rank_environment({}, 0, 2, (), 1, "a", b"k")
+    assert base == {"CUDA_VISIBLE_DEVICES": "4,5,6,7", "PATH": "/bin"}  # not modified
+
+
+def test_split_model_scores_what_the_whole_model_scores(demo_assets, demo_cache, offline, tmp_path):
+    whole = make_run(demo_assets.model_a, demo_assets.model_b, demo_assets.data_dir, tmp_path / "whole", limit="6")
+    split = make_run(demo_assets.model_a, demo_assets.model_b, demo_assets.data_dir, tmp_path / "split", limit="6", tp_b="2")
+    try:
+        for benchmark in ("hellaswag", "mbpp"):
+            expected = whole.evaluator.evaluate("b", benchmark)
+            got = split.evaluator.evaluate("b", benchmark)
+            assert [s.item_id for s in got.items] == [s.item_id for s in expected.items]
+            for ours, theirs in zip(got.items, expected.items):
+                assert ours.doc_keys == theirs.doc_keys and ours.per_doc == theirs.per_doc
+                assert ours.value == theirs.value
+            assert (got.model["backend"], got.model["tensor_parallel"], got.model["device"]) == ("deepspeed", 2, "cpu")
+            assert expected.model["tensor_parallel"] == 1
+        assert split.stats()["model_loads"] == 1  # one group, loaded once, served both benchmarks
+        group = split.handle("b")._group
+        ranks, folder = list(group.ranks), group._folder
+        assert len(ranks) == 2 and all(rank.poll() is None for rank in ranks)
+        # DeepSpeed's AutoTP split the layers on rank 1 too (rank 0 writes to the terminal).
+        assert "AutoTP" in (group.log_dir / "rank-1.log").read_text()
+    finally:
+        split.close()
+    assert all(rank.poll() is not None for rank in ranks)
+    assert not folder.exists()  # the private socket folder is removed
+    split.close()  # twice is harmless
+
+
+def test_a_rank_that_dies_fails_the_side_in_one_paragraph_and_keeps_finished_results(demo_assets, offline, tmp_path):
+    cache = tmp_path / "cache"
+    run = make_run(demo_assets.model_a, demo_assets.model_b, demo_assets.data_dir, cache, limit="3", tp_b="2")
+    try:
+        finished = run.evaluator.evaluate("b", "hellaswag")
+        group = run.handle("b")._group
+        ranks = list(group.ranks)
+        os.kill(ranks[1].pid, signal.SIGKILL)
+        with pytest.raises(QwencmpError) as info:
+            run.evaluator.evaluate("b", "mbpp")
+        message = info.value.message
+        assert "tensor-parallel group of 2 processes for model 'model_b' ended while evaluating mbpp: " in message
+        assert "rank 1 with code -9" in message and str(group.log_dir) in message and "\n" not in message
+        started = time.monotonic()
+        with pytest.raises(QwencmpError) as again:
+            run.evaluator.evaluate("b", "mmlu")
+        assert again.value.message == message and time.monotonic() - started < 5
+        assert all(rank.poll() is not None for rank in ranks)
+    finally:
+        run.close()
+    resumed = make_run(demo_assets.model_a, demo_assets.model_b, demo_assets.data_dir, cache, limit="3", tp_b="2")
+    assert resumed.evaluator.evaluate("b", "hellaswag").items == finished.items
+    assert resumed.stats() == {"model_loads": 0, "evaluations": 0, "cache_hits": 1, "evaluation_seconds": 0.0}
+
+
+def test_weights_that_cannot_be_read_are_one_paragraph_and_the_group_exits(demo_assets, offline, tmp_path):
+    broken = tmp_path / "broken-model"
+    shutil.copytree(demo_assets.model_b, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated by an interrupted copy
+    run = make_run(demo_assets.model_a, broken, demo_assets.data_dir, tmp_path / "cache", limit="2", tp_b="2")
+    try:
+        with pytest.raises(QwencmpError) as info:
+            run.evaluator.evaluate("b", "hellaswag")
+        message = info.value.message
+        assert message.startswith("Could not load model 'broken-model' (local directory): SafetensorError")
+        assert "\n" not in message
+        group = run.handle("b")._group
+        assert group.ranks and all(rank.poll() is not None for rank in group.ranks)  # stopped, not left waiting
+        with pytest.raises(QwencmpError, match="Could not load model 'broken-model'"):
+            run.evaluator.evaluate("b", "mbpp")
+        assert run.stats()["model_loads"] == 0
+    finally:
+        run.close()
+
+
+def group_ranks_running() -> list[int]:
+    """pids of processes running a tensor-parallel rank (this module as a script)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if b"pytest_qwencmp.tensor_parallel" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_pytest_run_with_a_split_model_reports_it_and_leaves_no_process(pytester, suite, fresh_cache):
+    suite(
+        """
+        [hellaswag]
+        min_improvement = 1.0
+        """
+    )
+    results_json = pytester.path / "results.json"
+    result = pytester.runpytest_inprocess(
+        "--demo", f"--eval-cache-dir={fresh_cache}", "-p", "no:cacheprovider", "--benchmarks", "hellaswag",
+        "--limit", "6", "--tp-b", "2", "--device", "cpu", f"--qwencmp-json={results_json}",
+    )
+    result.assert_outcomes(passed=2, deselected=59)
+    out = result.stdout.str()
+    assert "HellaSwag × model_b: evaluating (deepspeed, float32, cpu, tensor parallel x2)" in out
+    assert re.search(r"model B: .*model_b — deepspeed backend, float32 on cpu, tensor parallel x2", out)
+    assert re.search(r"model A: .*model_a — hf backend, float32 on cpu, [\d,]+ parameters", out)
+    assert "qwencmp: 2 model load(s), 2 evaluation(s)" in out
+    document = json.loads(results_json.read_text())
+    assert (document["models"]["a"]["tensor_parallel"], document["models"]["b"]["tensor_parallel"]) == (1, 2)
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(document, json.loads(SCHEMA.read_text()))
+    assert group_ranks_running() == []  # the session's end stopped the group
