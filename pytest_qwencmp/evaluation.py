@@ -283,7 +283,8 @@ class Evaluator:
             return None
 
     def _evaluate(self, side: str, benchmark: Benchmark) -> BenchmarkEvaluation:
-        key = cache_key(self.key_parts(side, benchmark))
+        parts = self.key_parts(side, benchmark)
+        key = cache_key(parts)
         label = self.handles[side].ref.label
         with self.cache.locked(key):
             payload = self.cache.load(key)
@@ -297,14 +298,14 @@ class Evaluator:
                     self.progress(f"qwencmp: {benchmark.title} × {label}: cached result reused")
                     return evaluation
             self.progress(f"qwencmp: {benchmark.title} × {label}: evaluating ({self.handles[side].plan.summary})")
-            evaluation = self._run(side, benchmark, key)
+            evaluation = self._run(side, benchmark, key, parts["data"] if isinstance(parts["data"], dict) else None)
             self.cache.store(key, evaluation.to_payload())
             self.stats.evaluations += 1
             self.stats.evaluation_seconds += evaluation.wall_seconds
             self.progress(f"qwencmp: {benchmark.title} × {label}: done in {evaluation.wall_seconds:.1f}s")
             return evaluation
 
-    def _run(self, side: str, benchmark: Benchmark, key: str) -> BenchmarkEvaluation:
+    def _run(self, side: str, benchmark: Benchmark, key: str, data_fingerprints: dict[str, str] | None) -> BenchmarkEvaluation:
         handle = self.handles[side]
         info = handle.load()
         gen_kwargs = self.settings.generation.as_gen_kwargs() if benchmark.generation else None
@@ -317,6 +318,7 @@ class Evaluator:
             limit=self.settings.limit,
             gen_kwargs=gen_kwargs,
             seed=self.settings.seed,
+            data_fingerprints=data_fingerprints,
         )
         started = time.perf_counter()
         output = handle.run(request)

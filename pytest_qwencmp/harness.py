@@ -40,6 +40,7 @@ class EvaluationRequest:
     limit: int | None
     gen_kwargs: Mapping[str, Any] | None
     seed: int
+    data_fingerprints: Mapping[str, str] | None = None  # content hashes of the local data, when already computed
 
 
 def run_request(lm, request: EvaluationRequest) -> dict[str, Any] | None:
@@ -57,7 +58,9 @@ def run_request(lm, request: EvaluationRequest) -> dict[str, Any] | None:
     # ... and that each local-data override replaces the built-in task of the same name: by design.
     logging.getLogger("lm_eval.tasks._index").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="qwencmp-tasks-") as tmp:
-        manager = TaskSource(request.benchmark, request.data_dir).build_manager(Path(tmp), request.datasets_cache)
+        fingerprints = None if request.data_fingerprints is None else dict(request.data_fingerprints)
+        source = TaskSource(request.benchmark, request.data_dir)
+        manager = source.build_manager(Path(tmp), request.datasets_cache, fingerprints)
         output = _simple_evaluate(lm, request, manager)
     if output is None:
         if int(os.environ.get("LOCAL_RANK", "0")) != 0:

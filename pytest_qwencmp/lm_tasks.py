@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +87,11 @@ class TaskSource:
         return [root / d for d in self.benchmark.task_dirs]
 
     def _base_manager(self) -> "TaskManager":
+        return self._base
+
+    @cached_property
+    def _base(self) -> "TaskManager":
+        """The index of the benchmark's own task folders: built once per ``TaskSource`` (a new one sees changed files)."""
         from lm_eval.tasks import TaskManager
 
         return TaskManager(include_defaults=False, include_path=[str(p) for p in self.task_folders()])
@@ -130,11 +135,14 @@ class TaskSource:
                 )
         return local
 
-    def build_manager(self, work_dir: Path, datasets_cache: Path | None = None) -> "TaskManager":
+    def build_manager(
+        self, work_dir: Path, datasets_cache: Path | None = None, fingerprints: dict[str, str] | None = None
+    ) -> "TaskManager":
         """A TaskManager over the real task folders, with local-data overrides when offline.
 
         Local datasets are prepared under ``datasets_cache`` (default: inside
-        ``work_dir``) in a folder named by their content hash.
+        ``work_dir``) in a folder named by their content hash: ``fingerprints``
+        when the caller just computed them (``data_fingerprints``), else hashed here.
         """
         if self.data_dir is None:
             return self._base_manager()
@@ -144,7 +152,8 @@ class TaskSource:
         base = self._base_manager()
         override_dir = work_dir / f"overrides-{self.benchmark.name}"
         override_dir.mkdir(parents=True, exist_ok=True)
-        fingerprints = {hub: data_fingerprint(path) for hub, path in local.items()}
+        if fingerprints is None or set(fingerprints) != set(local):
+            fingerprints = {hub: data_fingerprint(path) for hub, path in local.items()}
         from lm_eval.tasks._yaml_loader import load_yaml
 
         readmes: dict[str, list[dict[str, Any]]] = {}

@@ -51,6 +51,7 @@ AUTHKEY_ENV = "QWENCMP_TP_AUTHKEY"
 ERROR_LOG_ENV = "QWENCMP_TP_ERROR_LOG"
 POLL_SECONDS = 0.2
 CLOSE_TIMEOUT = 30.0
+KEEP_LOG_FOLDERS = 20  # group log folders kept under the cache (one per group launched)
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,15 @@ def rank_environment(
         visible = [d.strip() for d in base.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
         env["CUDA_VISIBLE_DEVICES"] = ",".join(visible[g] if g < len(visible) else str(g) for g in gpus)
     return env
+
+
+def prune_logs(root: Path, keep: int) -> None:
+    """Remove all but the ``keep`` most recent group log folders under ``root``."""
+    if not root.is_dir():
+        return
+    folders = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in folders[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _free_port() -> int:
@@ -257,6 +267,7 @@ class TensorParallelHandle(ModelHandle):
         self._group: ProcessGroup | None = None
 
     def _load(self) -> ModelInfo:
+        prune_logs(self.log_root, keep=KEEP_LOG_FOLDERS - 1)
         log_dir = self.log_root / f"{self.side}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         self._group = ProcessGroup(self.plan.tensor_parallel, self.plan.gpus, log_dir, self.ref.label)
         try:

@@ -368,6 +368,20 @@ def test_settings_mismatch_allowed_with_the_override_returns_warnings():
     assert warnings == bl.settings_mismatches(baseline, current) and len(warnings) == 4
 
 
+def test_a_model_split_across_gpus_is_a_mismatch_and_older_baselines_without_it_are_not():
+    def split_b(evaluations, size):
+        return [
+            BenchmarkEvaluation(**{**e.__dict__, "model": {**e.model, "tensor_parallel": size}}) if e.side == "b" else e
+            for e in evaluations
+        ]
+
+    baseline = make_baseline(split_b(full_run(), 1))
+    current = bl.number_settings(split_b(full_run(), 4), run_settings(limit=100))
+    assert bl.settings_mismatches(baseline, current) == ["tensor_parallel (model B): baseline 1, now 4"]
+    older = make_baseline(full_run())  # saved before the size was recorded
+    assert bl.settings_mismatches(older, current) == []
+
+
 def test_settings_of_other_models_benchmarks_and_unknown_keys_are_not_compared():
     baseline = make_baseline(full_run())
     current = bl.number_settings(changed_run(), run_settings(limit=100))

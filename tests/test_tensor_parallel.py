@@ -22,7 +22,7 @@ from pytest_qwencmp.errors import QwencmpError
 from pytest_qwencmp.expectations import NO_EXPECTATIONS
 from pytest_qwencmp.run import ComparisonRun
 from pytest_qwencmp.settings import parse_settings
-from pytest_qwencmp.tensor_parallel import ADDRESS_ENV, AUTHKEY_ENV, rank_environment
+from pytest_qwencmp.tensor_parallel import ADDRESS_ENV, AUTHKEY_ENV, prune_logs, rank_environment
 
 REGISTRY = builtin_registry()
 SCHEMA = Path(__file__).resolve().parents[1] / "pytest_qwencmp" / "results.schema.json"
@@ -50,6 +50,17 @@ def test_rank_environment_is_torch_distributed_and_maps_gpus_through_visible_dev
     assert rank_environment({}, 0, 2, (0, 1), 1, "a", b"k")["CUDA_VISIBLE_DEVICES"] == "0,1"
     assert "CUDA_VISIBLE_DEVICES" not in rank_environment({}, 0, 2, (), 1, "a", b"k")
     assert base == {"CUDA_VISIBLE_DEVICES": "4,5,6,7", "PATH": "/bin"}  # not modified
+
+
+def test_old_group_logs_are_pruned_newest_kept(tmp_path):
+    prune_logs(tmp_path / "absent", keep=2)  # nothing to do
+    for age, name in enumerate(["newest", "middle", "oldest"]):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "rank-1.log").write_text("x")
+        os.utime(folder, (time.time() - 100 * age, time.time() - 100 * age))
+    prune_logs(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["middle", "newest"]
 
 
 def test_split_model_scores_what_the_whole_model_scores(demo_assets, demo_cache, offline, tmp_path):
