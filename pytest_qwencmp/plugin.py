@@ -201,6 +201,7 @@ class QwencmpPlugin:
         self.records: dict[str, dict[str, Any]] = {}
         self.run_info: dict[str, Any] = {}
         self.worker_stats: list[dict[str, Any]] = []
+        self.worker_baseline_warnings: list[str] = []
         self.lm_eval_results: dict[str, dict[str, Any]] = {}
         self.closing_lines: list[str] = []
         self.attached_lm_eval: set[str] = set()
@@ -290,7 +291,7 @@ class QwencmpPlugin:
             f"({s['evaluation_seconds']:.1f}s), {s['cache_hits']} cached evaluation(s) reused; "
             f"session {s['wall_seconds']:.1f}s"
         )
-        for warning in dict.fromkeys(self.run.baseline_warnings):
+        for warning in dict.fromkeys(self.run.baseline_warnings + self.worker_baseline_warnings):
             terminalreporter.write_line(f"qwencmp: baseline settings differ (allowed): {warning}")
         for line in self.closing_lines:
             terminalreporter.write_line(line)
@@ -340,7 +341,7 @@ class HtmlSummary:
 
 
 class XdistBridge:
-    """Carries each worker's load/evaluation counters to the controller's summary."""
+    """Carries each worker's load/evaluation counters and baseline warnings to the controller's summary."""
 
     def __init__(self, plugin: QwencmpPlugin) -> None:
         self.plugin = plugin
@@ -348,11 +349,14 @@ class XdistBridge:
     def pytest_sessionfinish(self, session) -> None:
         if self.plugin.is_worker:
             session.config.workeroutput["qwencmp_stats"] = json.dumps(self.plugin.run.stats())
+            session.config.workeroutput["qwencmp_baseline_warnings"] = json.dumps(self.plugin.run.baseline_warnings)
 
     def pytest_testnodedown(self, node, error) -> None:
         output = getattr(node, "workeroutput", {}) or {}
         if "qwencmp_stats" in output:
             self.plugin.worker_stats.append(json.loads(output["qwencmp_stats"]))
+        if "qwencmp_baseline_warnings" in output:
+            self.plugin.worker_baseline_warnings += json.loads(output["qwencmp_baseline_warnings"])
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -254,6 +254,11 @@ def test_baselines_save_compare_and_refuse_mismatches(pytester, suite, fresh_cac
     allowed = pytester.runpytest_inprocess(*models, *changed, "--qwencmp-baseline-compare", "main", "--qwencmp-baseline-allow-mismatch")
     allowed.assert_outcomes(passed=3, deselected=58)
     assert "baseline settings differ (allowed)" in allowed.stdout.str()
+    in_workers = pytester.runpytest_inprocess(
+        *models, *changed, "--qwencmp-baseline-compare", "main", "--qwencmp-baseline-allow-mismatch", "-n", "2"
+    )
+    in_workers.assert_outcomes(passed=3)
+    assert "baseline settings differ (allowed): limit: baseline 5, now 4" in in_workers.stdout.str()  # from the workers
 
     missing = pytester.runpytest_subprocess(*models, *common, "--qwencmp-baseline-compare", "nightly")
     assert missing.ret == pytest.ExitCode.USAGE_ERROR
