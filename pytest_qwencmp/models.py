@@ -101,6 +101,7 @@ def plan_execution(
     worker_index: int | None = None,
     cuda_devices: int = 1,
     tensor_parallel: int = 1,
+    gpus: tuple[int, ...] | None = None,
 ) -> ExecutionPlan:
     """Decide backend, dtype, device and batch size; pure, so it is unit-tested directly.
 
@@ -108,13 +109,16 @@ def plan_execution(
     each worker pins its own GPU: ``cuda:N mod <number of GPUs>``. With
     ``tensor_parallel`` = T > 1 the weights are split by DeepSpeed across T
     processes; on CUDA worker N uses GPUs ``N*T .. N*T+T-1`` (mod the count).
+    ``gpus`` (from ``spread_gpus``) overrides both choices on CUDA.
     """
     if tensor_parallel > 1:
         return _plan_tensor_parallel(
             dtype=dtype, backend=backend, device=device, batch_size=batch_size, has_cuda=has_cuda,
             has_deepspeed=has_deepspeed, worker_index=worker_index, cuda_devices=cuda_devices,
-            tensor_parallel=tensor_parallel,
+            tensor_parallel=tensor_parallel, gpus=gpus,
         )
+    if device in ("auto", "cuda") and has_cuda and gpus:
+        device = f"cuda:{gpus[0]}"
     if device == "auto":
         if not has_cuda:
             device = "cpu"
@@ -149,6 +153,24 @@ def plan_execution(
     return ExecutionPlan(backend, run_dtype, device, batch_size, "; ".join(notices))
 
 
+def spread_gpus(sizes: Mapping[str, int], cuda_devices: int, worker_index: int | None = None) -> dict[str, tuple[int, ...]]:
+    """GPUs for each side when a model is split: side by side when there are enough, so the
+    models do not share memory (``{"a": 1, "b": 4}`` on 8 GPUs: A on 0, B on 1-4; xdist worker N
+    takes the N-th such block); otherwise every side starts at the worker's first GPU.
+    """
+    need = sum(sizes.values())
+    worker = worker_index or 0
+    if cuda_devices >= need:
+        spread: dict[str, tuple[int, ...]] = {}
+        next_gpu = worker * need
+        for side, size in sizes.items():
+            spread[side] = tuple((next_gpu + i) % cuda_devices for i in range(size))
+            next_gpu += size
+        return spread
+    first = worker * max(sizes.values())
+    return {side: tuple((first + i) % cuda_devices for i in range(size)) for side, size in sizes.items()}
+
+
 def _plan_tensor_parallel(
     *,
     dtype: str,
@@ -160,6 +182,7 @@ def _plan_tensor_parallel(
     worker_index: int | None,
     cuda_devices: int,
     tensor_parallel: int,
+    gpus: tuple[int, ...] | None,
 ) -> ExecutionPlan:
     option = f"--tp {tensor_parallel}"
     if backend == "hf":
@@ -177,7 +200,6 @@ def _plan_tensor_parallel(
             "(restrict the GPUs with CUDA_VISIBLE_DEVICES)."
         )
     notice = ""
-    gpus: tuple[int, ...] = ()
     if device == "cuda":
         if not has_cuda:
             raise QwencmpError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto.")
@@ -186,11 +208,13 @@ def _plan_tensor_parallel(
                 f"{option} needs {tensor_parallel} GPUs but torch sees {cuda_devices}; lower the tensor-parallel "
                 "size or run on a machine with more GPUs."
             )
-        first = (worker_index or 0) * tensor_parallel
-        gpus = tuple((first + i) % cuda_devices for i in range(tensor_parallel))
+        if not gpus or len(gpus) != tensor_parallel:
+            first = (worker_index or 0) * tensor_parallel
+            gpus = tuple((first + i) % cuda_devices for i in range(tensor_parallel))
         run_dtype = dtype
         device = "cuda:" + ",".join(str(g) for g in gpus)
     else:
+        gpus = ()
         run_dtype = "float32" if dtype == "float16" else dtype
         if run_dtype != dtype:
             notice = f"{dtype} requested, but this CPU run used {run_dtype} (deepspeed backend)"

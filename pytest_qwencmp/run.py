@@ -26,6 +26,7 @@ from .models import (
     deepspeed_available,
     plan_execution,
     read_parameter_count,
+    spread_gpus,
 )
 from .settings import ModelRef, RunSettings
 
@@ -79,6 +80,11 @@ class ComparisonRun:
         Raises ``QwencmpError`` for a request this machine cannot serve.
         """
         has_cuda = cuda_available()
+        cuda_devices = cuda_device_count() if has_cuda else 0
+        sizes = {side: self.settings.tensor_parallel(side) for side in ("a", "b")}
+        gpus: dict[str, tuple[int, ...]] = {}
+        if cuda_devices and max(sizes.values()) > 1 and self.settings.device in ("auto", "cuda"):
+            gpus = spread_gpus(sizes, cuda_devices, self.worker_index)
         return {
             side: plan_execution(
                 dtype=self.settings.dtype,
@@ -88,8 +94,9 @@ class ComparisonRun:
                 has_cuda=has_cuda,
                 has_deepspeed=deepspeed_available(),
                 worker_index=self.worker_index,
-                cuda_devices=cuda_device_count() if has_cuda else 0,
-                tensor_parallel=self.settings.tensor_parallel(side),
+                cuda_devices=cuda_devices,
+                tensor_parallel=sizes[side],
+                gpus=gpus.get(side),
             )
             for side in ("a", "b")
         }

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from pytest_qwencmp.errors import QwencmpError
-from pytest_qwencmp.models import model_fingerprint, plan_execution
+from pytest_qwencmp.models import model_fingerprint, plan_execution, spread_gpus
 from pytest_qwencmp.settings import ModelRef
 
 
@@ -94,3 +94,14 @@ def test_tensor_parallel_on_cpu_runs_deepspeed_in_float32_with_a_notice():
 def test_impossible_tensor_parallel_requests_fail_clearly(kw, fragment):
     with pytest.raises(QwencmpError, match=re.escape(fragment)):
         plan(tensor_parallel=2, **kw)
+
+
+def test_split_and_whole_models_get_their_own_gpus_when_there_are_enough():
+    assert spread_gpus({"a": 1, "b": 4}, 8) == {"a": (0,), "b": (1, 2, 3, 4)}
+    assert spread_gpus({"a": 2, "b": 2}, 8, worker_index=1) == {"a": (4, 5), "b": (6, 7)}
+    assert spread_gpus({"a": 1, "b": 4}, 4) == {"a": (0,), "b": (0, 1, 2, 3)}  # too few: they share
+    whole = plan(has_cuda=True, cuda_devices=8, gpus=(0,))
+    split = plan(has_cuda=True, cuda_devices=8, tensor_parallel=4, gpus=(1, 2, 3, 4))
+    assert (whole.device, split.device, split.gpus) == ("cuda:0", "cuda:1,2,3,4", (1, 2, 3, 4))
+    assert plan(has_cuda=True, cuda_devices=8, device="cuda:5", gpus=(0,)).device == "cuda:5"  # explicit wins
+    assert plan(gpus=(0,)).device == "cpu"

@@ -52,6 +52,20 @@ def test_rank_environment_is_torch_distributed_and_maps_gpus_through_visible_dev
     assert base == {"CUDA_VISIBLE_DEVICES": "4,5,6,7", "PATH": "/bin"}  # not modified
 
 
+def test_an_eight_gpu_runner_puts_each_model_on_its_own_gpus(monkeypatch, demo_assets, tmp_path):
+    import pytest_qwencmp.run as run_module
+
+    monkeypatch.setattr(run_module, "cuda_available", lambda: True)
+    monkeypatch.setattr(run_module, "cuda_device_count", lambda: 8)
+    monkeypatch.setattr(run_module, "deepspeed_available", lambda: True)
+    run = make_run(demo_assets.model_a, demo_assets.model_b, demo_assets.data_dir, tmp_path, device="auto", tp_b="4")
+    plans = run.plan_models()
+    assert (plans["a"].device, plans["a"].tensor_parallel) == ("cuda:0", 1)
+    assert (plans["b"].device, plans["b"].gpus, plans["b"].tensor_parallel) == ("cuda:1,2,3,4", (1, 2, 3, 4), 4)
+    assert plans["a"].dtype == plans["b"].dtype == "float16"
+    assert type(run.handle("b")).__name__ == "TensorParallelHandle" and type(run.handle("a")).__name__ == "ModelHandle"
+
+
 def test_old_group_logs_are_pruned_newest_kept(tmp_path):
     prune_logs(tmp_path / "absent", keep=2)  # nothing to do
     for age, name in enumerate(["newest", "middle", "oldest"]):
