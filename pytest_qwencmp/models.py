@@ -442,19 +442,36 @@ class ModelHandle:
         }
 
 
+def weights_folder(ref: ModelRef) -> Path | None:
+    """Where the model's files are on this machine: its local directory, or its snapshot in the
+    Hugging Face cache; ``None`` when a hub model is not downloaded yet."""
+    if ref.is_local:
+        return ref.path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(ref.name_or_path, revision=ref.revision, local_files_only=True))
+    except Exception:  # not in the cache (or no huggingface_hub): unknown
+        return None
+
+
 def read_parameter_count(ref: ModelRef) -> int | None:
-    """Parameter count from a local safetensors index/header, without loading weights."""
-    if not ref.is_local:
+    """Parameter count from the safetensors headers (local folder or cached snapshot), without loading weights."""
+    folder = weights_folder(ref)
+    if folder is None:
         return None
     total = 0
-    for path in ref.path.glob("*.safetensors"):
-        with path.open("rb") as handle:
-            header_len = int.from_bytes(handle.read(8), "little")
-            header = json.loads(handle.read(header_len))
-        for name, meta in header.items():
-            if name != "__metadata__":
-                count = 1
-                for dim in meta["shape"]:
-                    count *= dim
-                total += count
+    try:
+        for path in folder.glob("*.safetensors"):
+            with path.open("rb") as handle:
+                header_len = int.from_bytes(handle.read(8), "little")
+                header = json.loads(handle.read(header_len))
+            for name, meta in header.items():
+                if name != "__metadata__":
+                    count = 1
+                    for dim in meta["shape"]:
+                        count *= dim
+                    total += count
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # unreadable: loading will say why
+        return None
     return total or None

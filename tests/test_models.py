@@ -105,3 +105,16 @@ def test_split_and_whole_models_get_their_own_gpus_when_there_are_enough():
     assert (whole.device, split.device, split.gpus) == ("cuda:0", "cuda:1,2,3,4", (1, 2, 3, 4))
     assert plan(has_cuda=True, cuda_devices=8, device="cuda:5", gpus=(0,)).device == "cuda:5"  # explicit wins
     assert plan(gpus=(0,)).device == "cpu"
+
+
+def test_parameter_count_is_read_from_safetensors_headers_and_unknown_when_unreadable(demo_assets, tmp_path):
+    import shutil
+
+    from pytest_qwencmp.models import read_parameter_count
+
+    assert read_parameter_count(ModelRef(str(demo_assets.model_b))) == 690_688
+    broken = tmp_path / "broken"
+    shutil.copytree(demo_assets.model_b, broken)
+    (broken / "model.safetensors").write_bytes((broken / "model.safetensors").read_bytes()[:1000])
+    assert read_parameter_count(ModelRef(str(broken))) is None
+    assert read_parameter_count(ModelRef("Qwen/Not-Downloaded-Here")) is None  # not in the local HF cache
