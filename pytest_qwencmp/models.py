@@ -184,6 +184,7 @@ def _plan_tensor_parallel(
     tensor_parallel: int,
     gpus: tuple[int, ...] | None,
 ) -> ExecutionPlan:
+    """The plan for a model split across ``tensor_parallel`` processes: always DeepSpeed (AutoTP)."""
     option = f"--tp {tensor_parallel}"
     if backend == "hf":
         raise QwencmpError(
@@ -424,7 +425,12 @@ class ModelHandle:
         from .harness import run_request
 
         output = run_request(self._lm, request)
-        assert output is not None  # only a non-zero tensor-parallel rank gets None
+        if output is None:  # lm-eval leaves results to LOCAL_RANK 0
+            raise QwencmpError(
+                f"lm-eval returned no results for {request.benchmark.name} on {request.label}: this process has "
+                f"LOCAL_RANK={os.environ.get('LOCAL_RANK')} in its environment, and lm-eval then leaves the results "
+                "to rank 0. Run pytest without a distributed launcher (for --tp the plugin launches its own ranks)."
+            )
         return output
 
     def describe(self) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from .settings import ModelRef
 ADDRESS_ENV = "QWENCMP_TP_ADDRESS"
 AUTHKEY_ENV = "QWENCMP_TP_AUTHKEY"
 ERROR_LOG_ENV = "QWENCMP_TP_ERROR_LOG"
+PARENT_ENV = "QWENCMP_TP_PARENT_PID"
 POLL_SECONDS = 0.2
 CLOSE_TIMEOUT = 30.0
 KEEP_LOG_FOLDERS = 20  # group log folders kept under the cache (one per group launched)
@@ -110,6 +111,7 @@ def rank_environment(
     )
     env[ADDRESS_ENV] = address
     env[AUTHKEY_ENV] = authkey.hex()
+    env[PARENT_ENV] = str(os.getpid())
     if gpus:
         visible = [d.strip() for d in base.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
         env["CUDA_VISIBLE_DEVICES"] = ",".join(visible[g] if g < len(visible) else str(g) for g in gpus)
@@ -131,14 +133,18 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the rank gets SIGTERM if the pytest process that launched it dies."""
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: this rank gets SIGTERM when the pytest process that launched it dies (and exits now if it already has)."""
+    if not sys.platform.startswith("linux"):
+        return
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        return
+    if os.getppid() != parent_pid:
+        sys.exit(1)
 
 
 class ProcessGroup:
@@ -164,7 +170,6 @@ class ProcessGroup:
         authkey = secrets.token_bytes(32)
         port = _free_port()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        preexec = _die_with_parent if sys.platform.startswith("linux") else None
         try:
             for rank in range(self.size):
                 env = rank_environment(os.environ, rank, self.size, self.gpus, port, address, authkey)
@@ -176,7 +181,7 @@ class ProcessGroup:
                 try:
                     self.ranks.append(subprocess.Popen(
                         rank_command(), env=env, stdin=subprocess.DEVNULL, stdout=output,
-                        stderr=subprocess.STDOUT if output else None, preexec_fn=preexec,
+                        stderr=subprocess.STDOUT if output else None,
                     ))
                 finally:
                     if output is not None:
@@ -298,6 +303,7 @@ class TensorParallelHandle(ModelHandle):
 def serve() -> int:
     """One rank of the group; its exit status. Unexpected errors go to the rank's error log, not the terminal."""
     error_log = Path(os.environ[ERROR_LOG_ENV])
+    _die_with_parent(int(os.environ[PARENT_ENV]))
     try:
         return _serve(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), error_log)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole foreground process group: leave quietly

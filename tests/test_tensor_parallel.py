@@ -47,6 +47,7 @@ def test_rank_environment_is_torch_distributed_and_maps_gpus_through_visible_dev
     assert {k: env[k] for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT")} == {
         "RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "LOCAL_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511"}
     assert (env[ADDRESS_ENV], env[AUTHKEY_ENV], env["PATH"]) == ("/tmp/x/sock", "0102", "/bin")
+    assert env["QWENCMP_TP_PARENT_PID"] == str(os.getpid())
     assert rank_environment({}, 0, 2, (0, 1), 1, "a", b"k")["CUDA_VISIBLE_DEVICES"] == "0,1"
     assert "CUDA_VISIBLE_DEVICES" not in rank_environment({}, 0, 2, (), 1, "a", b"k")
     assert base == {"CUDA_VISIBLE_DEVICES": "4,5,6,7", "PATH": "/bin"}  # not modified
@@ -64,6 +65,38 @@ def test_an_eight_gpu_runner_puts_each_model_on_its_own_gpus(monkeypatch, demo_a
     assert (plans["b"].device, plans["b"].gpus, plans["b"].tensor_parallel) == ("cuda:1,2,3,4", (1, 2, 3, 4), 4)
     assert plans["a"].dtype == plans["b"].dtype == "float16"
     assert type(run.handle("b")).__name__ == "TensorParallelHandle" and type(run.handle("a")).__name__ == "ModelHandle"
+
+
+def test_idle_ranks_exit_when_the_pytest_process_that_launched_them_is_killed(tmp_path):
+    # Idle ranks see the socket close; busy ones get SIGTERM from PR_SET_PDEATHSIG (not observable here).
+    import subprocess
+    import sys
+
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time; from pathlib import Path\n"
+            "from pytest_qwencmp.tensor_parallel import ProcessGroup\n"
+            f"group = ProcessGroup(2, (), Path({str(tmp_path)!r}), 'm')\n"
+            "group.start()\n"
+            "print('PIDS', *(r.pid for r in group.ranks), flush=True)\n"
+            "time.sleep(600)\n"
+        )],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        line = ""
+        while not line.startswith("PIDS"):  # rank 0 shares this stdout
+            line = launcher.stdout.readline()
+            assert line, "the launcher exited early"
+        pids = [int(p) for p in line.split()[1:]]
+        assert len(pids) == 2 and all(Path(f"/proc/{pid}").exists() for pid in pids)
+    finally:
+        launcher.kill()  # SIGKILL: no cleanup code runs in the parent
+        launcher.wait()
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
 
 
 def test_old_group_logs_are_pruned_newest_kept(tmp_path):
