@@ -26,6 +26,7 @@ from .settings import ModelRef
 if TYPE_CHECKING:  # pragma: no cover
     from .harness import EvaluationRequest
 
+TENSOR_PARALLEL_BATCH_SIZE = 16  # used for --batch-size auto when a model is split across GPUs
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 _CONTENT_HASH_LIMIT = 64 << 20  # hash whole files up to 64 MiB; larger ones by size, mtime, head and tail
 
@@ -214,6 +215,12 @@ def _plan_tensor_parallel(
             gpus = tuple((first + i) % cuda_devices for i in range(tensor_parallel))
         run_dtype = dtype
         device = "cuda:" + ",".join(str(g) for g in gpus)
+        if batch_size == "auto":
+            # lm-eval's detection retries after an out-of-memory error in each rank on its own;
+            # ranks that retry at different points leave the group's collectives out of step.
+            batch_size = TENSOR_PARALLEL_BATCH_SIZE
+            notice = (f"--batch-size auto is not used with {option} (ranks must stay in step); "
+                      f"batch size {batch_size}, set --batch-size to tune")
     else:
         gpus = ()
         run_dtype = "float32" if dtype == "float16" else dtype
