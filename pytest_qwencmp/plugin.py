@@ -171,6 +171,27 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(HtmlSummary(plugin), PLUGIN_NAME + "-html")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistBridge(plugin), PLUGIN_NAME + "-xdist")
+        _schedule_by_module(config, run)
+
+
+def _schedule_by_module(config: pytest.Config, run: ComparisonRun) -> None:
+    """``-n N`` alone means ``--dist load``; make it ``loadscope`` unless the user chose a mode.
+
+    With ``load``, every worker starts on the first benchmark's items and all but
+    one wait on the same evaluation's cache lock. With ``loadscope`` a test
+    module's items (``test_mmlu.py``: one benchmark) go to one worker, so the
+    workers evaluate different benchmarks at once. (``loadgroup`` with
+    ``xdist_group`` marks would be finer, but xdist 3.8 tags node ids in a way
+    pytest 9.2 ignores, so its groups are not kept together.) Only for a
+    comparison run: other test suites in the same environment keep ``load``.
+    """
+    if getattr(config.option, "dist", None) != "load" or hasattr(config, "workerinput"):
+        return
+    if not (run.settings.demo or run.settings.model_a or run.settings.model_b):
+        return  # not a comparison run (the plugin is merely installed): leave xdist alone
+    given = [*config.invocation_params.args, *os.environ.get("PYTEST_ADDOPTS", "").split(), *config.getini("addopts")]
+    if not any(str(arg).startswith(("--dist", "-d")) for arg in given):
+        config.option.dist = "loadscope"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

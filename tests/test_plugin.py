@@ -130,12 +130,39 @@ def test_planted_regression_fails_with_the_numbers(pytester, suite, fresh_cache,
 
 def test_xdist_workers_share_evaluations(pytester, suite, fresh_cache):
     pytest.importorskip("xdist")
-    result = pytester.runpytest_inprocess(*demo_args(fresh_cache, "--limit", "2", "--benchmarks", "hellaswag,mbpp", "-n", "2"))
-    result.assert_outcomes(passed=3)
+    result = pytester.runpytest_inprocess(
+        *demo_args(fresh_cache, "--limit", "2", "--benchmarks", "hellaswag,mbpp,mmlu", "-n", "2", "-v")
+    )
+    result.assert_outcomes(passed=61)
+    out = result.stdout.str()
     loads, evaluations, hits = stats(result)
-    assert evaluations == 4  # (A, B) × (hellaswag, mbpp), each once across both workers
-    assert loads <= 4 and evaluations + hits >= 4
-    assert "HellaSwag: 2 items" in result.stdout.str() and "MBPP: 1 items" in result.stdout.str()
+    assert evaluations == 6  # (A, B) × 3 benchmarks, each once across both workers
+    assert hits == 0  # grouped by benchmark: no worker waited for another's evaluation
+    assert "scheduling tests via LoadScopeScheduling" in out
+    assert loads <= 4
+    assert "HellaSwag: 2 items" in out and "MBPP: 1 items" in out
+    # -n alone became --dist loadscope: each benchmark's test module ran on one worker.
+    workers: dict[str, set[str]] = {}
+    for worker, benchmark in re.findall(r"\[(gw\d)\] \[\s*\d+%\] PASSED test_(\w+)\.py::", out):
+        workers.setdefault(benchmark, set()).add(worker)
+    assert set(workers) == {"mmlu", "hellaswag", "mbpp"} and all(len(w) == 1 for w in workers.values()), workers
+
+
+def test_an_explicit_dist_mode_is_kept(pytester, suite, fresh_cache):
+    pytest.importorskip("xdist")
+    result = pytester.runpytest_inprocess(
+        *demo_args(fresh_cache, "--limit", "2", "--benchmarks", "hellaswag", "-n", "2", "--dist", "load", "-v")
+    )
+    result.assert_outcomes(passed=2)
+    assert "scheduling tests via LoadScheduling" in result.stdout.str()
+
+
+def test_other_suites_keep_xdist_default_scheduling(pytester):
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_plain="def test_one():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest_inprocess("-n", "2", "-v", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "scheduling tests via LoadScheduling" in result.stdout.str()  # installed, not comparing: hands off
 
 
 def test_changed_local_data_is_picked_up(pytester, suite, fresh_cache, demo_assets, tmp_path):
