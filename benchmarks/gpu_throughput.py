@@ -473,10 +473,9 @@ def plugin_run_with(lm, info_fields: dict, settings, registry):
         def fingerprint(self) -> str:
             return info_fields["fingerprint"]
 
-        def load(self):
-            if not self.loads:
-                self.loads = 1
-            return lm, ModelInfo(**info_fields)
+        def _load(self):
+            self._lm = lm
+            return ModelInfo(**info_fields)
 
     run = ComparisonRun(settings, registry, load_expectations(None, registry))
     plan = plan_execution(dtype=settings.dtype, backend=settings.backend, device=settings.device,
