@@ -1,4 +1,4 @@
-"""Tensor parallelism through a really launched group: torchrun, gloo and DeepSpeed AutoTP on CPU.
+"""Tensor parallelism through a really launched group: ranks, gloo and DeepSpeed AutoTP on CPU.
 
 No GPU here, so the group runs on CPU (DeepSpeed supports fp32 there); the
 launch, the rank loop, the request/reply protocol, the sharding and the
