@@ -26,6 +26,7 @@ from .settings import ModelRef
 if TYPE_CHECKING:  # pragma: no cover
     from .harness import EvaluationRequest
 
+CPU_BATCH_SIZE = 16  # used for --batch-size auto on CPU (lm-eval's detection is for GPUs)
 TENSOR_PARALLEL_BATCH_SIZE = 16  # used for --batch-size auto when a model is split across GPUs
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 _CONTENT_HASH_LIMIT = 64 << 20  # hash whole files up to 64 MiB; larger ones by size, mtime, head and tail
@@ -128,7 +129,7 @@ def plan_execution(
         else:
             device = "cuda"
     if device.startswith("cuda") and not has_cuda:
-        raise QwencmpError(f"--device {device} was asked for but torch sees no CUDA device; use --device cpu or auto.")
+        raise _no_cuda(device)
     notices = []
     if device.startswith("cuda"):
         if backend == "auto":
@@ -139,19 +140,29 @@ def plan_execution(
             raise QwencmpError("--backend deepspeed was asked for but DeepSpeed is not installed; pip install deepspeed.")
         run_dtype = dtype
     else:
-        if backend == "deepspeed":
-            if not has_deepspeed:
-                raise QwencmpError("--backend deepspeed was asked for but DeepSpeed is not installed; pip install deepspeed.")
-            # DeepSpeed's CPU accelerator supports fp32 and bf16, not fp16.
-            run_dtype = "float32" if dtype == "float16" else dtype
-        else:
-            backend = "hf"
-            run_dtype = "float32" if dtype == "float16" else dtype
-        if run_dtype != dtype:
-            notices.append(f"{dtype} requested, but this CPU run used {run_dtype} ({backend} backend)")
+        if backend == "deepspeed" and not has_deepspeed:
+            raise QwencmpError("--backend deepspeed was asked for but DeepSpeed is not installed; pip install deepspeed.")
+        backend = "deepspeed" if backend == "deepspeed" else "hf"
+        run_dtype, notice = _cpu_dtype(dtype, backend)
+        notices += [notice] if notice else []
     if batch_size == "auto" and not device.startswith("cuda"):
-        batch_size = 16
+        batch_size = CPU_BATCH_SIZE
     return ExecutionPlan(backend, run_dtype, device, batch_size, "; ".join(notices))
+
+
+def _cpu_dtype(dtype: str, backend: str) -> tuple[str, str]:
+    """The dtype a CPU run uses, and a notice when it is not the one asked for.
+
+    CPUs do not run FP16 inference usefully, and DeepSpeed's CPU accelerator
+    supports fp32 and bf16, not fp16: FP16 becomes float32.
+    """
+    run_dtype = "float32" if dtype == "float16" else dtype
+    notice = f"{dtype} requested, but this CPU run used {run_dtype} ({backend} backend)" if run_dtype != dtype else ""
+    return run_dtype, notice
+
+
+def _no_cuda(device: str) -> QwencmpError:
+    return QwencmpError(f"--device {device} was asked for but torch sees no CUDA device; use --device cpu or auto.")
 
 
 def spread_gpus(sizes: Mapping[str, int], cuda_devices: int, worker_index: int | None = None) -> dict[str, tuple[int, ...]]:
@@ -204,15 +215,14 @@ def _plan_tensor_parallel(
     notice = ""
     if device == "cuda":
         if not has_cuda:
-            raise QwencmpError("--device cuda was asked for but torch sees no CUDA device; use --device cpu or auto.")
+            raise _no_cuda(device)
         if cuda_devices < tensor_parallel:
             raise QwencmpError(
                 f"{option} needs {tensor_parallel} GPUs but torch sees {cuda_devices}; lower the tensor-parallel "
                 "size or run on a machine with more GPUs."
             )
         if not gpus or len(gpus) != tensor_parallel:
-            first = (worker_index or 0) * tensor_parallel
-            gpus = tuple((first + i) % cuda_devices for i in range(tensor_parallel))
+            gpus = spread_gpus({"split": tensor_parallel}, cuda_devices, worker_index)["split"]
         run_dtype = dtype
         device = "cuda:" + ",".join(str(g) for g in gpus)
         if batch_size == "auto":
@@ -223,11 +233,9 @@ def _plan_tensor_parallel(
                       f"batch size {batch_size}, set --batch-size to tune")
     else:
         gpus = ()
-        run_dtype = "float32" if dtype == "float16" else dtype
-        if run_dtype != dtype:
-            notice = f"{dtype} requested, but this CPU run used {run_dtype} (deepspeed backend)"
+        run_dtype, notice = _cpu_dtype(dtype, "deepspeed")
         if batch_size == "auto":
-            batch_size = 16
+            batch_size = CPU_BATCH_SIZE
     return ExecutionPlan("deepspeed", run_dtype, device, batch_size, notice, tensor_parallel, gpus)
 
 
