@@ -29,6 +29,13 @@ def heavy_modules_imported_once():
     import transformers  # noqa: F401
 
 
+@pytest.fixture
+def offline(monkeypatch):
+    """The environment the plugin sets for local data: nothing may reach the hub."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
 @pytest.fixture(scope="session")
 def demo_cache(tmp_path_factory) -> Path:
     """An evaluation cache folder that already holds the built demo assets."""

@@ -19,12 +19,6 @@ def make_run(demo_assets, cache, **raw):
     return ComparisonRun(parse_settings(values, REGISTRY.names()), REGISTRY, NO_EXPECTATIONS)
 
 
-@pytest.fixture
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-
-
 @pytest.mark.parametrize(
     "raw, expected",
     [

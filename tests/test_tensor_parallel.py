@@ -34,12 +34,6 @@ def make_run(model_a: Path, model_b: Path, data_dir: Path, cache: Path, **raw) -
     return ComparisonRun(parse_settings(values, REGISTRY.names()), REGISTRY, NO_EXPECTATIONS)
 
 
-@pytest.fixture
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-
-
 def test_rank_environment_is_torch_distributed_and_maps_gpus_through_visible_devices():
     base = {"CUDA_VISIBLE_DEVICES": "4,5,6,7", "PATH": "/bin"}
     env = rank_environment(base, 1, 2, (2, 3), 29511, "/tmp/x/sock", b"\x01\x02")
