@@ -13,6 +13,23 @@ from pytest_qwencmp.demo import build_demo_assets
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "slow: a heavy end-to-end check (tens of seconds or more); skipped by default, run with `pytest tests -m slow`",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Heavy end-to-end checks run only when asked for (``-m slow``), so the default suite stays fast."""
+    if config.getoption("markexpr"):
+        return  # an explicit -m decides
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def heavy_modules_imported_once():
     """Import lm-eval's stack in the outer process before any in-process pytester run.
