@@ -1,0 +1,24 @@
+"""What a new user meets first: the README's own command forms, output, help text."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_python_dash_m_pytest_from_the_project_root_gives_no_rewrite_warning():
+    """``python -m pytest evals/`` (the README's form) must not warn that ``__main__`` cannot be rewritten.
+
+    pytest marks a plugin's top-level modules for assertion rewriting from the
+    distribution's file list (the project's egg-info in the rootdir); without a
+    package ``__init__`` every module of ours looked top-level, ``__main__`` among them.
+    """
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "evals/", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "61 tests collected" in result.stdout
+    assert "PytestAssertRewriteWarning" not in result.stdout + result.stderr
