@@ -1,7 +1,7 @@
-"""Repository-wide pytest configuration.
+"""Repository-wide pytest configuration: deliberately empty of plugins.
 
-The plugin itself is loaded through its pytest11 entry point (pyproject.toml);
-here we only enable pytester for the plugin's own tests in tests/.
+The plugin itself is loaded through its pytest11 entry point (pyproject.toml).
+pytester, which only the plugin's own tests need, is enabled in
+``tests/conftest.py``, so ``pytest evals/ --help`` shows a user's suite without
+pytester's options.
 """
-
-pytest_plugins = ["pytester"]

@@ -10,6 +10,9 @@ import pytest
 
 from pytest_qwencmp.demo import build_demo_assets
 
+# The plugin's own tests drive pytest through pytester; the users' suite (evals/) does not need it.
+pytest_plugins = ["pytester"]
+
 REPO = Path(__file__).resolve().parents[1]
 
 

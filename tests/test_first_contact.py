@@ -22,3 +22,14 @@ def test_python_dash_m_pytest_from_the_project_root_gives_no_rewrite_warning():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "61 tests collected" in result.stdout
     assert "PytestAssertRewriteWarning" not in result.stdout + result.stderr
+
+
+def test_a_users_suite_help_shows_no_pytester_options():
+    """``pytest evals/ --help`` lists the qwencmp group, not the options of the plugin's own test tooling."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "evals/", "--help", "-p", "no:cacheprovider"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "pytest-qwencmp" in result.stdout
+    assert "--runpytest" not in result.stdout and "--lsof" not in result.stdout
