@@ -242,7 +242,7 @@ class Evaluator:
     def key_parts(self, side: str, benchmark: Benchmark) -> dict[str, Any]:
         handle = self.handles[side]
         plan = handle.plan
-        source = TaskSource(benchmark, self.settings.data_dir)
+        source = TaskSource(benchmark, self.settings.data_dir, index_dir=self.cache.root)
         return {
             "format": RESULT_FORMAT,
             "model": handle.fingerprint,

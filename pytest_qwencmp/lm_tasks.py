@@ -13,6 +13,8 @@ aggregation stay exactly lm-eval's, and nothing touches the hub.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -77,10 +79,17 @@ def data_fingerprint(folder: Path) -> str:
 
 @dataclass(frozen=True)
 class TaskSource:
-    """The lm-eval task folders to index and, offline, the local dataset for each leaf task."""
+    """The lm-eval task folders to index and, offline, the local dataset for each leaf task.
+
+    ``index_dir`` (the evaluation cache's folder) keeps which hub dataset each
+    leaf task reads, keyed by the hash of lm-eval's task files, so that a rerun
+    whose evaluations are all cached computes its cache keys without importing
+    lm-eval (and datasets with it).
+    """
 
     benchmark: Benchmark
     data_dir: Path | None
+    index_dir: Path | None = None
 
     def task_folders(self) -> list[Path]:
         root = lm_eval_tasks_root()
@@ -103,7 +112,47 @@ class TaskSource:
         return {hub: self.data_dir / hub for hub in self.hub_datasets().values()}
 
     def hub_datasets(self) -> dict[str, str]:
-        """Leaf task -> the ``dataset_path`` lm-eval's own YAML names."""
+        """Leaf task -> the ``dataset_path`` lm-eval's own YAML names (remembered under ``index_dir``)."""
+        remembered = self._remembered_index()
+        if remembered is not None:
+            return remembered
+        found = self._read_hub_datasets()
+        self._remember_index(found)
+        return found
+
+    def _index_file(self) -> Path | None:
+        if self.index_dir is None:
+            return None
+        identity = json.dumps(
+            [lm_eval_version(), task_definitions_fingerprint(self.benchmark.task_dirs), list(self.benchmark.leaf_tasks)]
+        )
+        return self.index_dir / "task-index" / f"{hashlib.sha256(identity.encode()).hexdigest()[:32]}.json"
+
+    def _remembered_index(self) -> dict[str, str] | None:
+        path = self._index_file()
+        if path is None:
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or set(data) != set(self.benchmark.leaf_tasks):
+            return None
+        return {str(k): str(v) for k, v in data.items()}
+
+    def _remember_index(self, found: dict[str, str]) -> None:
+        path = self._index_file()
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(found, sort_keys=True), encoding="utf-8")
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only cache only costs the next run the lookup
+
+    def _read_hub_datasets(self) -> dict[str, str]:
         from lm_eval.tasks._yaml_loader import load_yaml
 
         manager = self._base_manager()

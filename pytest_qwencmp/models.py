@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -74,16 +75,32 @@ class ModelInfo:
         return asdict(self)
 
 
+def nvidia_driver_absent() -> bool:
+    """True when this Linux machine certainly has no NVIDIA GPU: no driver is loaded.
+
+    Decided from ``/proc`` and ``/dev`` without importing torch (~2 s), so that a
+    CPU run whose evaluations are all cached stays fast. Elsewhere, or with a
+    driver present, torch decides.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    return not Path("/proc/driver/nvidia").exists() and not any(Path("/dev").glob("nvidia[0-9]*"))
+
+
 def cuda_available() -> bool:
+    if nvidia_driver_absent():
+        return False
     import torch
 
     return bool(torch.cuda.is_available())
 
 
 def cuda_device_count() -> int:
+    if not cuda_available():
+        return 0
     import torch
 
-    return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    return int(torch.cuda.device_count())
 
 
 def deepspeed_available() -> bool:

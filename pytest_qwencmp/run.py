@@ -174,7 +174,7 @@ class ComparisonRun:
         from .lm_tasks import TaskSource
 
         return {
-            name: cache_key(TaskSource(self.registry.get(name), self.settings.data_dir).data_fingerprints())
+            name: cache_key(TaskSource(self.registry.get(name), self.settings.data_dir, index_dir=self.settings.cache_dir).data_fingerprints())
             for name in benchmark_names
         }
 

@@ -33,3 +33,22 @@ def test_a_users_suite_help_shows_no_pytester_options():
     assert result.returncode == 0, result.stderr
     assert "pytest-qwencmp" in result.stdout
     assert "--runpytest" not in result.stdout and "--lsof" not in result.stdout
+
+
+def test_a_fully_cached_rerun_imports_no_model_stack(pytester, suite, fresh_cache):
+    """Nothing to evaluate: no torch, transformers, lm-eval, datasets or deepspeed is imported."""
+    args = ["--demo", f"--eval-cache-dir={fresh_cache}", "-p", "no:cacheprovider", "--benchmarks", "hellaswag", "--limit", "4"]
+    pytester.runpytest_inprocess(*args).assert_outcomes(passed=2, deselected=59)
+    pytester.makeconftest(
+        """
+        import sys
+        def pytest_sessionfinish(session):
+            heavy = [m for m in ("torch", "transformers", "lm_eval", "datasets", "deepspeed") if m in sys.modules]
+            print("HEAVY-MODULES:", heavy)
+        """
+    )
+    rerun = pytester.runpytest_subprocess(*args)
+    rerun.assert_outcomes(passed=2, deselected=59)
+    out = rerun.stdout.str()
+    assert "0 model load(s), 0 evaluation(s)" in out and "2 cached evaluation(s) reused" in out
+    assert "HEAVY-MODULES: []" in out
