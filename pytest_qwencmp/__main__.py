@@ -35,9 +35,9 @@ def cmd_mirror(args: argparse.Namespace) -> int:
     mirror.run_mirror(plan)
     print(f"Mirrored into {plan.out}.")
     if plan.datasets:
-        print(f"  datasets: pytest evals/ --data-dir {plan.out}")
+        print(f"  datasets: pytest evals/ --data-dir={plan.out}")
     for model in plan.models:
-        print(f"  model {model.label}: {plan.out / mirror.MODELS_FOLDER / model.repo_id} (for --model-a / --model-b)")
+        print(f"  model {model.label}: --model-a={plan.out / mirror.MODELS_FOLDER / model.repo_id} (or --model-b=…)")
     return 0
 
 
@@ -54,8 +54,9 @@ def add_mirror_parser(commands: argparse._SubParsersAction) -> None:
         ),
         epilog=(
             "The data come from the hub; with HF_HUB_OFFLINE=1, from the local datasets and hub caches. "
-            "Then, on the air-gapped runner: pytest evals/ --data-dir OUT "
-            "--model-a OUT/models/Qwen/Qwen2.5-1.5B --model-b OUT/models/Qwen/Qwen2.5-7B"
+            "Then, on the air-gapped runner: pytest evals/ --data-dir=OUT "
+            "--model-a=OUT/models/Qwen/Qwen2.5-1.5B --model-b=OUT/models/Qwen/Qwen2.5-7B "
+            "(path options with '=': pytest picks its rootdir from bare path arguments)"
         ),
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="the folder to write (created if missing)")

@@ -52,3 +52,13 @@ def test_a_fully_cached_rerun_imports_no_model_stack(pytester, suite, fresh_cach
     out = rerun.stdout.str()
     assert "0 model load(s), 0 evaluation(s)" in out and "2 cached evaluation(s) reused" in out
     assert "HEAVY-MODULES: []" in out
+
+
+def test_mirror_help_suggests_the_option_form_the_readme_recommends():
+    """Path options given as ``--data-dir=OUT``: with a space, pytest may take OUT as a rootdir candidate."""
+    from pytest_qwencmp.__main__ import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    text = commands["mirror"].format_help()
+    assert "--data-dir=OUT" in text and "--data-dir OUT" not in text
+    assert "--model-a=OUT/models/" in text

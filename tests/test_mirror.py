@@ -287,7 +287,7 @@ def test_cli_subset_and_a_mirror_of_a_mirror_is_identical(full_mirror, source, t
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    assert f"--data-dir {out}" in result.stdout
+    assert f"--data-dir={out}" in result.stdout
     assert sorted(p.name for p in (out / "cais/mmlu").iterdir() if p.is_dir()) == sorted(FEW_SUBJECTS)
     # Same data, same bytes, wherever it came from: the subset matches the full in-process mirror ...
     for hub_path in ("Rowan/hellaswag", "google-research-datasets/mbpp"):
