@@ -339,15 +339,18 @@ class QwencmpPlugin:
         if json_path:
             document = results_document(self.records.values(), self.run_info, self.lm_eval_results, self.summary_stats())
             _write_text(Path(json_path), json.dumps(document, indent=2, sort_keys=False))
+            self.closing_lines.append(f"qwencmp: results JSON written to {Path(json_path).resolve()}")
         markdown = None
         markdown_path = self.config.getoption("qwencmp_markdown")
         if markdown_path:
             markdown = self.markdown()
             _write_text(Path(markdown_path), markdown)
+            self.closing_lines.append(f"qwencmp: Markdown tables written to {Path(markdown_path).resolve()}")
         step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if step_summary:
             with open(step_summary, "a", encoding="utf-8") as handle:
                 handle.write((markdown or self.markdown()) + "\n")
+            self.closing_lines.append("qwencmp: Markdown tables appended to $GITHUB_STEP_SUMMARY")
 
 
 class HtmlSummary:

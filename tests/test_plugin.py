@@ -70,6 +70,9 @@ def test_demo_run_compares_caches_and_reports(pytester, suite, fresh_cache, monk
     assert stats(first) == (2, 6, 0)
     out = first.stdout.str()
     assert "qwencmp: model comparison" in out
+    assert f"qwencmp: results JSON written to {results_json}" in out
+    assert f"qwencmp: Markdown tables written to {markdown}" in out
+    assert "qwencmp: Markdown tables appended to $GITHUB_STEP_SUMMARY" in out
     assert "float16 requested, but this CPU run used float32" in out
     assert re.search(r"overall\s+\d+\.\d\d ± \d+\.\d\d\s+\d+\.\d\d ± \d+\.\d\d\s+[+-]\d+\.\d\d", out)
     assert "generation: do_sample=True, temperature=0.1, top_p=0.95" in out
