@@ -62,3 +62,18 @@ def test_mirror_help_suggests_the_option_form_the_readme_recommends():
     text = commands["mirror"].format_help()
     assert "--data-dir=OUT" in text and "--data-dir OUT" not in text
     assert "--model-a=OUT/models/" in text
+
+
+def test_option_help_reads_as_values_and_states_defaults(pytester):
+    """Metavars name what to type (MODEL, DIR, N), not dest names; defaults are stated; README names the group."""
+    out = pytester.runpytest_inprocess("--help").stdout.str()
+    for shown in ("--model-a=MODEL", "--model-b=MODEL", "--data-dir=DIR", "--limit=N", "--batch-size=N",
+                  "--eval-cache-dir=DIR", "--expectations=FILE", "--device=DEVICE", "--backend=NAME"):
+        assert shown in out, shown
+    assert "QWENCMP_" not in out  # argparse's fallback metavar: the option's dest in capitals
+    section = out[out.index("pytest-qwencmp:"):]
+    for option, default in (("--batch-size", "default: auto"), ("--device", "default: auto"), ("--backend", "default: auto")):
+        text = " ".join(section[section.index(option):].split("\n  --")[0].split())
+        assert default in text, (option, text)
+    group_title = out[out.index("pytest-qwencmp:"):].split(":")[0]
+    assert f"`{group_title}` group" in (REPO / "README.md").read_text()
