@@ -57,6 +57,10 @@ def run_request(lm, request: EvaluationRequest) -> dict[str, Any] | None:
     logging.getLogger("lm_eval.evaluator").setLevel(logging.ERROR)
     # ... and that each local-data override replaces the built-in task of the same name: by design.
     logging.getLogger("lm_eval.tasks._index").setLevel(logging.ERROR)
+    # ... and, per task, that a custom_dataset function (our local-data reader) takes --metadata.
+    task_logger = logging.getLogger("lm_eval.api.task")
+    if not any(isinstance(f, _CustomDatasetNotice) for f in task_logger.filters):
+        task_logger.addFilter(_CustomDatasetNotice())
     with tempfile.TemporaryDirectory(prefix="qwencmp-tasks-") as tmp:
         fingerprints = None if request.data_fingerprints is None else dict(request.data_fingerprints)
         source = TaskSource(request.benchmark, request.data_dir)
@@ -67,6 +71,13 @@ def run_request(lm, request: EvaluationRequest) -> dict[str, Any] | None:
             return None
         raise QwencmpError(f"lm-eval returned no results for {request.benchmark.name} on {request.label}.")
     return {key: output.get(key, {}) for key in OUTPUT_KEYS}
+
+
+class _CustomDatasetNotice(logging.Filter):
+    """Drops lm-eval's per-task advice about ``--metadata`` for tasks with a ``custom_dataset`` function."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Custom kwargs can be passed to `--metadata`" not in record.getMessage()
 
 
 def _simple_evaluate(lm, request: EvaluationRequest, manager):

@@ -218,8 +218,16 @@ class TaskSource:
             if hub not in readmes:
                 readmes[hub] = readme_configs(local[hub])
             direct = data_files_for(local[hub], readmes[hub], config.get("dataset_name"))
-            if direct is not None:
-                # Read the files directly with datasets' packaged builder: the same rows as
+            function = None
+            if direct is not None and direct[0] == "json" and all(
+                p.endswith(".jsonl") for paths in direct[1].values() for p in paths
+            ):
+                # JSON Lines: read into memory by local_data (lm-eval's custom_dataset hook), the
+                # same rows in file order, without datasets' per-subject builder and Arrow cache.
+                function = LOCAL_JSON_LINES
+                dataset_kwargs = {"qwencmp_files": direct[1]}
+            elif direct is not None:
+                # Other files: datasets' packaged builder reads them directly, the same rows as
                 # load_dataset(dir, name=...), without re-parsing the README for every subject.
                 builder, files = direct
                 override.update(dataset_path=builder, dataset_name=None)
@@ -227,7 +235,7 @@ class TaskSource:
             else:
                 override["dataset_path"] = str(local[hub])
             override["dataset_kwargs"] = dataset_kwargs
-            _write_yaml(override_dir / f"{task}.yaml", override)
+            _write_yaml(override_dir / f"{task}.yaml", override, function=function)
         return TaskManager(
             include_defaults=False,
             include_path=[str(p) for p in self.task_folders()] + [str(override_dir)],
@@ -235,6 +243,7 @@ class TaskSource:
 
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+LOCAL_JSON_LINES = "pytest_qwencmp.local_data.load_json_lines"  # local_data.FUNCTION, named without importing it
 
 
 def readme_configs(folder: Path) -> list[dict[str, Any]]:
@@ -280,10 +289,13 @@ def data_files_for(folder: Path, configs: list[dict[str, Any]], name: str | None
     return None
 
 
-def _write_yaml(path: Path, data: dict[str, Any]) -> None:
+def _write_yaml(path: Path, data: dict[str, Any], function: str | None = None) -> None:
+    """``data`` as YAML; ``function`` becomes the task's ``custom_dataset: !function …``."""
     import yaml
 
     text = yaml.safe_dump(data, sort_keys=False)
+    if function is not None:
+        text += f"custom_dataset: !function {function}\n"
     if not path.exists() or path.read_text(encoding="utf-8") != text:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text, encoding="utf-8")

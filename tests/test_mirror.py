@@ -393,7 +393,7 @@ def test_model_snapshot_from_the_offline_hub_cache(tmp_path):
     for spec in ("tiny-org/tiny-model", f"tiny-org/tiny-model@{sha}"):  # refs/main, then the commit itself
         result = cli("--out", str(out), "--benchmarks", "none", "--model", spec, env=env)
         assert result.returncode == 0, result.stderr
-        assert f"model {spec}: {model_dir}" in result.stdout
+        assert f"model {spec}: --model-a={model_dir}" in result.stdout
         assert tree(model_dir) == {k: v.encode() for k, v in files.items()}
         assert not any(p.is_symlink() for p in model_dir.rglob("*"))  # real files, not links into a cache
         assert sorted(p.name for p in out.iterdir()) == ["models"]
