@@ -12,13 +12,16 @@ this project reads.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from .benchmarks import Benchmark
 from .errors import OutOfMemory, QwencmpError
@@ -73,6 +76,30 @@ def run_request(lm, request: EvaluationRequest) -> dict[str, Any] | None:
     return {key: output.get(key, {}) for key in OUTPUT_KEYS}
 
 
+@contextmanager
+def _progress_bars_as_tqdm_says(lm) -> Iterator[None]:
+    """Honour ``TQDM_DISABLE`` (set by the plugin for non-terminal output) for lm-eval's own bars.
+
+    lm-eval's HFLM passes ``disable=`` explicitly to its request bars, which
+    overrides tqdm's environment defaults; its request methods take
+    ``disable_tqdm``, so this evaluation's calls get it.
+    """
+    if os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes"):
+        yield
+        return
+    patched = []
+    for name in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
+        method = getattr(lm, name, None)
+        if method is not None and "disable_tqdm" in inspect.signature(method).parameters:
+            setattr(lm, name, functools.partial(method, disable_tqdm=True))
+            patched.append(name)
+    try:
+        yield
+    finally:
+        for name in patched:
+            delattr(lm, name)  # the class's method again
+
+
 class _CustomDatasetNotice(logging.Filter):
     """Drops lm-eval's per-task advice about ``--metadata`` for tasks with a ``custom_dataset`` function."""
 
@@ -86,7 +113,7 @@ def _simple_evaluate(lm, request: EvaluationRequest, manager):
     from .code_eval import SandboxedCodeEval, sandboxed_code_eval
 
     try:
-        with sandboxed_code_eval(SandboxedCodeEval()):
+        with sandboxed_code_eval(SandboxedCodeEval()), _progress_bars_as_tqdm_says(lm):
             return lm_eval.simple_evaluate(
                 model=lm,
                 tasks=list(request.benchmark.request),

@@ -35,7 +35,10 @@ def read_rows(path: str, digest: "hashlib._Hash | None" = None) -> list[dict[str
                 try:
                     row = json.loads(line)
                 except ValueError as exc:
-                    raise QwencmpError(f"{path}, line {number}: not valid JSON ({exc}). Fix or re-create the local copy.") from None
+                    raise QwencmpError(
+                        f"{path}, line {number}: not valid JSON ({exc}). The local dataset copy (--data-dir) is "
+                        "damaged: fix that line, or re-create the copy with `python -m pytest_qwencmp mirror`."
+                    ) from None
                 if not isinstance(row, dict):
                     raise QwencmpError(f"{path}, line {number}: expected a JSON object per line, got {type(row).__name__}.")
                 rows.append(row)

@@ -232,6 +232,14 @@ class QwencmpPlugin:
         if run.settings.data_dir or run.settings.demo:
             self._set_env({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
 
+    def pytest_sessionstart(self) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if "TQDM_DISABLE" not in os.environ and not (reporter is not None and reporter.isatty()):
+            # A CI log gets the plugin's one line per evaluation, not lm-eval's, datasets' and
+            # transformers' progress bars (hundreds of lines in a log that cannot redraw them).
+            # tqdm reads TQDM_* when it is imported: before any evaluation imports lm-eval.
+            self._set_env({"TQDM_DISABLE": "1"})
+
     def _set_env(self, values: dict[str, str]) -> None:
         for key, value in values.items():
             self._saved_env.setdefault(key, os.environ.get(key))

@@ -156,5 +156,5 @@ def test_malformed_local_dataset_is_one_clear_paragraph(demo_assets, fresh_cache
     with pytest.raises(QwencmpError) as info:
         run.evaluator.evaluate("a", "hellaswag")
     message = info.value.message
-    assert "The dataset of hellaswag could not be read" in message and "--data-dir" in message
+    assert f"{validation}, line 1: not valid JSON" in message and "--data-dir" in message
     assert "\n" not in message

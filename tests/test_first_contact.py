@@ -35,25 +35,6 @@ def test_a_users_suite_help_shows_no_pytester_options():
     assert "--runpytest" not in result.stdout and "--lsof" not in result.stdout
 
 
-def test_a_fully_cached_rerun_imports_no_model_stack(pytester, suite, fresh_cache):
-    """Nothing to evaluate: no torch, transformers, lm-eval, datasets or deepspeed is imported."""
-    args = ["--demo", f"--eval-cache-dir={fresh_cache}", "-p", "no:cacheprovider", "--benchmarks", "hellaswag", "--limit", "4"]
-    pytester.runpytest_inprocess(*args).assert_outcomes(passed=2, deselected=59)
-    pytester.makeconftest(
-        """
-        import sys
-        def pytest_sessionfinish(session):
-            heavy = [m for m in ("torch", "transformers", "lm_eval", "datasets", "deepspeed") if m in sys.modules]
-            print("HEAVY-MODULES:", heavy)
-        """
-    )
-    rerun = pytester.runpytest_subprocess(*args)
-    rerun.assert_outcomes(passed=2, deselected=59)
-    out = rerun.stdout.str()
-    assert "0 model load(s), 0 evaluation(s)" in out and "2 cached evaluation(s) reused" in out
-    assert "HEAVY-MODULES: []" in out
-
-
 def test_mirror_help_suggests_the_option_form_the_readme_recommends():
     """Path options given as ``--data-dir=OUT``: with a space, pytest may take OUT as a rootdir candidate."""
     from pytest_qwencmp.__main__ import build_parser
@@ -77,3 +58,29 @@ def test_option_help_reads_as_values_and_states_defaults(pytester):
         assert default in text, (option, text)
     group_title = out[out.index("pytest-qwencmp:"):].split(":")[0]
     assert f"`{group_title}` group" in (REPO / "README.md").read_text()
+
+
+def test_a_logged_cold_run_has_no_bars_and_a_cached_rerun_imports_no_model_stack(pytester, suite, fresh_cache):
+    """Output that is not a terminal (a CI log) gets one line per evaluation, not tqdm's bars; a rerun
+    with nothing to evaluate imports no torch, transformers, lm-eval, datasets or deepspeed."""
+    pytester.makeconftest(
+        """
+        import sys
+        def pytest_sessionfinish(session):
+            heavy = [m for m in ("torch", "transformers", "lm_eval", "datasets", "deepspeed") if m in sys.modules]
+            print("HEAVY-MODULES:", heavy)
+        """
+    )
+    args = ["--demo", f"--eval-cache-dir={fresh_cache}", "-p", "no:cacheprovider", "--benchmarks", "hellaswag", "--limit", "4"]
+    cold = pytester.runpytest_subprocess(*args)
+    cold.assert_outcomes(passed=2, deselected=59)
+    out = cold.stdout.str() + cold.stderr.str()
+    assert "qwencmp: HellaSwag × model_a: evaluating" in out
+    for bar in ("it/s]", "Running loglikelihood requests", "Loading weights", "Map:"):
+        assert bar not in out, bar
+
+    rerun = pytester.runpytest_subprocess(*args)
+    rerun.assert_outcomes(passed=2, deselected=59)
+    out = rerun.stdout.str()
+    assert "0 model load(s), 0 evaluation(s)" in out and "2 cached evaluation(s) reused" in out
+    assert "HEAVY-MODULES: []" in out
