@@ -86,7 +86,8 @@ def mde_level(alpha: float, correction: str, family_size: int) -> float:
 def _binom_sf(k: np.ndarray, m: np.ndarray, p: float | np.ndarray) -> np.ndarray:
     """P(X > k) for X ~ Bin(m, p); 1 for k < 0, 0 for k >= m."""
     safe = np.clip(k, 0, np.maximum(m - 1, 0)).astype(np.float64)
-    out = special.bdtrc(safe, m.astype(np.float64), p)
+    with np.errstate(invalid="ignore"):
+        out = special.betainc(safe + 1.0, np.maximum(m - safe, 1.0), p)  # = bdtrc(k, m, p), ~3x faster
     return np.where(k < 0, 1.0, np.where(k >= m, 0.0, out))
 
 
@@ -179,6 +180,7 @@ def power(design: Design, delta: float, level: float, *, threshold: float = 0.0,
     return _continuous_power(design, float(delta), float(level), float(threshold))
 
 
+@lru_cache(maxsize=4096)
 def detectable(design: Design, level: float, target: float = DEFAULT_POWER, *, threshold: float = 0.0,
                side: int = 1) -> float | None:
     """The true B − A at which the check fires with probability ``target``; None if no possible difference does.
@@ -206,17 +208,35 @@ def _detect_binary(design: Design, level: float, target: float, tau: float) -> f
 
 
 def _bisect(f: Callable[[float], float], low: float, high: float, target: float) -> float | None:
-    """Smallest x in [low, high] with f(x) >= target, f non-decreasing; None if f(high) < target."""
-    if f(high) < target:
+    """Smallest x in [low, high] with f(x) >= target, f non-decreasing; None if f(high) < target.
+
+    The Illinois variant of regula falsi (a few evaluations for a smooth power
+    curve), falling back to bisection steps, to a bracket of 1e-7 (0.00001 points).
+    """
+    f_high = f(high) - target
+    if f_high < 0:
         return None
-    if f(low) >= target:
+    f_low = f(low) - target
+    if f_low >= 0:
         return low
-    for _ in range(_BISECTIONS):
-        mid = (low + high) / 2.0
-        if f(mid) >= target:
-            high = mid
+    side = 0
+    for step in range(_BISECTIONS * 2):
+        if high - low <= 1e-7:
+            break
+        mid = (low * f_high - high * f_low) / (f_high - f_low) if step % 4 != 3 else (low + high) / 2.0
+        if not low < mid < high:
+            mid = (low + high) / 2.0
+        f_mid = f(mid) - target
+        if f_mid >= 0:
+            high, f_high = mid, f_mid
+            if side == 1:
+                f_low /= 2.0
+            side = 1
         else:
-            low = mid
+            low, f_low = mid, f_mid
+            if side == -1:
+                f_high /= 2.0
+            side = -1
     return high
 
 
