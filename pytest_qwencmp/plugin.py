@@ -22,7 +22,7 @@ import pytest
 from .benchmarks import Registry, load_registry
 from .errors import QwencmpError
 from .expectations import load_expectations
-from .report import html_summary, markdown_tables, results_document, settings_lines, text_tables
+from .report import html_summary, markdown_tables, results_document, settings_lines, short_line, text_tables
 from .run import ComparisonRun
 from .settings import parse_settings
 
@@ -272,6 +272,16 @@ class QwencmpPlugin:
                 self.run.plan_models()  # an impossible device/backend/--tp request stops here, once
             except QwencmpError as exc:
                 raise pytest.UsageError(f"pytest-qwencmp: {exc.message}") from None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        """A passed item's report carries its numbers as text, so ``-rA`` shows them beside the item id."""
+        report = yield
+        if report.when == "call" and report.passed and report.longrepr is None:
+            for name, value in item.user_properties:
+                if name == RECORD_PROPERTY:
+                    report.longrepr = short_line(json.loads(value))
+        return report
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

@@ -206,10 +206,10 @@ def noise_sentence(rows: Sequence[Record]) -> str:
     sizes = sorted({int(r["n"]) for r in family})
     n_text = f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,}–{sizes[-1]:,}"
     if not mdes:
-        return (f"\"No detectable difference\" here means nothing: with {n_text} documents per item, "
-                f"no difference of any size can be told apart from noise at α = {level:.2g}.")
+        return (f"With {n_text} documents per item no difference of any size can be told apart from noise at "
+                f"α = {level:.2g}, so \"no detectable difference\" says nothing about these items.")
     typical = pystats.median(mdes)
-    spread = "" if len(mdes) == 1 else f" (per item {min(mdes):.1f}–{max(mdes):.1f})"
+    spread = "" if f"{min(mdes):.1f}" == f"{max(mdes):.1f}" else f" (per item {min(mdes):.1f}–{max(mdes):.1f})"
     missing = len(family) - len(mdes)
     extra = f"; {missing} item(s) cannot detect any difference" if missing else ""
     return (f"\"No detectable difference\" here means: with {n_text} documents per item, true differences smaller than "
@@ -225,7 +225,7 @@ def benchmark_lines(rows: Sequence[Record]) -> list[str]:
     """The headline of one benchmark: counts, the family, overall, and what 'no detectable difference' means."""
     c = counts(rows)
     title = rows[0].get("benchmark_title", rows[0].get("benchmark"))
-    head = f"{title}: {c['items']} items, {c['passed']} passed, {c['failed']} failed"
+    head = f"{title}: {c['items']} item{'s' if c['items'] != 1 else ''}, {c['passed']} passed, {c['failed']} failed"
     if c["underpowered"]:
         head += f", {c['underpowered']} underpowered"
     lines = [head + "."]

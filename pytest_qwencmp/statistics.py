@@ -209,11 +209,12 @@ def score_of(values: Sequence[float]) -> Score:
 
 
 def _binom_cdf(k, m, p):
-    """P(X <= k) for X ~ Bin(m, p), with k < 0 -> 0 and k >= m -> 1 (scipy's bdtr gives NaN for k < 0)."""
+    """P(X <= k) for X ~ Bin(m, p) (integer-valued k and m), with k < 0 -> 0 and k >= m -> 1."""
     k = np.asarray(k, dtype=np.float64)
     m = np.asarray(m, dtype=np.float64)
-    safe_k = np.clip(k, 0.0, np.maximum(m, 0.0))
-    out = special.bdtr(safe_k, m, p)
+    safe_k = np.clip(k, 0.0, np.maximum(m - 1.0, 0.0))
+    with np.errstate(invalid="ignore"):
+        out = special.betainc(np.maximum(m - safe_k, 1.0), safe_k + 1.0, 1.0 - p)  # = bdtr(k, m, p)
     return np.where(k < 0, 0.0, np.where(k >= m, 1.0, out))
 
 
