@@ -276,8 +276,18 @@ def _probability(design: pw.Design, probe: Probe) -> float:
 
 @lru_cache(maxsize=1024)
 def _needed_n(design: pw.Design, probe: Probe, target: float) -> int | None:
-    """The smallest n at which ``probe`` reaches ``target`` (same discordance or sd); cached per rule and design."""
-    return pw.smallest_n(lambda n: _probability(replace(design, n=n), probe) >= target)
+    """The smallest n at which ``probe`` reaches ``target`` (same discordance or sd); cached per rule and design.
+
+    None when no n suffices: as n grows the estimate converges to the true B − A (capped at ±discordance
+    for binary designs), so a check whose threshold lies beyond it never fires reliably.
+    """
+    delta, threshold = probe[1], probe[-2] if probe[0] == "interval" else probe[2]
+    if design.binary:
+        delta = max(-design.discordance, min(design.discordance, delta))
+    side = probe[-1] if probe[0] == "interval" else 1
+    if (delta - threshold) * side <= 0:
+        return None
+    return pw.smallest_n(lambda n: _probability(replace(design, n=n), probe) >= target, limit=1_000_000)
 
 
 def assess(

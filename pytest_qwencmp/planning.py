@@ -146,9 +146,12 @@ def _count_file(path: Path) -> int:
     raise ValueError(f"cannot count rows of {path.name}")
 
 
-def count_local_rows(folder: Path, data: TaskData) -> int | None:
-    """Rows of ``data``'s split in a local copy (hub layout: files + README ``configs:``); None if not countable."""
-    direct = data_files_for(folder, readme_configs(folder), data.dataset_name)
+def count_local_rows(folder: Path, data: TaskData, configs: list[dict[str, Any]] | None = None) -> int | None:
+    """Rows of ``data``'s split in a local copy (hub layout: files + README ``configs:``); None if not countable.
+
+    ``configs``: the folder's README ``configs:`` when the caller already read them (one read per dataset).
+    """
+    direct = data_files_for(folder, readme_configs(folder) if configs is None else configs, data.dataset_name)
     if direct is None:
         return None
     _, files = direct
@@ -204,6 +207,7 @@ def task_sizes(benchmark: Benchmark, data_dir: Path | None, sources: dict[str, s
     """Leaf task -> documents it evaluates; records in ``sources`` where each dataset's sizes came from."""
     described = task_data(benchmark.task_dirs)
     sizes: dict[str, int] = {}
+    readmes: dict[Path, list[dict[str, Any]]] = {}
     for task in benchmark.leaf_tasks:
         data = described.get(task)
         if data is None:
@@ -214,7 +218,9 @@ def task_sizes(benchmark: Benchmark, data_dir: Path | None, sources: dict[str, s
         count = None
         if data_dir is not None:
             folder = data_dir / data.dataset_path
-            count = count_local_rows(folder, data) if folder.is_dir() else None
+            if folder.is_dir() and folder not in readmes:
+                readmes[folder] = readme_configs(folder)
+            count = count_local_rows(folder, data, readmes[folder]) if folder.is_dir() else None
             if count is not None:
                 sources.setdefault(data.dataset_path, f"counted in the local copy {folder}")
         if count is None:

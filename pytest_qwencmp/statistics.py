@@ -407,7 +407,9 @@ class PairedTest:
         level = _check_level(level)
         if self.test == TEST_MCNEMAR:
             return clopper_pearson_delta(self.b_only, self.a_only, self.n, level)
-        if self._flips is None:  # degenerate or all differences 0: nothing varies
+        if self.test == TEST_DEGENERATE:  # one document: no information about the difference
+            return -self._span, self._span
+        if self._flips is None:  # all differences 0: nothing varies under the null or any shift
             return self.delta, self.delta
         low, high = self._flips.bounds(level)
         if math.isnan(low):
@@ -444,7 +446,8 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, seed: int = 0, resamp
     * Otherwise: the sign-flip permutation test with ``resamples`` sign
       vectors from ``numpy.random.default_rng(seed)``, intervals from the same
       vectors. All differences 0: ``p = 1``, intervals ``[0, 0]``.
-    * ``n == 1``: nothing to test; ``p = 1``, intervals ``[delta, delta]``.
+    * ``n == 1``: nothing to test; ``p = 1``, intervals as wide as the difference can be
+      (``[-1, 1]`` for binary metrics).
 
     Raises ValueError for no documents, unequal lengths, non-finite values, or
     bad parameters.
@@ -466,6 +469,8 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, seed: int = 0, resamp
 
     d = y - x
     mean_a, mean_b = float(np.mean(x)), float(np.mean(y))
+    values = np.concatenate([x, y])
+    span = float(values.max() - values.min())  # the largest possible |B − A| given the observed values
     binary = bool(np.all((x == 0.0) | (x == 1.0)) and np.all((y == 0.0) | (y == 1.0)))
     common = dict(n=n, mean_a=mean_a, mean_b=mean_b)
     if binary:
@@ -475,17 +480,15 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, seed: int = 0, resamp
         delta = (b_only - a_only) / n
         if n == 1:
             return PairedTest(**common, delta=delta, stderr=0.0, p_value=1.0, test=TEST_DEGENERATE,
-                              b_only=b_only, a_only=a_only)
+                              b_only=b_only, a_only=a_only, span=1.0)
         return PairedTest(**common, delta=delta, stderr=_sample_stderr(d), p_value=mcnemar_p(b_only, a_only),
                           test=TEST_MCNEMAR, b_only=b_only, a_only=a_only)
     delta = float(np.mean(d))
     if n == 1:
-        return PairedTest(**common, delta=delta, stderr=0.0, p_value=1.0, test=TEST_DEGENERATE)
+        return PairedTest(**common, delta=delta, stderr=0.0, p_value=1.0, test=TEST_DEGENERATE, span=span)
     if not np.any(d):
         return PairedTest(**common, delta=0.0, stderr=0.0, p_value=1.0, test=TEST_PERMUTATION)
     flips = _sign_flip(d, int(resamples), np.random.default_rng(seed))
-    values = np.concatenate([x, y])
-    span = float(values.max() - values.min())
     return PairedTest(**common, delta=delta, stderr=_sample_stderr(d), p_value=flips.p_value,
                       test=TEST_PERMUTATION, flips=flips, span=span)
 
