@@ -41,6 +41,8 @@ from typing import Callable
 import numpy as np
 from scipy import special
 
+from .statistics import clopper_pearson_delta
+
 __all__ = ["Design", "power", "detectable", "mde", "mde_level", "point_pass_probability", "smallest_n"]
 
 DEFAULT_POWER = 0.8
@@ -115,7 +117,7 @@ def _critical_counts(n: int, r: float, level: float, tau: float) -> tuple[np.nda
     pi0 = (1.0 + tau * n / mp) / 2.0
     up = np.zeros(mp.shape, dtype=np.int64)
     never = pi0 >= 1.0
-    always = pi0 <= 0.0
+    always = pi0 < 0.0
     inner = ~(never | always)
     if np.any(inner):
         mi, pi = mp[inner], pi0[inner]
@@ -135,9 +137,30 @@ def _critical_counts(n: int, r: float, level: float, tau: float) -> tuple[np.nda
         up[inner] = b
     up[never] = mp[never].astype(np.int64) + 1
     up[always] = 0
-    u[positive] = up
+    u[positive] = _exact_boundary(up, m[positive], n, level, tau)
     u[~positive] = 0 if tau < 0 else 1  # m = 0: the interval is [0, 0]
     return m, weight, u
+
+
+def _exact_boundary(u: np.ndarray, m: np.ndarray, n: int, level: float, tau: float) -> np.ndarray:
+    """``u`` moved to the smallest b whose interval, as ``statistics`` computes it in floating point, lies above τ.
+
+    The duality gives ``u`` exactly in real arithmetic; at a bound equal to τ to rounding the run's own
+    comparison decides, so power is the probability of exactly the run's decision.
+    """
+    def beyond(b: np.ndarray) -> np.ndarray:
+        inside = (b >= 0) & (b <= m)
+        safe = np.clip(b, 0, m)
+        low, _ = clopper_pearson_delta(safe, m - safe, n, level)
+        return inside & (np.asarray(low) > tau)
+
+    for _ in range(8):
+        up = (u <= m) & ~beyond(u)
+        down = (u >= 1) & beyond(u - 1)
+        if not (np.any(up) or np.any(down)):
+            break
+        u = np.where(up, u + 1, np.where(down, u - 1, u))
+    return u
 
 
 def _binary_power(n: int, r: float, delta: float, level: float, tau: float) -> float:
