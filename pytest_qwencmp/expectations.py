@@ -220,8 +220,8 @@ def check(
             failures.append("max_regression needs per-document data for the adjusted CI, and none is available")
         elif adjusted_ci[1] < limit:
             failures.append(
-                f"B is significantly worse than A by more than {expectation.max_regression:.2f} points: "
-                f"the adjusted CI of B − A [{adjusted_ci[0]:+.2f}, {adjusted_ci[1]:+.2f}] lies below {limit:+.2f}"
+                f"B significantly worse by more than {expectation.max_regression:.2f} points "
+                f"(adjusted CI [{adjusted_ci[0]:+.2f}, {adjusted_ci[1]:+.2f}] lies below {limit:+.2f})"
             )
     if expectation.non_inferiority_margin is not None:
         limit = -expectation.non_inferiority_margin
@@ -230,8 +230,8 @@ def check(
             failures.append("non_inferiority_margin needs per-document data for the adjusted CI, and none is available")
         elif not adjusted_ci[0] > limit:
             failures.append(
-                f"B is not shown to be within {expectation.non_inferiority_margin:.2f} points of A: "
-                f"the adjusted CI of B − A starts at {adjusted_ci[0]:+.2f}, not above {limit:+.2f}"
+                f"B not shown within {expectation.non_inferiority_margin:.2f} points of A "
+                f"(adjusted CI starts at {adjusted_ci[0]:+.2f}, not above {limit:+.2f})"
             )
     if expectation.no_significant_regression:
         checked.append("no significant regression")

@@ -146,13 +146,10 @@ def item_lines(record: Record) -> list[str]:
         power = "" if mde == "—" else (f"; MDE {mde} points (80% power at α = {r['mde_level']:.2g})" if mde != "none"
                                        else f"; MDE none: no difference is detectable at α = {r['mde_level']:.2g} with {r['n']} documents")
         lines.append(f"  {adjustment_phrase(r)}{adjusted} → {r.get('significance')}{power}.")
-    expectations = []
-    if r.get("checked"):
-        expectations.append("Expected: " + "; ".join(r["checked"]) + ".")
     if r.get("failures"):
-        expectations.append("Missed: " + "; ".join(r["failures"]) + ".")
-    if expectations:
-        lines.append("  " + " ".join(expectations))
+        lines.append("  Missed: " + "; ".join(r["failures"]) + ".")
+    elif r.get("checked"):
+        lines.append("  Expected: " + "; ".join(r["checked"]) + ".")
     weak = [note for note in r.get("power_notes") or [] if note.endswith("underpowered")]
     if weak:
         lines.append("  Power: " + "; ".join(weak) + ".")
