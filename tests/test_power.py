@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +149,17 @@ def test_mde_level_and_smallest_n():
     assert pw.mde_level(0.05, "none", 57) == 0.05 and pw.mde_level(0.05, "holm", 1) == 0.05
     assert pw.smallest_n(lambda n: n * n >= 1_000_001) == 1001
     assert pw.smallest_n(lambda n: False, limit=1_000) is None
+
+
+def test_error_rate_script_runs_on_a_tiny_budget():
+    """benchmarks/expectations_error_rates.py (the README's before/after table) still runs against the current code."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "expectations_error_rates.py"), "--reps", "40", "--regression-reps", "10"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "whole suite: a rerun of the study fails at least one item with probability" in proc.stdout
+    assert re.search(r"mmlu\[professional_law\]\s+1,534\s+[\d.]+%", proc.stdout)
