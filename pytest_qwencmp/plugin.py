@@ -458,7 +458,7 @@ def comparison(request: pytest.FixtureRequest, qwencmp_run: ComparisonRun, model
             side: qwencmp_run.evaluator.evaluate(side, benchmark_name).lm_eval_results for side in ("a", "b")
         }
         node.user_properties.append((LM_EVAL_PROPERTY, json.dumps({"benchmark": benchmark_name, **results})))
-    for key in ("a", "b", "delta", "ci_low", "ci_high", "adjusted_p"):
+    for key in ("a", "b", "delta", "ci_low", "ci_high", "adjusted_p", "adjusted_ci_low", "adjusted_ci_high", "mde"):
         node.user_properties.append((f"qwencmp_{key}", record[key]))
     node.user_properties.append(("qwencmp_verdict", "pass" if record["passed"] else "fail"))
     return result
