@@ -1,11 +1,15 @@
 """Comparing model A with model B on every item of a benchmark.
 
 Takes two ``BenchmarkEvaluation``s of the same benchmark, pairs their
-per-document values, computes the paired difference with its confidence
-interval and p-value, corrects the p-values across the benchmark's subjects
-(Holm by default), applies the user's expectations and produces one frozen
-``ItemComparison`` per item: the record behind each pytest item, its failure
-message and its row in the report.
+per-document values and runs each item's paired test; the benchmark's
+non-overall items form one family whose p-values are adjusted (Holm by
+default) with intervals at the matching per-item levels
+(``statistics.family_levels``), so an item's interval and p-value never
+disagree, adjusted or not. Each item also gets its minimum detectable effect
+and the power of its expectation's rules (``power``, ``expectations.assess``).
+The result is one frozen ``ItemComparison`` per item: the record behind each
+pytest item, its failure message and its row in the report. ``overall`` (the
+benchmark's group score) is tested alone, unadjusted.
 """
 
 from __future__ import annotations
@@ -14,17 +18,28 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
+from . import power as pw
 from . import statistics as stats
 from .benchmarks import OVERALL, Benchmark
 from .evaluation import BenchmarkEvaluation, ItemScore
-from .expectations import Expectation, Expectations, Verdict, check
+from .expectations import Expectation, Expectations, PowerNote, Verdict, assess, check
+from .report import item_lines, record_bound
 
 POINTS = 100.0
+RESAMPLES = 10_000
 
 
 @dataclass(frozen=True)
 class ItemComparison:
-    """A vs B on one item: scores, paired statistics, expectation and verdict."""
+    """A vs B on one item: scores, paired statistics, expectation and verdict.
+
+    ``paired`` holds the unadjusted test and its interval at level ``alpha``;
+    ``adjusted_p`` and ``adjusted_ci`` (fractions) the same test adjusted for
+    the item's family of ``family_size`` items by ``correction`` (a word:
+    holm, bh or none), the interval taken at ``adjusted_level``; ``mde`` the
+    smallest true difference (fraction) detected with 80% power at
+    ``mde_level``; ``power_notes`` what each expectation rule can detect.
+    """
 
     benchmark: str
     benchmark_title: str
@@ -43,6 +58,13 @@ class ItemComparison:
     generation: bool = False
     examples: tuple[Mapping[str, Any], ...] = ()
     baseline: Any = None  # a baseline.BaselineComparison when --qwencmp-baseline-compare is used
+    adjusted_ci: tuple[float, float] | None = None
+    adjusted_level: float | None = None
+    family_size: int = 1
+    alpha: float = 0.05
+    mde: float | None = None
+    mde_level: float | None = None
+    power_notes: tuple[PowerNote, ...] = ()
 
     def __repr__(self) -> str:
         return (
@@ -69,34 +91,22 @@ class ItemComparison:
             return None
         return self.paired.ci_low * POINTS, self.paired.ci_high * POINTS
 
-    def describe(self) -> str:
-        """One paragraph with the numbers, thresholds and uncertainty."""
-        def score(s: ItemScore) -> str:
-            err = f" ± {s.stderr * POINTS:.2f}" if s.stderr is not None else ""
-            return f"{s.value * POINTS:.2f}{err}"
+    @property
+    def adjusted_ci_points(self) -> tuple[float, float] | None:
+        if self.adjusted_ci is None:
+            return None
+        return self.adjusted_ci[0] * POINTS, self.adjusted_ci[1] * POINTS
 
-        parts = [
-            f"{self.benchmark}[{self.item_id}] {self.metric}: A ({self.model_a}) {score(self.a)}, "
-            f"B ({self.model_b}) {score(self.b)} over {self.b.n} documents; "
-            f"B − A = {self.delta_points:+.2f} points"
-        ]
-        if self.delta_stderr_points is not None:
-            kind = "paired" if self.paired is not None else "unpaired"
-            parts.append(f" (± {self.delta_stderr_points:.2f} {kind} stderr")
-            if self.ci_points is not None:
-                low, high = self.ci_points
-                parts.append(f", 95% CI [{low:+.2f}, {high:+.2f}]")
-            if self.adjusted_p is not None:
-                parts.append(f", p = {self.adjusted_p:.3g} {self.correction}-adjusted, {self.significance}")
-            parts.append(")")
-        parts.append(".")
-        if self.verdict.checked:
-            parts.append(f" Expected: {'; '.join(self.verdict.checked)} ({self.expectation.source}).")
-        if self.verdict.failures:
-            parts.append(" Missed: " + "; ".join(self.verdict.failures) + ".")
+    @property
+    def underpowered(self) -> bool:
+        return any(note.underpowered for note in self.power_notes)
+
+    def describe(self) -> str:
+        """Two or three short lines: scores and test; adjusted test, verdict and MDE; expectations."""
+        lines = item_lines(self.to_record())
         if self.baseline is not None:
-            parts.append(" Against the baseline: " + self.baseline.message)
-        return "".join(parts)
+            lines.append("  Against the baseline: " + self.baseline.message)
+        return "\n".join(lines)
 
     def assert_meets_expectations(self) -> None:
         """Raise AssertionError with the full story when any expectation is missed."""
@@ -106,7 +116,8 @@ class ItemComparison:
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-able row: travels from xdist workers in user_properties to the report."""
-        ci = self.ci_points
+        ci = self.paired and (self.paired.ci_low, self.paired.ci_high)
+        adjusted = self.adjusted_ci
         return {
             "benchmark": self.benchmark,
             "benchmark_title": self.benchmark_title,
@@ -121,13 +132,22 @@ class ItemComparison:
             "n": self.b.n,
             "delta": round(self.delta_points, 4),
             "delta_stderr": None if self.delta_stderr_points is None else round(self.delta_stderr_points, 4),
-            "ci_low": None if ci is None else round(ci[0], 4),
-            "ci_high": None if ci is None else round(ci[1], 4),
+            "ci_low": None if not ci else record_bound(ci[0]),
+            "ci_high": None if not ci else record_bound(ci[1]),
             "p_value": None if self.paired is None else self.paired.p_value,
+            "alpha": self.alpha,
+            "adjusted_ci_low": None if adjusted is None else record_bound(adjusted[0]),
+            "adjusted_ci_high": None if adjusted is None else record_bound(adjusted[1]),
             "adjusted_p": self.adjusted_p,
+            "adjusted_level": self.adjusted_level,
             "correction": self.correction,
+            "family_size": self.family_size,
             "test": None if self.paired is None else self.paired.test,
             "significance": self.significance,
+            "mde": None if self.mde is None else round(self.mde * POINTS, 4),
+            "mde_level": self.mde_level,
+            "underpowered": self.underpowered,
+            "power_notes": [note.text for note in self.power_notes],
             "passed": self.verdict.passed,
             "failures": list(self.verdict.failures),
             "checked": list(self.verdict.checked),
@@ -173,10 +193,20 @@ def select_examples(
     )
 
 
-def _paired(a: ItemScore, b: ItemScore, seed: int) -> stats.PairedComparison | None:
+def _paired_test(a: ItemScore, b: ItemScore, seed: int) -> stats.PairedTest | None:
     if not a.per_doc or a.doc_keys != b.doc_keys:
         return None
-    return stats.compare_paired(a.per_doc, b.per_doc, seed=seed)
+    return stats.paired_test(a.per_doc, b.per_doc, seed=seed, resamples=RESAMPLES)
+
+
+def design_of(paired: stats.PairedComparison) -> pw.Design | None:
+    """The power design an observed comparison implies: its n and discordance (binary) or sd of differences."""
+    if paired.test == stats.TEST_MCNEMAR:
+        return pw.Design(paired.n, discordance=paired.discordance)
+    if paired.test == stats.TEST_PERMUTATION:
+        min_p = 2.0 / (1 << paired.n) if paired.n < 63 and (1 << paired.n) <= RESAMPLES else 2.0 / (RESAMPLES + 1)
+        return pw.Design(paired.n, sd=paired.sd, min_p=min_p)
+    return None
 
 
 def compare_benchmark(
@@ -189,27 +219,42 @@ def compare_benchmark(
     alpha: float = 0.05,
     seed: int = 0,
 ) -> Mapping[str, ItemComparison]:
-    """Every item of ``benchmark`` compared; p-values adjusted across its non-overall items."""
+    """Every item of ``benchmark`` compared; its non-overall items adjusted as one family."""
     label_a = str(evaluation_a.model.get("label", "A"))
     label_b = str(evaluation_b.model.get("label", "B"))
     pairs = {}
     for item in benchmark.items:
         a, b = evaluation_a.item(item.id), evaluation_b.item(item.id)
-        pairs[item.id] = (item, a, b, _paired(a, b, seed))
-    family = [i for i, (item, *_ , p) in pairs.items() if p is not None and i.split(":")[0] != OVERALL]
-    adjusted = dict(zip(family, stats.adjust_p_values([pairs[i][3].p_value for i in family], method=correction)))
+        pairs[item.id] = (item, a, b, _paired_test(a, b, seed))
+    family = [i for i, (*_, t) in pairs.items() if t is not None and i.split(":")[0] != OVERALL]
+    levels = dict(zip(family, stats.family_levels([pairs[i][3].p_value for i in family], correction, alpha)))
     comparisons = {}
-    for item_id, (item, a, b, paired) in pairs.items():
-        adjusted_p = adjusted.get(item_id, paired.p_value if paired is not None else None)
-        method = correction if item_id in adjusted and len(family) > 1 else "un"
-        significance = "n/a" if paired is None else stats.verdict(paired, adjusted_p, alpha)
+    for item_id, (item, a, b, test) in pairs.items():
         expectation = expectations.for_item(benchmark.name, item_id)
+        paired = adjusted_ci = adjusted_p = level = mde = mde_level = None
+        family_size, method, notes, significance = 1, "none", (), "n/a"
+        if test is not None:
+            paired = test.comparison(level=alpha)
+            if item_id in levels:
+                family_size = len(family)
+                method = correction if family_size > 1 else "none"
+                adjusted_p, level = levels[item_id]
+            else:
+                adjusted_p, level = paired.p_value, alpha
+            adjusted_ci = test.interval(level, reject=adjusted_p < alpha)
+            significance = stats.verdict(paired, adjusted_p, alpha)
+            mde_level = pw.mde_level(alpha, method, family_size)
+            design = design_of(paired)
+            if design is not None:
+                mde = pw.mde(design, mde_level)
+                notes = assess(expectation, design, alpha=alpha, family_level=mde_level)
         verdict = check(
             expectation,
             a.value * POINTS,
             b.value * POINTS,
             ci_lower=None if paired is None else paired.ci_low * POINTS,
-            significantly_worse=significance == "worse",
+            significantly_worse=significance == stats.VERDICT_WORSE,
+            adjusted_ci=None if adjusted_ci is None else (adjusted_ci[0] * POINTS, adjusted_ci[1] * POINTS),
         )
         comparisons[item_id] = ItemComparison(
             benchmark=benchmark.name,
@@ -228,5 +273,12 @@ def compare_benchmark(
             verdict=verdict,
             generation=benchmark.generation,
             examples=select_examples(a, b, evaluation_a.documents, evaluation_b.documents),
+            adjusted_ci=adjusted_ci,
+            adjusted_level=level,
+            family_size=family_size,
+            alpha=alpha,
+            mde=mde,
+            mde_level=mde_level,
+            power_notes=notes,
         )
     return comparisons

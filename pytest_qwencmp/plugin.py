@@ -22,7 +22,7 @@ import pytest
 from .benchmarks import Registry, load_registry
 from .errors import QwencmpError
 from .expectations import load_expectations
-from .report import html_summary, markdown_tables, results_document, settings_lines, text_tables
+from .report import html_summary, markdown_tables, results_document, settings_lines, short_line, text_tables
 from .run import ComparisonRun
 from .settings import parse_settings
 
@@ -281,6 +281,16 @@ class QwencmpPlugin:
             except QwencmpError as exc:
                 raise pytest.UsageError(f"pytest-qwencmp: {exc.message}") from None
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        """A passed item's report carries its numbers as text, so ``-rA`` shows them beside the item id."""
+        report = yield
+        if report.when == "call" and report.passed and report.longrepr is None:
+            for name, value in item.user_properties:
+                if name == RECORD_PROPERTY:
+                    report.longrepr = short_line(json.loads(value))
+        return report
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
@@ -459,7 +469,7 @@ def comparison(request: pytest.FixtureRequest, qwencmp_run: ComparisonRun, model
             side: qwencmp_run.evaluator.evaluate(side, benchmark_name).lm_eval_results for side in ("a", "b")
         }
         node.user_properties.append((LM_EVAL_PROPERTY, json.dumps({"benchmark": benchmark_name, **results})))
-    for key in ("a", "b", "delta", "ci_low", "ci_high", "adjusted_p"):
+    for key in ("a", "b", "delta", "ci_low", "ci_high", "adjusted_p", "adjusted_ci_low", "adjusted_ci_high", "mde"):
         node.user_properties.append((f"qwencmp_{key}", record[key]))
     node.user_properties.append(("qwencmp_verdict", "pass" if record["passed"] else "fail"))
     return result

@@ -2,48 +2,58 @@
 
 This module owns every number that turns two models' per-document scores into
 a verdict: one model's mean and standard error (:func:`score_of`), the paired
-comparison of model B against model A on the *same* documents
-(:func:`compare_paired`), the unpaired interval shown only for contrast
-(:func:`compare_unpaired`), multiple-comparison adjustment of the p-values of
-many items tested at once (:func:`adjust_p_values`), and the final wording
-(:func:`verdict`).
+test of model B against model A on the *same* documents with the confidence
+interval that inverts that very test (:func:`paired_test`,
+:func:`compare_paired`), the unpaired interval shown only for contrast
+(:func:`compare_unpaired`), multiple-comparison adjustment of a family of items
+with intervals that agree with the adjusted p-values, and the final wording
+(:func:`adjust_p_values`, :func:`family_levels`, :func:`verdict`: owned by
+``multiplicity`` and re-exported here, where callers have always found them).
 
-Why paired: A and B answer the same documents, so their per-document scores are
-correlated. lm-eval's ``model_comparator`` applies an unpaired z-test to the two
-means, which ignores that correlation and is far too conservative when the two
-models mostly agree. Here every test and interval is built from the
-per-document differences ``d_i = b_i - a_i``:
+One coherent story per item: the interval beside a p-value is the set of
+differences that the same test does not reject, so ``0 ∉ CI ⟺ p < level`` for
+every possible input (and likewise for the adjusted pair).
 
-* binary metrics (every value in {0, 1}: ``acc``, ``acc_norm``, ``pass@1`` with
-  one sample) use the exact McNemar test on the discordant documents and
-  Newcombe's square-and-add (hybrid Wilson score) interval for the difference
-  of paired proportions;
-* any other metric uses a seeded sign-flip permutation test on ``d`` and a
-  seeded bootstrap (BCa) interval for ``mean(d)``.
+* Binary metrics (every value in {0, 1}: ``acc``, ``acc_norm``, ``pass@1`` with
+  one sample): the exact McNemar test, i.e. the conditional binomial test of
+  ``b ~ Bin(m, 1/2)`` on the ``m = b + c`` discordant documents, and its
+  inversion, the Clopper–Pearson interval for ``π = b / m`` mapped to points of
+  B − A as ``(2π − 1)·m / n``.
+* Any other metric: a seeded sign-flip permutation test on ``d = b − a`` and its
+  inversion with the SAME sign vectors: shifting ``d`` by ``δ`` the test of
+  ``mean(d − δ) = 0`` accepts exactly when ``δ`` lies between two order
+  statistics of the subset means ``mean(d_i : i flipped)`` (Hartigan 1969,
+  "Using subsample values as typical values", JASA 64:1303–1317).
 
-The module is pure: numpy and scipy only (statsmodels is the reference its
-tests check against); no pytest, no lm-eval, no module-level mutable state.
-Every random quantity comes from a ``numpy.random.Generator`` seeded by the
-caller, so results are reproducible.
+Pure: numpy and ``scipy.special`` only (scipy.stats and statsmodels are the
+references its tests check against; not importing scipy.stats keeps the
+planner fast); no pytest, no lm-eval, no module-level mutable state. Every
+random quantity comes from a ``numpy.random.Generator`` seeded by the caller.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import special
+
+from .multiplicity import CORRECTIONS, VERDICT_BETTER, VERDICT_NONE, VERDICT_WORSE, adjust_p_values, family_levels, verdict
 
 __all__ = [
     "Score",
     "PairedComparison",
+    "PairedTest",
     "score_of",
+    "paired_test",
     "compare_paired",
     "compare_unpaired",
+    "mcnemar_p",
+    "clopper_pearson_delta",
     "adjust_p_values",
+    "family_levels",
     "verdict",
     "TEST_MCNEMAR",
     "TEST_PERMUTATION",
@@ -51,19 +61,19 @@ __all__ = [
     "VERDICT_BETTER",
     "VERDICT_WORSE",
     "VERDICT_NONE",
+    "CORRECTIONS",
 ]
 
 TEST_MCNEMAR = "mcnemar-exact"
 TEST_PERMUTATION = "paired-permutation"
 TEST_DEGENERATE = "degenerate"
 
-VERDICT_BETTER = "better"
-VERDICT_WORSE = "worse"
-VERDICT_NONE = "no detectable difference"
-
 # Upper bound on the float64 cells of one resampling batch (~32 MB), so that
 # n = 14,042 documents x 10,000 resamples never materialises at once.
 _BATCH_CELLS = 4_000_000
+# How far a bound is moved when floating-point rounding puts it on the wrong
+# side of 0 for the decision already taken (only ever at p == level, to ~1e-15).
+_NUDGE = 1e-12
 
 
 @dataclass(frozen=True)
@@ -86,10 +96,11 @@ class PairedComparison:
     """Model B against model A on the same ``n`` documents.
 
     ``delta = mean_b - mean_a`` (positive: B scores higher); ``stderr`` is the
-    paired standard error ``sd(b_i - a_i, ddof=1) / sqrt(n)``; ``[ci_low,
-    ci_high]`` is a ``confidence`` interval for ``delta``; ``p_value`` is
+    paired standard error ``sd(b_i - a_i, ddof=1) / sqrt(n)``; ``p_value`` is
     two-sided for H0: no difference, from ``test`` (one of ``"mcnemar-exact"``,
-    ``"paired-permutation"``, ``"degenerate"``). For binary metrics ``b_only``
+    ``"paired-permutation"``, ``"degenerate"``); ``[ci_low, ci_high]`` is the
+    ``confidence`` interval that inverts that test, so 0 lies outside it
+    exactly when ``p_value < 1 - confidence``. For binary metrics ``b_only``
     counts documents B got right and A wrong, ``a_only`` the reverse; for other
     metrics both are 0.
     """
@@ -106,6 +117,20 @@ class PairedComparison:
     b_only: int
     a_only: int
     confidence: float
+
+    @property
+    def binary(self) -> bool:
+        return self.test == TEST_MCNEMAR
+
+    @property
+    def discordance(self) -> float:
+        """Share of documents where exactly one model scored (binary metrics)."""
+        return (self.b_only + self.a_only) / self.n
+
+    @property
+    def sd(self) -> float:
+        """Standard deviation of the per-document differences (``ddof=1``)."""
+        return self.stderr * math.sqrt(self.n)
 
 
 # --------------------------------------------------------------------------
@@ -127,16 +152,11 @@ def _as_values(values: Sequence[float], name: str) -> np.ndarray:
     return arr
 
 
-def _check_confidence(confidence: float) -> float:
-    confidence = float(confidence)
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
-    return confidence
-
-
-def _z(confidence: float) -> float:
-    """Two-sided normal quantile ``z = Phi^-1((1 + confidence) / 2)``."""
-    return float(stats.norm.ppf(0.5 + confidence / 2.0))
+def _check_level(level: float, name: str = "level") -> float:
+    level = float(level)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"{name} must lie strictly between 0 and 1, got {level}")
+    return level
 
 
 def _sample_stderr(x: np.ndarray) -> float:
@@ -145,6 +165,24 @@ def _sample_stderr(x: np.ndarray) -> float:
     if n < 2:
         return 0.0
     return float(np.std(x, ddof=1) / math.sqrt(n))
+
+
+def _consistent(low: float, high: float, delta: float, reject: bool) -> tuple[float, float]:
+    """``[low, high]`` with ``0 ∉ [low, high] ⟺ reject`` restored where rounding broke it.
+
+    The interval and the p-value are two computations of the same test; in
+    exact arithmetic they agree. Only when ``p`` equals the level to within
+    floating-point error can they disagree, and then the bound nearest 0 is
+    moved by at most ``_NUDGE`` (tests check that it never moves further).
+    """
+    if reject and low <= 0.0 <= high:
+        if delta > 0:
+            low = _NUDGE
+        elif delta < 0:
+            high = -_NUDGE
+    elif not reject:
+        low, high = min(low, 0.0), max(high, 0.0)
+    return low, high
 
 
 # --------------------------------------------------------------------------
@@ -164,100 +202,114 @@ def score_of(values: Sequence[float]) -> Score:
 
 
 # --------------------------------------------------------------------------
-# binary metrics: exact McNemar + Newcombe square-and-add interval
+# binary metrics: exact McNemar and its Clopper–Pearson inversion
 
 
-def _mcnemar_exact_p(b_only: int, a_only: int) -> float:
-    """Exact two-sided McNemar p-value.
+def _binom_cdf(k, m, p):
+    """P(X <= k) for X ~ Bin(m, p) (integer-valued k and m), with k < 0 -> 0 and k >= m -> 1."""
+    k = np.asarray(k, dtype=np.float64)
+    m = np.asarray(m, dtype=np.float64)
+    safe_k = np.clip(k, 0.0, np.maximum(m - 1.0, 0.0))
+    with np.errstate(invalid="ignore"):
+        out = special.betainc(np.maximum(m - safe_k, 1.0), safe_k + 1.0, 1.0 - p)  # = bdtr(k, m, p)
+    return np.where(k < 0, 0.0, np.where(k >= m, 1.0, out))
+
+
+def mcnemar_p(b_only, a_only):
+    """Exact two-sided McNemar p-value (arrays welcome).
 
     Under H0 each of the ``m = b_only + a_only`` discordant documents is
     equally likely to favour either model, so ``b_only ~ Binomial(m, 1/2)``:
-    ``p = binomtest(min(b_only, a_only), m, 1/2).pvalue``
-    ``  = min(1, 2 * BinomCDF(min(b_only, a_only); m, 1/2))``,
-    the same number as ``statsmodels...mcnemar(table, exact=True).pvalue``.
-    Taking the minimum makes the p-value exactly symmetric in A and B. With no
+    ``p = min(1, 2 * BinomCDF(min(b_only, a_only); m, 1/2))``, the number
+    ``scipy.stats.binomtest(min(b, c), m, 0.5).pvalue`` and
+    ``statsmodels...mcnemar(table, exact=True).pvalue`` give. With no
     discordant documents there is no evidence at all: ``p = 1``.
     """
-    m = b_only + a_only
-    if m == 0:
-        return 1.0
-    return float(min(1.0, stats.binomtest(min(b_only, a_only), m, 0.5).pvalue))
+    b = np.asarray(b_only, dtype=np.float64)
+    c = np.asarray(a_only, dtype=np.float64)
+    m = b + c
+    p = np.minimum(1.0, 2.0 * _binom_cdf(np.minimum(b, c), m, 0.5))
+    p = np.where(m == 0, 1.0, p)
+    return float(p) if p.ndim == 0 else p
 
 
-def _wilson(x: int, n: int, z: float) -> tuple[float, float]:
-    """Wilson score interval for a proportion ``x / n``.
+def clopper_pearson_delta(b_only, a_only, n, level):
+    """The exact interval for B − A that inverts the exact McNemar test (arrays welcome).
 
-    ``(x + z^2/2 -+ z * sqrt(x (n - x) / n + z^2 / 4)) / (n + z^2)``, clipped
-    to [0, 1].
+    Conditional on the ``m = b + c`` discordant documents, ``b ~ Bin(m, π)``
+    and B − A = ``(2π − 1)·m / n``. The Clopper–Pearson interval for ``π`` at
+    ``level`` (``α/2`` in each tail),
+
+        π_L = BetaInv(level/2; b, m − b + 1)   (0 when b = 0)
+        π_U = BetaInv(1 − level/2; b + 1, m − b)   (1 when b = m)
+
+    is the set of ``π`` that the two-sided conditional binomial test does not
+    reject; ``π = 1/2`` (no difference) is outside it exactly when the McNemar
+    p-value is below ``level``. Mapped to points: ``[(2π_L − 1) m/n, (2π_U − 1) m/n]``;
+    ``m = 0`` gives ``[0, 0]``. The same numbers as
+    ``scipy.stats.binomtest(b, m).proportion_ci(1 − level, method='exact')``.
     """
-    z2 = z * z
-    centre = x + z2 / 2.0
-    half = z * math.sqrt(x * (n - x) / n + z2 / 4.0)
-    denom = n + z2
-    return max(0.0, (centre - half) / denom), min(1.0, (centre + half) / denom)
-
-
-def _square_add(x: float, y: float, psi: float) -> float:
-    """``sqrt(x^2 + y^2 - 2 psi x y)``, written symmetrically in x and y."""
-    return math.sqrt(max(0.0, x * x + y * y - 2.0 * psi * (x * y)))
-
-
-def _newcombe_paired_ci(both: int, b_only: int, a_only: int, neither: int, z: float) -> tuple[float, float]:
-    """Newcombe's square-and-add interval for a difference of paired proportions.
-
-    Newcombe (1998), Statistics in Medicine 17:2635-2650, method 10, in the
-    form recommended by Fagerland, Lydersen & Laake (2014), Statistics in
-    Medicine 33:2850-2875 ("Newcombe square-and-add"). With ``p_b = (both +
-    b_only) / n``, ``p_a = (both + a_only) / n``, ``delta = (b_only - a_only) /
-    n``, Wilson intervals ``(l_b, u_b)`` and ``(l_a, u_a)`` for the two
-    marginal proportions, and the (continuity-corrected) correlation estimate
-
-        A   = both * neither - b_only * a_only
-        psi = (A - n/2) / sqrt(P)   if A > n/2
-              0                     if 0 <= A <= n/2, or any marginal is 0
-              A / sqrt(P)           if A < 0
-        P   = (both + b_only)(a_only + neither)(both + a_only)(b_only + neither)
-
-    the interval is
-
-        L = delta - sqrt((p_b - l_b)^2 + (u_a - p_a)^2 - 2 psi (p_b - l_b)(u_a - p_a))
-        U = delta + sqrt((p_a - l_a)^2 + (u_b - p_b)^2 - 2 psi (p_a - l_a)(u_b - p_b))
-
-    Unlike the paired Wald interval it never collapses to zero width when few
-    documents are discordant, stays inside [-1, 1], and keeps close to nominal
-    coverage down to small n; swapping A and B maps ``[L, U]`` to ``[-U, -L]``.
-    """
-    n = both + b_only + a_only + neither
-    p_b = (both + b_only) / n
-    p_a = (both + a_only) / n
-    delta = (b_only - a_only) / n
-    l_b, u_b = _wilson(both + b_only, n, z)
-    l_a, u_a = _wilson(both + a_only, n, z)
-
-    marginals = (both + b_only, a_only + neither, both + a_only, b_only + neither)
-    if min(marginals) == 0:
-        psi = 0.0
-    else:
-        prod = math.prod(marginals)  # Python ints: no overflow
-        agree = both * neither - b_only * a_only
-        if agree > n / 2:
-            psi = (agree - n / 2) / math.sqrt(prod)
-        elif agree >= 0:
-            psi = 0.0
-        else:
-            psi = agree / math.sqrt(prod)
-
-    low = delta - _square_add(p_b - l_b, u_a - p_a, psi)
-    high = delta + _square_add(p_a - l_a, u_b - p_b, psi)
-    return max(-1.0, low), min(1.0, high)
+    b = np.asarray(b_only, dtype=np.float64)
+    c = np.asarray(a_only, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    m = b + c
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pi_low = np.where(b > 0, special.betaincinv(np.maximum(b, 1.0), c + 1.0, level / 2.0), 0.0)
+        pi_high = np.where(c > 0, special.betaincinv(b + 1.0, np.maximum(c, 1.0), 1.0 - level / 2.0), 1.0)
+        scale = np.where(m > 0, m / n, 0.0)
+    low = (2.0 * pi_low - 1.0) * scale
+    high = (2.0 * pi_high - 1.0) * scale
+    if low.ndim == 0:
+        return float(low), float(high)
+    return low, high
 
 
 # --------------------------------------------------------------------------
-# other metrics: sign-flip permutation test + bootstrap interval
+# other metrics: sign-flip permutation test and its inversion
 
 
-def _sign_flip_p(d: np.ndarray, resamples: int, rng: np.random.Generator) -> float:
-    """Two-sided p-value of the paired (sign-flip) permutation test of mean(d).
+@dataclass(frozen=True, eq=False)
+class _SignFlip:
+    """One sign-flip permutation test of mean(d) and everything needed to invert it.
+
+    ``breakpoints`` are the sorted subset means ``mean(d_i : i flipped)`` of the
+    sign vectors drawn (the all-+1 vector has none): shifting ``d`` by ``δ``,
+    the vector counts towards the upper tail exactly when ``δ`` is at least its
+    breakpoint and towards the lower tail when ``δ`` is at most it.
+    ``always`` counts vectors in both tails for every ``δ`` (the all-+1
+    vector); ``extra`` is 1 for Monte Carlo (the observed labelling counted
+    once, scipy's convention) and 0 for exact enumeration; ``total`` is the
+    number of sign vectors.
+    """
+
+    p_value: float
+    breakpoints: np.ndarray
+    always: int
+    extra: int
+    total: int
+
+    def bounds(self, level: float) -> tuple[float, float]:
+        """The smallest and largest δ with ``p(δ) >= level`` (±inf when every δ is accepted)."""
+        denominator = self.total + self.extra
+
+        def accepted(j: int) -> bool:  # the test's own formula: 2 * P_tail >= level
+            return 2.0 * (self.always + j + self.extra) / denominator >= level
+
+        j = max(0, math.ceil(level * denominator / 2.0) - self.always - self.extra)
+        while j > 0 and accepted(j - 1):
+            j -= 1
+        while not accepted(j):
+            j += 1
+        count = self.breakpoints.size
+        if j == 0:
+            return -math.inf, math.inf
+        if j > count:  # cannot happen for level < 1; keep the point estimate
+            return math.nan, math.nan
+        return float(self.breakpoints[j - 1]), float(self.breakpoints[count - j])
+
+
+def _sign_flip(d: np.ndarray, resamples: int, rng: np.random.Generator) -> _SignFlip:
+    """Two-sided paired (sign-flip) permutation test of mean(d), kept invertible.
 
     Under H0 the labels A/B are exchangeable within each document, so every
     difference keeps its size and takes either sign. The null distribution is
@@ -272,122 +324,135 @@ def _sign_flip_p(d: np.ndarray, resamples: int, rng: np.random.Generator) -> flo
     * ``p = min(1, 2 min(P_>, P_<))``, with tie tolerance ``g = 100 eps |T|``.
 
     The null is computed as ``T_s = (2 (bits @ d) - sum(d)) / n`` with 0/1
-    ``bits``, a matrix-vector product in batches; this is many times faster
-    than scipy's generic permutation machinery and agrees with it exactly in
-    the exact case.
+    ``bits`` (1 = keep the sign), a matrix-vector product in batches. The same
+    products give each vector's breakpoint ``(sum(d) - bits @ d) / #flipped``.
     """
     n = d.size
     total = float(np.sum(d))
     observed = float(np.mean(d))
     gamma = abs(observed) * 100.0 * float(np.finfo(np.float64).eps)
 
-    greater = 0
-    less = 0
+    def batch_stats(bits: np.ndarray) -> tuple[int, int, np.ndarray, int]:
+        kept = bits @ d
+        null = (2.0 * kept - total) / n
+        flipped = n - bits.sum(axis=1)
+        has_flip = flipped > 0
+        points = (total - kept[has_flip]) / flipped[has_flip]
+        return (
+            int(np.count_nonzero(null >= observed - gamma)),
+            int(np.count_nonzero(null <= observed + gamma)),
+            points,
+            int(np.count_nonzero(~has_flip)),
+        )
+
     if n < 63 and (1 << n) <= resamples:
         count = 1 << n
         codes = np.arange(count, dtype=np.int64)
         bits = ((codes[:, None] >> np.arange(n, dtype=np.int64)) & 1).astype(np.float64)
-        null = (2.0 * (bits @ d) - total) / n
-        greater = int(np.count_nonzero(null >= observed - gamma))
-        less = int(np.count_nonzero(null <= observed + gamma))
-        p_greater = greater / count
-        p_less = less / count
-    else:
-        batch = max(1, min(resamples, _BATCH_CELLS // n))
-        n_bytes = (n + 7) // 8
-        done = 0
-        while done < resamples:
-            k = min(batch, resamples - done)
-            packed = rng.integers(0, 256, size=(k, n_bytes), dtype=np.uint8)
-            bits = np.unpackbits(packed, axis=1, count=n).astype(np.float64)
-            null = (2.0 * (bits @ d) - total) / n
-            greater += int(np.count_nonzero(null >= observed - gamma))
-            less += int(np.count_nonzero(null <= observed + gamma))
-            done += k
-        p_greater = (greater + 1) / (resamples + 1)
-        p_less = (less + 1) / (resamples + 1)
-    return float(min(1.0, 2.0 * min(p_greater, p_less)))
+        greater, less, points, always = batch_stats(bits)
+        p = min(1.0, 2.0 * min(greater / count, less / count))
+        return _SignFlip(float(p), np.sort(points), always, 0, count)
 
-
-def _bootstrap_ci(d: np.ndarray, confidence: float, resamples: int, rng: np.random.Generator) -> tuple[float, float]:
-    """Paired bootstrap interval for mean(d): BCa, falling back to percentile.
-
-    Documents are resampled with replacement (A and B together, i.e. the
-    differences ``d``) ``resamples`` times; the interval is the bias-corrected
-    and accelerated (BCa, Efron 1987) one computed by
-    ``scipy.stats.bootstrap((d,), np.mean, method='BCa')``: with bootstrap
-    means ``T*``, ``z0 = Phi^-1(share of T* below mean(d))``, acceleration
-    ``a = sum(u^3) / (6 (sum u^2)^1.5)`` from jackknife deviations ``u``, the
-    limits are the ``Phi(z0 + (z0 + z_q) / (1 - a (z0 + z_q)))`` quantiles of
-    ``T*`` for ``z_q = -+ z``. When BCa is undefined (a degenerate bootstrap
-    distribution) the plain percentile interval of ``T*`` is used.
-    """
-    batch = max(1, _BATCH_CELLS // d.size)
-    with warnings.catch_warnings():
-        # scipy warns (DegenerateDataWarning) when BCa is undefined; we detect
-        # that from the NaN it returns and fall back below.
-        warnings.simplefilter("ignore")
-        res = stats.bootstrap(
-            (d,),
-            np.mean,
-            n_resamples=resamples,
-            batch=batch,
-            vectorized=True,
-            confidence_level=confidence,
-            method="BCa",
-            rng=rng,
-        )
-    low = float(res.confidence_interval.low)
-    high = float(res.confidence_interval.high)
-    if not (math.isfinite(low) and math.isfinite(high)):
-        tail = (1.0 - confidence) / 2.0 * 100.0
-        low, high = (float(v) for v in np.percentile(res.bootstrap_distribution, [tail, 100.0 - tail]))
-    return low, high
+    batch = max(1, min(resamples, _BATCH_CELLS // n))
+    n_bytes = (n + 7) // 8
+    greater = less = always = 0
+    parts = []
+    done = 0
+    while done < resamples:
+        k = min(batch, resamples - done)
+        packed = rng.integers(0, 256, size=(k, n_bytes), dtype=np.uint8)
+        bits = np.unpackbits(packed, axis=1, count=n).astype(np.float64)
+        g, l, points, a = batch_stats(bits)
+        greater, less, always = greater + g, less + l, always + a
+        parts.append(points)
+        done += k
+    p = min(1.0, 2.0 * min((greater + 1) / (resamples + 1), (less + 1) / (resamples + 1)))
+    return _SignFlip(float(p), np.sort(np.concatenate(parts)), always, 1, resamples)
 
 
 # --------------------------------------------------------------------------
-# public comparison API
+# one item: the test and its intervals
 
 
-def compare_paired(
-    a: Sequence[float],
-    b: Sequence[float],
-    *,
-    confidence: float = 0.95,
-    seed: int = 0,
-    resamples: int = 10_000,
-) -> PairedComparison:
-    """Compare model B with model A on the same documents, document by document.
+class PairedTest:
+    """The paired test of one item, able to give its interval at any level.
 
-    ``a[i]`` and ``b[i]`` must be the two models' scores on document ``i``.
-    With ``d_i = b_i - a_i``: ``delta = mean(d)`` (``= mean_b - mean_a``),
-    ``stderr = sd(d, ddof=1) / sqrt(n)``.
-
-    * Binary metrics (every value of both models in {0, 1}): ``b_only`` /
-      ``a_only`` count the discordant documents; ``p`` is the exact McNemar
-      test (:func:`_mcnemar_exact_p`), the interval is Newcombe's
-      square-and-add interval for paired proportions
-      (:func:`_newcombe_paired_ci`); ``test = "mcnemar-exact"``. Closed form,
-      no resampling.
-    * Otherwise: ``p`` from the sign-flip permutation test
-      (:func:`_sign_flip_p`), the interval from the paired BCa bootstrap
-      (:func:`_bootstrap_ci`), each drawing ``resamples`` resamples from its
-      own ``numpy.random.default_rng(seed)``; ``test = "paired-permutation"``.
-      When every difference is 0 the result is exact: ``p = 1``, CI [0, 0].
-    * ``n == 1``: nothing to test; ``stderr = 0``, CI ``[delta, delta]``,
-      ``p = 1``, ``test = "degenerate"``.
-
-    The interval always contains ``delta`` (a resampling interval is widened
-    to it in the rare tiny-sample case where it would not). Raises ValueError
-    for no documents, unequal lengths, non-finite values, or bad parameters.
+    ``p_value`` tests H0: no difference. ``interval(level)`` is the set of
+    differences the same test does not reject at ``level``; ``interval(level,
+    reject=...)`` takes the decision about 0 from the caller (an adjusted
+    p-value compared with α) so that interval and adjusted p-value can never
+    disagree, even by rounding.
     """
-    confidence = _check_confidence(confidence)
+
+    def __init__(self, n: int, mean_a: float, mean_b: float, delta: float, stderr: float, p_value: float,
+                 test: str, b_only: int = 0, a_only: int = 0, flips: _SignFlip | None = None,
+                 span: float = 1.0) -> None:
+        self.n = n
+        self.mean_a = mean_a
+        self.mean_b = mean_b
+        self.delta = delta
+        self.stderr = stderr
+        self.p_value = p_value
+        self.test = test
+        self.b_only = b_only
+        self.a_only = a_only
+        self._flips = flips
+        self._span = span  # the largest possible |B − A| given the observed values
+
+    def raw_interval(self, level: float) -> tuple[float, float]:
+        """The inversion at ``level`` exactly as computed, before any rounding guard."""
+        level = _check_level(level)
+        if self.test == TEST_MCNEMAR:
+            return clopper_pearson_delta(self.b_only, self.a_only, self.n, level)
+        if self.test == TEST_DEGENERATE:  # one document: no information about the difference
+            return -self._span, self._span
+        if self._flips is None:  # all differences 0: nothing varies under the null or any shift
+            return self.delta, self.delta
+        low, high = self._flips.bounds(level)
+        if math.isnan(low):
+            return self.delta, self.delta
+        return max(low, -self._span), min(high, self._span)
+
+    def interval(self, level: float, reject: bool | None = None) -> tuple[float, float]:
+        """``[low, high]`` with ``0 ∉ [low, high] ⟺ reject`` (default ``reject = p_value < level``)."""
+        low, high = self.raw_interval(level)
+        low, high = min(low, self.delta), max(high, self.delta)  # a Monte Carlo corner case at tiny n
+        if reject is None:
+            reject = self.p_value < level
+        return _consistent(low, high, self.delta, bool(reject))
+
+    def comparison(self, confidence: float = 0.95, *, level: float | None = None) -> PairedComparison:
+        """The summary at ``confidence`` (or at ``level = 1 − confidence``, given exactly)."""
+        level = _check_level(1.0 - _check_level(confidence, "confidence") if level is None else level)
+        low, high = self.interval(level)
+        return PairedComparison(
+            n=self.n, mean_a=self.mean_a, mean_b=self.mean_b, delta=self.delta, stderr=self.stderr,
+            ci_low=low, ci_high=high, p_value=self.p_value, test=self.test,
+            b_only=self.b_only, a_only=self.a_only, confidence=1.0 - level,
+        )
+
+
+def paired_test(a: Sequence[float], b: Sequence[float], *, seed: int = 0, resamples: int = 10_000) -> PairedTest:
+    """The paired test of B against A on the same documents (``a[i]``, ``b[i]``: document ``i``).
+
+    With ``d_i = b_i - a_i``: ``delta = mean(d)``, ``stderr = sd(d, ddof=1) / sqrt(n)``.
+
+    * Binary metrics (every value of both models in {0, 1}): exact McNemar
+      (:func:`mcnemar_p`), intervals by :func:`clopper_pearson_delta`;
+      closed form, no resampling.
+    * Otherwise: the sign-flip permutation test with ``resamples`` sign
+      vectors from ``numpy.random.default_rng(seed)``, intervals from the same
+      vectors. All differences 0: ``p = 1``, intervals ``[0, 0]``.
+    * ``n == 1``: nothing to test; ``p = 1``, intervals as wide as the difference can be
+      (``[-1, 1]`` for binary metrics).
+
+    Raises ValueError for no documents, unequal lengths, non-finite values, or
+    bad parameters.
+    """
     if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples < 1:
         raise ValueError(f"resamples must be a positive integer, got {resamples!r}")
-    resamples = int(resamples)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-
     x = _as_values(a, "compare_paired (model A)")
     y = _as_values(b, "compare_paired (model B)")
     if x.size != y.size:
@@ -400,50 +465,45 @@ def compare_paired(
         raise ValueError("compare_paired: no documents to compare; both models were scored on 0 documents")
 
     d = y - x
-    mean_a = float(np.mean(x))
-    mean_b = float(np.mean(y))
+    mean_a, mean_b = float(np.mean(x)), float(np.mean(y))
+    values = np.concatenate([x, y])
+    span = float(values.max() - values.min())  # the largest possible |B − A| given the observed values
     binary = bool(np.all((x == 0.0) | (x == 1.0)) and np.all((y == 0.0) | (y == 1.0)))
-
-    b_only = a_only = 0
+    common = dict(n=n, mean_a=mean_a, mean_b=mean_b)
     if binary:
-        xa = x.astype(bool)
-        yb = y.astype(bool)
-        both = int(np.count_nonzero(xa & yb))
+        xa, yb = x.astype(bool), y.astype(bool)
         b_only = int(np.count_nonzero(yb & ~xa))
         a_only = int(np.count_nonzero(xa & ~yb))
-        neither = n - both - b_only - a_only
         delta = (b_only - a_only) / n
-    else:
-        delta = float(np.mean(d))
-
+        if n == 1:
+            return PairedTest(**common, delta=delta, stderr=0.0, p_value=1.0, test=TEST_DEGENERATE,
+                              b_only=b_only, a_only=a_only, span=1.0)
+        return PairedTest(**common, delta=delta, stderr=_sample_stderr(d), p_value=mcnemar_p(b_only, a_only),
+                          test=TEST_MCNEMAR, b_only=b_only, a_only=a_only)
+    delta = float(np.mean(d))
     if n == 1:
-        return PairedComparison(
-            n=n, mean_a=mean_a, mean_b=mean_b, delta=delta, stderr=0.0,
-            ci_low=delta, ci_high=delta, p_value=1.0, test=TEST_DEGENERATE,
-            b_only=b_only, a_only=a_only, confidence=confidence,
-        )
+        return PairedTest(**common, delta=delta, stderr=0.0, p_value=1.0, test=TEST_DEGENERATE, span=span)
+    if not np.any(d):
+        return PairedTest(**common, delta=0.0, stderr=0.0, p_value=1.0, test=TEST_PERMUTATION)
+    flips = _sign_flip(d, int(resamples), np.random.default_rng(seed))
+    return PairedTest(**common, delta=delta, stderr=_sample_stderr(d), p_value=flips.p_value,
+                      test=TEST_PERMUTATION, flips=flips, span=span)
 
-    stderr = _sample_stderr(d)
-    if binary:
-        p_value = _mcnemar_exact_p(b_only, a_only)
-        ci_low, ci_high = _newcombe_paired_ci(both, b_only, a_only, neither, _z(confidence))
-        test = TEST_MCNEMAR
-    elif not np.any(d):
-        p_value, ci_low, ci_high = 1.0, 0.0, 0.0
-        test = TEST_PERMUTATION
-    else:
-        p_value = _sign_flip_p(d, resamples, np.random.default_rng(seed))
-        if np.all(d == d[0]):
-            ci_low = ci_high = delta  # every bootstrap resample has mean d[0]
-        else:
-            ci_low, ci_high = _bootstrap_ci(d, confidence, resamples, np.random.default_rng(seed))
-        test = TEST_PERMUTATION
 
-    return PairedComparison(
-        n=n, mean_a=mean_a, mean_b=mean_b, delta=delta, stderr=stderr,
-        ci_low=min(ci_low, delta), ci_high=max(ci_high, delta), p_value=p_value,
-        test=test, b_only=b_only, a_only=a_only, confidence=confidence,
-    )
+def compare_paired(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    confidence: float = 0.95,
+    seed: int = 0,
+    resamples: int = 10_000,
+) -> PairedComparison:
+    """Compare model B with model A on the same documents: :func:`paired_test` summarised at ``confidence``.
+
+    The interval inverts the test: ``0 ∉ [ci_low, ci_high] ⟺ p_value < 1 − confidence``.
+    """
+    confidence = _check_level(confidence, "confidence")
+    return paired_test(a, b, seed=seed, resamples=resamples).comparison(confidence)
 
 
 def compare_unpaired(a: Score, b: Score, *, confidence: float = 0.95) -> tuple[float, float]:
@@ -454,73 +514,7 @@ def compare_unpaired(a: Score, b: Score, *, confidence: float = 0.95) -> tuple[f
     correlation between two models' answers to the same documents, so it is
     shown only to contrast with the (usually much narrower) paired interval.
     """
-    confidence = _check_confidence(confidence)
+    confidence = _check_level(confidence, "confidence")
     delta = float(b.mean) - float(a.mean)
-    half = _z(confidence) * math.hypot(float(a.stderr), float(b.stderr))
+    half = float(special.ndtri(0.5 + confidence / 2.0)) * math.hypot(float(a.stderr), float(b.stderr))
     return delta - half, delta + half
-
-
-# --------------------------------------------------------------------------
-# many items at once
-
-
-def adjust_p_values(p_values: Sequence[float], method: str = "holm") -> list[float]:
-    """Adjust the p-values of items tested together for multiple comparisons.
-
-    With the ``m`` raw p-values sorted ascending, ``p_(1) <= ... <= p_(m)``:
-
-    * ``"holm"`` (default): Holm's step-down method, controls the family-wise
-      error rate: ``adj_(k) = min(1, max_{j <= k} (m - j + 1) p_(j))``;
-    * ``"bh"``: Benjamini-Hochberg, controls the false discovery rate:
-      ``adj_(k) = min(1, min_{j >= k} p_(j) / (j / m))``;
-    * ``"none"``: the raw p-values.
-
-    These are, operation for operation, ``statsmodels.stats.multitest.
-    multipletests(p, method="holm" | "fdr_bh")[1]`` (the tests hold them equal
-    to 1e-12). They are computed here rather than by calling statsmodels
-    because its Holm branch runs a full ``gc.collect()`` on every call, which
-    costs ~130 ms in a process that has torch and lm-eval loaded. Tied raw
-    p-values get equal adjusted values. Results are in the input order; an
-    empty input gives [].
-    """
-    key = str(method).lower()
-    if key not in ("holm", "bh", "none"):
-        raise ValueError(f"unknown p-value adjustment {method!r}; use 'holm', 'bh' or 'none'")
-    p = _as_values(p_values, "adjust_p_values")
-    if np.any((p < 0.0) | (p > 1.0)):
-        raise ValueError("adjust_p_values: p-values must lie in [0, 1]")
-    if p.size == 0:
-        return []
-    if key == "none":
-        return [float(v) for v in p]
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    p_sorted = p[order]
-    if key == "holm":
-        adj_sorted = np.maximum.accumulate(p_sorted * np.arange(m, 0, -1))
-    else:
-        adj_sorted = np.minimum.accumulate((p_sorted / (np.arange(1, m + 1) / float(m)))[::-1])[::-1]
-    adjusted = np.empty(m)
-    adjusted[order] = np.minimum(adj_sorted, 1.0)
-    return [float(v) for v in adjusted]
-
-
-def verdict(comparison: PairedComparison, adjusted_p: float, alpha: float = 0.05) -> str:
-    """The wording of one item's result.
-
-    ``"better"`` if ``adjusted_p < alpha`` and ``delta > 0`` (B beats A),
-    ``"worse"`` if ``adjusted_p < alpha`` and ``delta < 0``, otherwise
-    ``"no detectable difference"``.
-    """
-    alpha = float(alpha)
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
-    adjusted_p = float(adjusted_p)
-    if not 0.0 <= adjusted_p <= 1.0:
-        raise ValueError(f"adjusted p-value must lie in [0, 1], got {adjusted_p}")
-    if adjusted_p < alpha:
-        if comparison.delta > 0:
-            return VERDICT_BETTER
-        if comparison.delta < 0:
-            return VERDICT_WORSE
-    return VERDICT_NONE

@@ -22,11 +22,21 @@ def record(benchmark, title, item, metric, a, b, *, n=200, order=0, benchmark_or
     sa = math.sqrt(a / 100 * (1 - a / 100) / n) * 100
     sb = math.sqrt(b / 100 * (1 - b / 100) / n) * 100
     sd = math.hypot(sa, sb) * 0.8
+    d, half = b - a, 2.8 * sd
+    if sig == "better":  # an adjusted interval that agrees with the verdict, as the run makes them
+        adjusted = (max(0.01, d - half), d + half)
+    elif sig == "worse":
+        adjusted = (d - half, min(-0.01, d + half))
+    else:
+        adjusted = (min(d - half, -0.01), max(d + half, 0.01))
     r = {
         "benchmark": benchmark, "benchmark_title": title, "item": item, "metric": metric,
         "model_a": label_a, "model_b": label_b, "a": a, "a_stderr": sa, "b": b, "b_stderr": sb, "n": n,
-        "delta": b - a, "delta_stderr": sd, "ci_low": b - a - 1.96 * sd, "ci_high": b - a + 1.96 * sd,
-        "p_value": 0.001, "adjusted_p": 0.01, "correction": "holm", "test": "mcnemar", "significance": sig,
+        "delta": d, "delta_stderr": sd, "ci_low": d - 1.96 * sd, "ci_high": d + 1.96 * sd,
+        "p_value": 0.001, "alpha": 0.05, "adjusted_ci_low": adjusted[0], "adjusted_ci_high": adjusted[1],
+        "adjusted_p": 0.01 if sig in ("better", "worse") else 0.5, "adjusted_level": 0.05 / 57, "correction": "holm",
+        "family_size": 57, "mde": 2.8 * sd, "mde_level": 0.05 / 57, "underpowered": False, "power_notes": [],
+        "test": "mcnemar", "significance": sig,
         "passed": passed, "failures": [] if passed else ["improvement -6.00 < min_improvement -5.00"],
         "checked": ["improvement ≥ -5.00"], "outcome": "passed" if passed else "failed",
         "order": order, "benchmark_order": benchmark_order,
@@ -150,7 +160,7 @@ def test_one_table_per_benchmark_with_model_labels_and_pinned_overall(page):
     mmlu = table(page, "mmlu")
     heads = re.findall(r'<th scope="col"[^>]*>(.*?)<span', mmlu)
     assert heads == ["Task", "Qwen2.5-1.5B acc ± stderr", "Qwen2.5-7B acc ± stderr", "Improvement",
-                     "95% CI (paired)", "adj. p", "Verdict"]
+                     "95% CI (paired)", "p", "holm CI (×57)", "adj. p", "MDE", "Verdict"]
     rows = re.findall(r'<tr class="(qc-item[^"]*)"', mmlu)
     assert len(rows) == 58
     assert "qc-overall" in rows[0] and sum("qc-overall" in r for r in rows) == 1
@@ -159,6 +169,38 @@ def test_one_table_per_benchmark_with_model_labels_and_pinned_overall(page):
     hellaswag = table(page, "hellaswag")
     assert len(re.findall(r'<tr class="qc-item', hellaswag)) == 2 and "qc-overall" not in hellaswag
     assert 'data-type="num"' in mmlu and "<script>" in page  # sorting: numeric columns, inline script
+
+
+def test_no_row_contradicts_itself(page):
+    """Per row: the adjusted CI excludes 0 exactly when the verdict is better or worse, and on the right side."""
+    for name in ("mmlu", "hellaswag", "mbpp"):
+        for row in re.findall(r'<tr class="qc-item[^"]*".*?</tr>', table(page, name), re.S):
+            cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+            adjusted = re.match(r"\[([+-][\d.]+), ([+-][\d.]+)\]", cells[6])
+            badge = re.search(r"(B better|B worse|no detectable difference)", cells[9]).group(1)
+            if adjusted is None:  # overall: tested alone, its own CI is the verdict's
+                assert "qc-overall" in row and "— (alone)" in cells[6]
+                adjusted = re.match(r"\[([+-][\d.]+), ([+-][\d.]+)\]", cells[4])
+            low, high = float(adjusted.group(1)), float(adjusted.group(2))
+            expected = "B better" if low > 0 else "B worse" if high < 0 else "no detectable difference"
+            assert badge == expected, (name, cells[0], low, high, badge)
+
+
+def test_every_benchmark_says_what_no_detectable_difference_means(page):
+    for name in ("mmlu", "hellaswag"):
+        section = re.search(rf'<section class="qc-section" id="qwencmp-sec-{name}">.*?<table', page, re.S).group(0)
+        assert re.search(r'class="qc-noise">&quot;No detectable difference&quot; here means: with [\d,–]+ documents per '
+                         r"item, true differences smaller than about ±[\d.]+ points", section), name
+        assert "form one family, adjusted together (holm)" in section
+    assert "overall: lm-eval&#x27;s group score, a size-weighted micro-average over all 14,042 questions; tested alone, unadjusted" in page
+
+
+def test_css_and_script_are_the_package_assets_inlined(page):
+    from pytest_qwencmp.html_report import ASSETS
+
+    css, js = (ASSETS / "report.css").read_text(), (ASSETS / "report.js").read_text()
+    assert f"<style>{css}</style>" in page and f"<script>{js}</script>" in page
+    assert "qc-table" in css and "sortTable" in js
 
 
 def test_rows_expand_to_examples_side_by_side(page):

@@ -143,7 +143,7 @@ def test_xdist_workers_share_evaluations(pytester, suite, fresh_cache):
     assert hits == 0  # grouped by benchmark: no worker waited for another's evaluation
     assert "scheduling tests via LoadScopeScheduling" in out
     assert loads <= 4
-    assert "HellaSwag: 2 items" in out and "MBPP: 1 items" in out
+    assert "HellaSwag: 2 items" in out and "MBPP: 1 item," in out
     # -n alone became --dist loadscope: each benchmark's test module ran on one worker.
     workers: dict[str, set[str]] = {}
     for worker, benchmark in re.findall(r"\[(gw\d)\] \[\s*\d+%\] PASSED test_(\w+)\.py::", out):

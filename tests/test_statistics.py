@@ -1,8 +1,9 @@
-"""Tests of pytest_qwencmp.statistics: reference values, properties, timing."""
+"""Tests of pytest_qwencmp.statistics: reference values, the interval-test duality, properties."""
 
 from __future__ import annotations
 
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -16,8 +17,12 @@ from pytest_qwencmp.statistics import (
     PairedComparison,
     Score,
     adjust_p_values,
+    clopper_pearson_delta,
     compare_paired,
     compare_unpaired,
+    family_levels,
+    mcnemar_p,
+    paired_test,
     score_of,
     verdict,
 )
@@ -126,29 +131,80 @@ def test_paired_stderr_and_delta_match_numpy(table):
     assert c.mean_b == pytest.approx(np.mean(b), abs=TOL)
 
 
-def test_newcombe_interval_matches_published_example():
-    # Fagerland, Lydersen & Laake (2014) / R package contingencytables:
-    # Cavo et al. table [[59, 6], [16, 80]], Newcombe square-and-add
-    # estimate -0.0621 (95% CI -0.1186 to -0.0046); "test 1" is our model B.
-    c = compare_paired(*paired_binary(59, 6, 16, 80))
-    assert round(c.delta, 4) == -0.0621
-    assert round(c.ci_low, 4) == -0.1186
-    assert round(c.ci_high, 4) == -0.0046
+@pytest.mark.parametrize("table", TABLES)
+def test_binary_interval_is_scipy_clopper_pearson_mapped_to_points(table):
+    both, b_only, a_only, neither = table
+    n, m = sum(table), b_only + a_only
+    for level in (0.05, 0.01, 0.05 / 57):
+        c = compare_paired(*paired_binary(*table), confidence=1 - level)
+        if m == 0:
+            assert (c.ci_low, c.ci_high) == (0.0, 0.0)
+            continue
+        ref = stats.binomtest(b_only, m).proportion_ci(confidence_level=1 - level, method="exact")
+        assert c.ci_low == pytest.approx((2 * ref.low - 1) * m / n, abs=1e-9)
+        assert c.ci_high == pytest.approx((2 * ref.high - 1) * m / n, abs=1e-9)
 
 
-def test_newcombe_interval_widens_with_confidence():
+def test_binary_interval_widens_with_confidence():
     a, b = paired_binary(700, 120, 95, 85)
     c90 = compare_paired(a, b, confidence=0.90)
     c99 = compare_paired(a, b, confidence=0.99)
     assert c99.ci_low < c90.ci_low < c90.delta < c90.ci_high < c99.ci_high
-    assert (c90.confidence, c99.confidence) == (0.90, 0.99)
+    assert (c90.confidence, c99.confidence) == pytest.approx((0.90, 0.99))
+
+
+def _tables(rng: np.random.Generator, count: int) -> np.ndarray:
+    """Every 2x2 table with n <= 12 (small and boundary cases), then random ones up to n = 2,000: rows (b, c, n)."""
+    small = [(b, c, n) for n in range(1, 13) for b in range(n + 1) for c in range(n + 1 - b)]
+    n = rng.integers(1, 2_001, count)
+    share = rng.random(count) ** 2  # many tables with few discordant documents
+    m = rng.binomial(n, share)
+    b = rng.binomial(m, rng.random(count))
+    extreme = rng.random(count) < 0.1
+    b = np.where(extreme, np.where(rng.random(count) < 0.5, 0, m), b)  # one model wins every discordant document
+    return np.concatenate([np.array(small), np.stack([b, m - b, n], axis=1)])
+
+
+def _excludes_zero(low, high):
+    return (np.asarray(low) > 0) | (np.asarray(high) < 0)
+
+
+def test_binary_interval_excludes_zero_exactly_when_mcnemar_rejects_on_10000_tables():
+    rng = np.random.default_rng(2026)
+    tables = _tables(rng, 12_000)
+    b, c, n = tables.T
+    p = mcnemar_p(b, c)
+    checked = 0
+    for level in (0.05, 0.01, 0.05 / 2, 0.05 / 57, 0.2, *rng.uniform(1e-4, 0.5, 3)):
+        low, high = clopper_pearson_delta(b, c, n, level)
+        boundary = np.abs(p - level) <= 1e-12 * level  # p at the level to rounding: decided by PairedTest
+        agree = _excludes_zero(low, high) == (p < level)
+        assert np.all(agree | boundary), tables[~(agree | boundary)][:5]
+        checked += int(np.count_nonzero(~boundary))
+    assert checked >= 10_000 * 8
+    # the McNemar p-value convention: b == c gives p = 1 (scipy's binomtest for p = 1/2, statsmodels' exact mcnemar)
+    assert mcnemar_p(7, 7) == 1.0 and mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(3, 9) == pytest.approx(stats.binomtest(3, 12, 0.5).pvalue, abs=TOL)
+
+
+@given(st.tuples(st.integers(0, 30), st.integers(0, 30), st.integers(0, 30), st.integers(0, 30)),
+       st.sampled_from([0.05, 0.01, 0.05 / 57, 0.5]))
+@settings(max_examples=200, deadline=None, database=None)
+def test_paired_test_interval_agrees_with_its_p_value(table, level):
+    if sum(table) == 0:
+        return
+    test = paired_test(*paired_binary(*table))
+    low, high = test.interval(level)
+    assert (low > 0 or high < 0) == (test.p_value < level)
+    raw = test.raw_interval(level)
+    assert low == pytest.approx(raw[0], abs=1e-11) and high == pytest.approx(raw[1], abs=1e-11)
 
 
 def test_no_discordant_pairs():
     a, b = paired_binary(60, 0, 0, 40)
     c = compare_paired(a, b)
     assert (c.delta, c.p_value, c.b_only, c.a_only) == (0.0, 1.0, 0, 0)
-    assert c.ci_low < 0.0 < c.ci_high
+    assert (c.ci_low, c.ci_high) == (0.0, 0.0)  # conditional on no discordant document, nothing varies
     assert c.stderr == 0.0
 
 
@@ -198,18 +254,20 @@ def test_monte_carlo_permutation_p_agrees_with_scipy(shift):
     assert (c.p_value < 0.05) == (ref < 0.05) or abs(ref - 0.05) < 0.01
 
 
-def test_bootstrap_ci_matches_scipy_bca():
-    rng = np.random.default_rng(5)
-    a = rng.random(200)
-    b = np.clip(a + rng.normal(0.03, 0.15, 200), 0, 1)
-    for seed in (0, 7):
-        c = compare_paired(a, b, seed=seed, resamples=5_000, confidence=0.9)
-        ref = stats.bootstrap(
-            (b - a,), np.mean, n_resamples=5_000, confidence_level=0.9,
-            method="BCa", rng=np.random.default_rng(seed),
-        ).confidence_interval
-        assert c.ci_low == pytest.approx(ref.low, abs=TOL)
-        assert c.ci_high == pytest.approx(ref.high, abs=TOL)
+@pytest.mark.parametrize("n, resamples", [(12, 10_000), (40, 2_000)])  # exact enumeration; Monte Carlo
+def test_permutation_interval_is_the_set_of_shifts_the_test_accepts(n, resamples):
+    rng = np.random.default_rng(n)
+    a = rng.random(n)
+    b = a + rng.normal(0.08, 0.2, n)
+    test = paired_test(a, b, seed=5, resamples=resamples)
+    for level in (0.05, 0.2):
+        low, high = test.raw_interval(level)
+        assert low < test.delta < high
+        for bound, outside in ((low, -1), (high, 1)):
+            # the same sign vectors (same seed) on d − δ: accepted just inside the bound, rejected just outside
+            inside_p = paired_test(a, b - (bound - outside * 1e-9), seed=5, resamples=resamples).p_value
+            outside_p = paired_test(a, b - (bound + outside * 1e-9), seed=5, resamples=resamples).p_value
+            assert inside_p >= level > outside_p
 
 
 def test_non_binary_is_deterministic_per_seed():
@@ -224,7 +282,7 @@ def test_constant_nonzero_difference():
     a = np.linspace(0, 0.5, 20)
     c = compare_paired(a, a + 0.25)
     assert c.delta == pytest.approx(0.25, abs=TOL)
-    assert c.ci_low == c.ci_high == c.delta
+    assert c.ci_low == pytest.approx(c.delta, abs=TOL) and c.ci_high == pytest.approx(c.delta, abs=TOL)
     assert c.stderr == pytest.approx(0.0, abs=TOL)
     assert c.p_value == pytest.approx(2 / 10_001)
 
@@ -248,7 +306,9 @@ def test_single_document_is_degenerate(a, b):
     c = compare_paired(a, b)
     assert c.test == "degenerate"
     assert c.stderr == 0.0 and c.p_value == 1.0
-    assert c.ci_low == c.ci_high == c.delta == pytest.approx(b[0] - a[0])
+    assert c.delta == pytest.approx(b[0] - a[0])
+    span = max(a + b) - min(a + b)  # one document says nothing: the interval is as wide as the difference can be
+    assert (c.ci_low, c.ci_high) == pytest.approx((-1.0, 1.0) if a[0] in (0, 1) and b[0] in (0, 1) else (-span, span))
 
 
 @pytest.mark.parametrize(
@@ -345,7 +405,8 @@ p_lists = st.lists(
 @settings(max_examples=40, deadline=None, database=None)
 def test_adjustment_property_matches_statsmodels(p, methods):
     ours = adjust_p_values(p, methods[0])
-    ref = multipletests(p, method=methods[1])[1]
+    with mock.patch("gc.collect", lambda *args, **kwargs: 0):  # statsmodels' Holm runs a full collection per call
+        ref = multipletests(p, method=methods[1])[1]
     np.testing.assert_allclose(ours, ref, rtol=0, atol=TOL)
 
 
@@ -472,3 +533,85 @@ def test_identical_answers_property(a):
     c = compare_paired(a, a, resamples=999)
     assert c.delta == 0.0 and c.p_value == 1.0
     _check_invariants(c)
+
+
+# --------------------------------------------------------------------------
+# adjusted intervals: 0 outside the adjusted CI exactly when adjusted p < alpha
+
+
+def test_family_levels_match_the_adjusted_p_values():
+    p = [0.001, 0.04, 0.03, 0.5, 0.04, 0.0001, 0.2, 0.011, 0.012]
+    holm = family_levels(p, "holm", 0.05)
+    assert [a for a, _ in holm] == pytest.approx(adjust_p_values(p, "holm"), abs=TOL)
+    # ranks: 0.0001 (1st, level α/9), 0.001 (2nd, α/8), 0.011 (3rd: 7 × 0.011 = 0.077 ≥ α, the step-down stops: α/7 for the rest)
+    assert holm[5][1] == pytest.approx(0.05 / 9) and holm[0][1] == pytest.approx(0.05 / 8)
+    assert all(level == pytest.approx(0.05 / 7) for i, (_, level) in enumerate(holm) if i not in (0, 5))
+    bh = family_levels(p, "bh", 0.05)
+    rejected = sum(a < 0.05 for a in adjust_p_values(p, "bh"))
+    assert all(level == pytest.approx(rejected * 0.05 / 9) for _, level in bh)
+    assert family_levels(p, "none", 0.05) == [(v, 0.05) for v in p]
+    assert family_levels([], "holm") == []
+    tied = family_levels([0.001, 0.001, 0.5], "holm", 0.05)
+    assert tied[0] == tied[1]  # tied p-values share their adjusted p and level (swap-invariant)
+
+
+def _family_check(p: np.ndarray, lows_highs, method: str, alpha: float = 0.05) -> int:
+    """Assert the equivalence for one family; returns how many items it covered."""
+    pairs = family_levels(p, method, alpha)
+    checked = 0
+    for (adjusted, level), interval in zip(pairs, lows_highs(np.array([lv for _, lv in pairs]))):
+        low, high = interval
+        if abs(adjusted - alpha) <= 1e-12:
+            continue  # on the boundary to rounding: PairedTest takes the decision from adjusted_p
+        assert (low > 0 or high < 0) == (adjusted < alpha), (method, adjusted, level, low, high)
+        checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("method", ["holm", "bh", "none"])
+def test_adjusted_binary_intervals_agree_with_adjusted_p_on_random_families(method):
+    rng = np.random.default_rng({"holm": 1, "bh": 2, "none": 3}[method])
+    checked = 0
+    while checked < 10_000:
+        m = int(rng.integers(1, 61))
+        n = rng.integers(20, 1_600, m)
+        r = rng.uniform(0.02, 0.5)
+        disc = rng.binomial(n, r)
+        effect = rng.choice([0.5, 0.5, 0.6, 0.75, 0.25, 1.0])  # share of discordant documents B wins
+        b = rng.binomial(disc, np.where(rng.random(m) < 0.5, 0.5, effect))
+        c = disc - b
+        p = mcnemar_p(b, c)
+        intervals = lambda levels: zip(*clopper_pearson_delta(b, c, n, levels))  # noqa: E731
+        checked += _family_check(p, intervals, method)
+
+
+@pytest.mark.parametrize("method", ["holm", "bh"])
+def test_adjusted_permutation_intervals_agree_with_adjusted_p_on_random_families(method):
+    rng = np.random.default_rng(7 if method == "holm" else 8)
+    checked = 0
+    while checked < 300:
+        m = int(rng.integers(2, 8))
+        tests = []
+        for _ in range(m):
+            n = int(rng.integers(5, 30))
+            a = rng.random(n)
+            b = a + rng.normal(rng.choice([0.0, 0.15, 0.3]), 0.25, n)
+            if rng.random() < 0.3:
+                a, b = np.round(a * 8) / 8, np.round(b * 8) / 8  # pass@k-like ties
+            tests.append(paired_test(a, b, seed=int(rng.integers(0, 1000)), resamples=499))
+        p = np.array([t.p_value for t in tests])
+        intervals = lambda levels: [t.raw_interval(level) for t, level in zip(tests, levels)]  # noqa: E731
+        checked += _family_check(p, intervals, method)
+
+
+@given(score_pairs(), st.integers(0, 2**32 - 1), st.sampled_from([0.05, 0.01, 0.2]))
+@settings(max_examples=150, deadline=None, database=None)
+def test_permutation_interval_agrees_with_its_p_value(pair, seed, level):
+    a, b = pair
+    test = paired_test(a, b, seed=seed, resamples=499)
+    low, high = test.interval(level)
+    assert (low > 0 or high < 0) == (test.p_value < level)
+    if test.test == "paired-permutation":
+        raw = test.raw_interval(level)
+        # the guard moves a bound only at p == level to rounding, and then by at most 1e-12
+        assert low == pytest.approx(min(raw[0], test.delta, 0.0 if test.p_value >= level else raw[0]), abs=1e-11)

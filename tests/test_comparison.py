@@ -1,0 +1,202 @@
+"""compare_benchmark and the reports built on it, without models: synthetic per-document answers.
+
+Checks that every item's interval agrees with its p-value and its adjusted interval with its adjusted
+p-value and verdict, that MDEs and power notes come from ``power``, that the failure message is short,
+that terminal, Markdown, HTML and JSON give the same counts, and that ``-rA`` shows the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytest_qwencmp import power as pw
+from pytest_qwencmp.benchmarks import builtin_registry
+from pytest_qwencmp.comparison import compare_benchmark
+from pytest_qwencmp.evaluation import BenchmarkEvaluation, ItemScore
+from pytest_qwencmp.expectations import NO_EXPECTATIONS, parse_expectations
+from pytest_qwencmp.report import counts, html_summary, markdown_tables, results_document, text_tables
+
+REGISTRY = builtin_registry()
+
+
+def evaluation(benchmark, side: str, answers: dict[str, np.ndarray]) -> BenchmarkEvaluation:
+    """A BenchmarkEvaluation with the given per-document 0/1 answers per item (overall = all subjects)."""
+    scores = []
+    for item in benchmark.items:
+        if item.id.split(":")[0] == "overall":
+            values = np.concatenate([answers[i.id] for i in benchmark.items if i.id.split(":")[0] != "overall"])
+        else:
+            values = answers[item.id]
+        keys = tuple(f"{item.task}/{k}" for k in range(values.size))
+        scores.append(ItemScore(item.id, item.task, item.metric, float(values.mean()), float(values.std() / np.sqrt(values.size)),
+                                int(values.size), keys, tuple(float(v) for v in values)))
+    return BenchmarkEvaluation(benchmark.name, side, "key", {"label": f"model_{side}"}, tuple(scores), {}, {}, None,
+                               "0.4.13", 0.0)
+
+
+def synthetic(name: str, seed: int, n: int = 120, effects=(0.0, 0.05, 0.15, -0.2, 0.3)):
+    """A and B evaluations of a built-in benchmark: per item a random effect from ``effects``, discordance ~0.3."""
+    benchmark = REGISTRY.get(name)
+    rng = np.random.default_rng(seed)
+    a_answers, b_answers = {}, {}
+    for item in benchmark.items:
+        if item.id.split(":")[0] == "overall":
+            continue
+        size = int(rng.integers(n // 2, n * 2))
+        effect = float(rng.choice(effects))
+        a = (rng.random(size) < 0.55).astype(float)
+        flip_up = (a == 0) & (rng.random(size) < 0.3 + max(effect, 0) * 2)
+        flip_down = (a == 1) & (rng.random(size) < 0.2 + max(-effect, 0) * 2)
+        b = np.where(flip_up, 1.0, np.where(flip_down, 0.0, a))
+        a_answers[item.id], b_answers[item.id] = a, b
+    return benchmark, evaluation(benchmark, "a", a_answers), evaluation(benchmark, "b", b_answers)
+
+
+EXPECTATIONS = parse_expectations(
+    """
+    [mmlu]
+    max_regression = 5.0
+    [mmlu.overall]
+    non_inferiority_margin = 1.0
+    [hellaswag]
+    min_ci_lower = 0.0
+    """,
+    Path("exp.toml"),
+    REGISTRY,
+)
+
+
+def records(correction: str = "holm", seed: int = 1) -> list[dict]:
+    rows = []
+    for order, name in enumerate(("mmlu", "hellaswag", "mbpp")):
+        benchmark, a, b = synthetic(name, seed + order)
+        compared = compare_benchmark(benchmark, a, b, EXPECTATIONS, correction=correction)
+        for index, item in enumerate(benchmark.items):
+            record = compared[item.id].to_record()
+            rows.append({**record, "order": index, "benchmark_order": order})
+    return rows
+
+
+def excludes_zero(low, high) -> bool:
+    return low > 0 or high < 0
+
+
+@pytest.mark.parametrize("correction", ["holm", "bh", "none"])
+def test_every_record_tells_one_story(correction):
+    rows = records(correction)
+    assert len(rows) == 61
+    verdicts = {"better": 0, "worse": 0}
+    for r in rows:
+        assert excludes_zero(r["ci_low"], r["ci_high"]) == (r["p_value"] < r["alpha"]), r["item"]
+        assert excludes_zero(r["adjusted_ci_low"], r["adjusted_ci_high"]) == (r["adjusted_p"] < r["alpha"]), r["item"]
+        expected = ("better" if r["adjusted_ci_low"] > 0 else "worse" if r["adjusted_ci_high"] < 0
+                    else "no detectable difference")
+        assert r["significance"] == expected, r["item"]
+        verdicts[expected] = verdicts.get(expected, 0) + 1
+        assert r["ci_low"] <= r["delta"] <= r["ci_high"]
+        assert r["adjusted_ci_low"] <= r["ci_low"] and r["ci_high"] <= r["adjusted_ci_high"]  # adjusting only widens
+        family = 1 if r["item"] == "overall" or r["benchmark"] == "mbpp" else 57 if r["benchmark"] == "mmlu" else 2
+        assert r["family_size"] == family
+        assert r["correction"] == (correction if family > 1 else "none")  # a word, never a fragment
+        level = r["alpha"] / family if correction != "none" and family > 1 else r["alpha"]
+        assert r["mde_level"] == pytest.approx(level)
+    assert verdicts["better"] and verdicts["worse"] and verdicts["no detectable difference"]
+
+
+def test_mde_and_power_notes_come_from_the_power_functions():
+    benchmark, a, b = synthetic("mmlu", 4)
+    compared = compare_benchmark(benchmark, a, b, EXPECTATIONS)
+    subject = compared["anatomy"]
+    paired = subject.paired
+    design = pw.Design(paired.n, discordance=paired.discordance)
+    assert subject.mde == pytest.approx(pw.mde(design, 0.05 / 57))
+    assert subject.power_notes[0].rule == "max_regression"
+    assert subject.underpowered  # a 5-point allowance cannot be checked on ~100 questions
+    overall = compared["overall"]
+    assert overall.mde == pytest.approx(pw.mde(pw.Design(overall.paired.n, discordance=overall.paired.discordance), 0.05))
+    assert overall.adjusted_ci == (overall.paired.ci_low, overall.paired.ci_high)  # tested alone: no adjustment
+
+
+def test_failure_message_is_two_to_four_short_lines():
+    benchmark, a, b = synthetic("mmlu", 9, effects=(-0.4,))
+    compared = compare_benchmark(benchmark, a, b, EXPECTATIONS)
+    failed = [c for c in compared.values() if not c.verdict.passed]
+    assert failed
+    for c in failed:
+        lines = c.describe().splitlines()
+        assert 2 <= len(lines) <= 4 and all(len(line) <= 240 for line in lines), lines
+        assert re.match(rf"mmlu\[{c.item_id}\] acc: A \(model_a\) \d+\.\d\d ± \d+\.\d\d, B \(model_b\) ", lines[0])
+        assert "95% CI [" in lines[0] and "p = " in lines[0]
+        if c.item_id != "overall":
+            assert "holm-adjusted over 57 items: CI [" in lines[1] and "MDE" in lines[1]
+        assert any(line.strip().startswith("Missed: ") for line in lines)
+        with pytest.raises(AssertionError) as info:
+            c.assert_meets_expectations()
+        assert str(info.value) == c.describe()
+
+
+def test_no_per_document_data_means_no_statistics():
+    benchmark, a, b = synthetic("mbpp", 3)
+    bare = [ItemScore(s.item_id, s.task, s.metric, s.value, s.stderr, s.n) for s in b.items]
+    b = BenchmarkEvaluation(b.benchmark, "b", "key", b.model, tuple(bare), {}, {}, None, "0.4.13", 0.0)
+    result = compare_benchmark(benchmark, a, b, NO_EXPECTATIONS)["pass@1"]
+    record = result.to_record()
+    assert record["p_value"] is None and record["adjusted_ci_low"] is None and record["mde"] is None
+    assert record["significance"] == "n/a" and record["correction"] == "none" and not record["underpowered"]
+    assert len(result.describe().splitlines()) == 1
+
+
+def _numbers(pattern: str, text: str) -> list[tuple[int, ...]]:
+    return [tuple(int(g) for g in m) for m in re.findall(pattern, text)]
+
+
+def test_terminal_markdown_html_and_json_give_the_same_counts():
+    rows = records()
+    run = {"correction": "holm"}
+    text = "\n".join(text_tables(rows))
+    markdown = markdown_tables(rows, run)
+    page = html_summary(rows, run, None)
+    document = results_document(rows, run, {}, {})
+    expected = []
+    for name in ("mmlu", "hellaswag", "mbpp"):
+        c = counts([r for r in rows if r["benchmark"] == name])
+        assert c == {k: v for k, v in document["benchmarks"][name].items() if k not in ("title", "correction")}
+        assert c["family"] == c["better"] + c["worse"] + c["undetermined"]
+        expected.append((c["better"], c["worse"], c["undetermined"]))
+    family = r"B significantly better on (\d+), worse on (\d+), no detectable difference on (\d+)"
+    assert _numbers(family, text) == expected
+    assert _numbers(family, markdown) == expected
+    assert _numbers(r"B significantly better on <span[^>]*>(\d+)</span>, worse on <span[^>]*>(\d+)</span>, "
+                    r"no detectable difference on <span[^>]*>(\d+)</span>", page) == expected
+    assert _numbers(r"▲ (\d+)</span> / <span class=\"qc-worse\">▼ (\d+)</span> / <span class=\"qc-undet\">◆ (\d+)", page) == expected
+    totals = [(counts([r for r in rows if r["benchmark"] == n])["passed"], counts([r for r in rows if r["benchmark"] == n])["failed"])
+              for n in ("mmlu", "hellaswag", "mbpp")]
+    assert _numbers(r"items?, (\d+) passed, (\d+) failed", text) == totals
+    assert _numbers(r"items?, (\d+) passed, (\d+) failed", markdown) == totals
+    # overall is never counted in the family: it has its own line, labelled as lm-eval's unadjusted group score
+    assert "overall: lm-eval's group score, a size-weighted micro-average over all" in text
+    assert "tested alone, unadjusted" in page
+
+
+def test_short_summary_shows_the_numbers_of_passed_items(pytester):
+    record = next(r for r in records() if r["item"] == "pass@1")
+    record["passed"] = True
+    pytester.makepyfile(
+        test_fake=f"""
+        import json
+        RECORD = {json.dumps(json.dumps(record))}
+        def test_item(request):
+            request.node.user_properties.append(("qwencmp", RECORD))
+        """
+    )
+    result = pytester.runpytest_inprocess("-rA", "-p", "no:cacheprovider", "-o", "console_output_style=classic")
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    line = next(line for line in out.splitlines() if line.startswith("PASSED test_fake.py::test_item"))
+    assert " - B − A " in line  # the item's numbers beside its id (trimmed to the terminal width)
+    assert "MBPP: 1 item, 1 passed, 0 failed" in out  # the summary table renders from the same record
