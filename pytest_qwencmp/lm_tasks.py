@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .benchmarks import Benchmark
-from .errors import QwencmpError
+from .errors import DataError, QwencmpError
 
 if TYPE_CHECKING:  # pragma: no cover
     from lm_eval.tasks import TaskManager
@@ -104,10 +104,14 @@ class TaskSource:
 
     def hub_datasets(self) -> dict[str, str]:
         """Leaf task -> the ``dataset_path`` lm-eval's own YAML names."""
+        return {task: str(config.get("dataset_path", "")) for task, config in self.task_configs().items()}
+
+    def task_configs(self) -> dict[str, dict[str, Any]]:
+        """Leaf task -> lm-eval's own task YAML (includes resolved, ``!function`` tags left unresolved)."""
         from lm_eval.tasks._yaml_loader import load_yaml
 
         manager = self._base_manager()
-        found: dict[str, str] = {}
+        found: dict[str, dict[str, Any]] = {}
         for task in self.benchmark.leaf_tasks:
             entry = manager.task_index.get(task)
             if entry is None or entry.yaml_path is None:
@@ -115,8 +119,7 @@ class TaskSource:
                     f"lm-eval {lm_eval_version()} has no task {task!r} in {', '.join(self.benchmark.task_dirs)}; "
                     f"fix benchmark [{self.benchmark.name}] (request, subjects or task_dirs)."
                 )
-            config = load_yaml(entry.yaml_path, resolve_func=False)
-            found[task] = str(config.get("dataset_path", ""))
+            found[task] = load_yaml(entry.yaml_path, resolve_func=False)
         return found
 
     def data_fingerprints(self) -> dict[str, str]:
@@ -127,7 +130,7 @@ class TaskSource:
         local = self.local_datasets()
         for hub, path in local.items():
             if not path.is_dir():
-                raise QwencmpError(
+                raise DataError(
                     f"Benchmark {self.benchmark.name!r} reads the dataset {hub!r}, but the data directory has no "
                     f"copy of it at {path}. Put the dataset there in its hub layout (the files plus README.md with "
                     "a 'configs:' header, as `python -m pytest_qwencmp mirror` or a hub snapshot writes them), "
