@@ -26,7 +26,7 @@ from typing import Any
 
 from .benchmarks import Benchmark
 from .errors import DataError
-from .lm_tasks import TaskSource, data_files_for, readme_configs
+from .lm_tasks import TaskSource, readme_configs, split_patterns
 
 SPLIT_KEYS = ("test_split", "validation_split", "training_split", "fewshot_split")
 _LABELS = {"0", "1", "2", "3"}
@@ -188,12 +188,11 @@ def split_files(source: TaskSource) -> tuple[list[SplitFiles], list[str]]:
         if hub not in configs_by_hub:
             configs_by_hub[hub] = readme_configs(folder)
         name = config.get("dataset_name")
-        direct = data_files_for(folder, configs_by_hub[hub], name)
-        if direct is None:
+        files = split_patterns(folder, configs_by_hub[hub], name)
+        if files is None:
             if hub not in unchecked:
                 unchecked.append(hub)
             continue
-        _, files = direct
         for key in SPLIT_KEYS:
             split = config.get(key)
             if not split or (hub, str(name), str(split)) in found:

@@ -209,8 +209,8 @@ def readme_configs(folder: Path) -> list[dict[str, Any]]:
     return [c for c in configs if isinstance(c, dict)] if isinstance(configs, list) else []
 
 
-def data_files_for(folder: Path, configs: list[dict[str, Any]], name: str | None) -> tuple[str, dict[str, list[str]]] | None:
-    """(packaged builder, {split: absolute file patterns}) for config ``name``, or None to load the folder."""
+def split_patterns(folder: Path, configs: list[dict[str, Any]], name: str | None) -> dict[str, list[str]] | None:
+    """{split: absolute file patterns} for config ``name`` as the README header lists it, or None if it does not."""
     wanted = name or "default"
     for config in configs:
         if config.get("config_name", "default") != wanted:
@@ -226,12 +226,20 @@ def data_files_for(folder: Path, configs: list[dict[str, Any]], name: str | None
                 return None
             paths = entry["path"] if isinstance(entry["path"], list) else [entry["path"]]
             files[str(entry["split"])] = [str(folder / p) for p in paths]
-        suffixes = {Path(p).suffix for patterns in files.values() for p in patterns}
-        builders = {_BUILDERS.get(suffix) for suffix in suffixes}
-        if len(builders) != 1 or None in builders:
-            return None
-        return builders.pop(), files
+        return files
     return None
+
+
+def data_files_for(folder: Path, configs: list[dict[str, Any]], name: str | None) -> tuple[str, dict[str, list[str]]] | None:
+    """(packaged builder, {split: absolute file patterns}) for config ``name``, or None to load the folder."""
+    files = split_patterns(folder, configs, name)
+    if files is None:
+        return None
+    suffixes = {Path(p).suffix for patterns in files.values() for p in patterns}
+    builders = {_BUILDERS.get(suffix) for suffix in suffixes}
+    if len(builders) != 1 or None in builders:
+        return None
+    return builders.pop(), files
 
 
 def _write_yaml(path: Path, data: dict[str, Any]) -> None:

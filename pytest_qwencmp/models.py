@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from .errors import ModelUnavailable, QwencmpError
-from .model_sources import WEIGHT_SUFFIXES, HubAccess, ModelSource, check_model_source
+from .model_sources import WEIGHT_SUFFIXES, HubAccess, ModelSource, check_local_folder, check_model_source
 from .settings import ModelRef
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -423,16 +423,11 @@ class ModelHandle:
 
     @property
     def fingerprint(self) -> str:
-        if self._error is not None:
-            raise self._error
+        """The weights' identity (cache keys); computable even when the model cannot be loaded here."""
         if self._fingerprint is None:
             if self.ref.is_local:
-                self.check()  # an empty or half-copied folder: say so with the fix, before hashing it
-            try:
-                self._fingerprint = model_fingerprint(self.ref)
-            except QwencmpError as exc:
-                self._error = exc
-                raise
+                check_local_folder(self.ref, self.option)  # an empty or half-copied folder: say so, with the fix
+            self._fingerprint = model_fingerprint(self.ref)
         return self._fingerprint
 
     def check(self) -> ModelSource:

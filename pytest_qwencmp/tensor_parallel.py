@@ -267,6 +267,8 @@ class ProcessGroup:
             now = time.monotonic()
             if now - started > self.start_timeout:
                 note = lock_note(lock, launched)
+                for process in self.ranks:  # stuck before they listen: nothing would hear a shutdown request
+                    process.terminate()
                 self.stop()
                 raise GroupFailed(
                     f"The tensor-parallel group for model {self.label!r} did not start within "
