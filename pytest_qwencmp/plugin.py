@@ -209,7 +209,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     try:
         benchmark = plugin.run.registry.get(str(marker.args[0]))
     except QwencmpError as exc:
-        pytest.fail(f"pytest-qwencmp: {metafunc.definition.nodeid}: {exc.message}", pytrace=False)
+        problem = exc.message
+    else:
+        problem = None
+    if problem:  # outside the except block: no exception chain in the report
+        pytest.fail(f"pytest-qwencmp: {metafunc.definition.nodeid}: {problem}", pytrace=False)
     items = benchmark.items
     metafunc.parametrize("comparison", [(benchmark.name, i.id) for i in items], ids=[i.id for i in items], indirect=True)
 
