@@ -13,6 +13,8 @@ from __future__ import annotations
 class QwencmpError(Exception):
     """A user-facing problem: bad option, missing data, malformed file, OOM."""
 
+    stops_session = False  # True: nothing this session still has to evaluate can succeed
+
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
 
@@ -28,6 +30,14 @@ class OutOfMemory(QwencmpError):
 class ModelUnavailable(QwencmpError):
     """A model cannot be loaded (or its process group is gone): nothing that needs it can run this session."""
 
+    stops_session = True
+
 
 class DataError(QwencmpError):
     """A benchmark's local dataset copy is missing, unreadable or wrong for the benchmark."""
+
+
+class HubUnreachable(DataError):
+    """No --data-dir, the hub cannot be reached and the datasets are not cached: no evaluation can fetch its data."""
+
+    stops_session = True

@@ -24,6 +24,7 @@ from .cache import EvaluationCache, cache_key
 from .errors import DataError, QwencmpError
 from .harness import EvaluationRequest, json_safe
 from .lm_tasks import TaskSource, lm_eval_version, task_definitions_fingerprint
+from .model_sources import HubAccess
 from .models import ModelSide
 from .settings import RunSettings
 
@@ -234,6 +235,7 @@ class Evaluator:
         cache: EvaluationCache,
         handles: Mapping[str, ModelSide],
         progress: Callable[[str], None] = lambda line: None,
+        hub: HubAccess | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -244,6 +246,7 @@ class Evaluator:
         self._done: dict[tuple[str, str], BenchmarkEvaluation] = {}
         self._failed: dict[tuple[str, str], QwencmpError] = {}
         self._data_problems: dict[str, DataError | None] = {}
+        self.hub = hub or HubAccess()
 
     def key_parts(self, side: str, benchmark: Benchmark) -> dict[str, Any]:
         handle = self.handles[side]
@@ -292,36 +295,39 @@ class Evaluator:
         return self._done[memo_key]
 
     def check_data(self, benchmark_name: str) -> None:
-        """Raise the benchmark's ``DataError`` if its local copy is unusable.
+        """Raise the benchmark's ``DataError`` if its data cannot be read.
 
-        The first call checks every selected benchmark's copy at once (cheap:
-        one streaming read), so a bad copy is known before any model runs.
+        The first call checks every selected benchmark at once, so a problem is
+        known before any model runs: each local copy with one streaming read
+        (``data_checks``), or, without --data-dir, whether the hub can be
+        reached (or the datasets are cached) for lm-eval to download them.
         """
-        if self.settings.data_dir is None:
-            return
         if benchmark_name not in self._data_problems:
-            from .data_checks import check_benchmark_data
+            from .data_checks import check_benchmark_data, check_hub_data
 
-            names = list(self.settings.benchmarks or self.registry.names())
-            for name in dict.fromkeys([benchmark_name, *names]):
-                if name in self._data_problems:
-                    continue
-                try:
-                    check_benchmark_data(self.registry.get(name), self.settings.data_dir)
-                    self._data_problems[name] = None
-                except DataError as exc:
-                    self._data_problems[name] = exc
+            selected = self.settings.benchmarks or self.registry.names()
+            benchmarks = [self.registry.get(n) for n in dict.fromkeys([*selected, benchmark_name])
+                          if n not in self._data_problems]
+            if self.settings.data_dir is None:
+                self._data_problems.update(check_hub_data(benchmarks, self.hub))
+            else:
+                for benchmark in benchmarks:
+                    try:
+                        check_benchmark_data(benchmark, self.settings.data_dir)
+                        self._data_problems[benchmark.name] = None
+                    except DataError as exc:
+                        self._data_problems[benchmark.name] = exc
         problem = self._data_problems[benchmark_name]
         if problem is not None:
             raise problem
 
     def _before_running(self, side: str, benchmark: Benchmark) -> None:
-        """What can be known without loading a model: the data are usable, and every model still needed can be loaded."""
-        self.check_data(benchmark.name)
+        """What can be known without loading a model: every model still needed can be loaded, the data are usable."""
         self.handles[side].check()
         for other in self.handles:
             if other != side and not self.in_cache(other, benchmark.name):
                 self.handles[other].check()  # the comparison needs it too: fail before spending time on this side
+        self.check_data(benchmark.name)
 
     def in_cache(self, side: str, benchmark_name: str) -> bool:
         """Done in this session, or stored in the on-disk cache (not read here): nothing to load for it."""

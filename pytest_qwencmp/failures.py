@@ -2,8 +2,9 @@
 
 ``FailureMemory.message(error, where)`` is the full paragraph the first time a
 problem is reported and a one-line reference to that first report after it.
-A ``ModelUnavailable`` (a model that cannot be loaded, a tensor-parallel group
-that is gone) also stops the session's remaining work that would need a model:
+An error that ``stops_session`` (a model that cannot be loaded, a tensor-parallel
+group that is gone, datasets that cannot be fetched) also stops the session's
+remaining work that would need a model:
 ``stopped`` says why, in one line. Nothing finished is lost: work whose results
 are cached for both models still runs. It knows nothing of pytest; one instance
 lives per session.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import ModelUnavailable, QwencmpError
+from .errors import QwencmpError
 
 BRIEF_CHARS = 110
 
@@ -39,7 +40,7 @@ class FailureMemory:
     def message(self, error: QwencmpError, where: str) -> str:
         """What to report for ``error`` at ``where`` (an item name)."""
         first = self.first_reported.setdefault(error.message, where)
-        if isinstance(error, ModelUnavailable) and self.stopped is None:
+        if error.stops_session and self.stopped is None:
             self.stopped = f"{brief(error.message)} (reported in full at {first})"
         if first == where:
             return error.message

@@ -148,6 +148,7 @@ class ComparisonRun:
                 EvaluationCache(self.settings.cache_dir, read_enabled=self.settings.read_cache),
                 handles,
                 progress=self.progress,
+                hub=self.hub,
             )
         return self._evaluator
 

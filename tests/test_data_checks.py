@@ -125,3 +125,27 @@ def test_a_hub_snapshot_in_parquet_with_glob_patterns_is_read(data):
     assert f"{mmlu / 'virology/test-00000-of-00001.parquet'}, row 2 `answer` is -1" in message
     (mmlu / "virology/test-00000-of-00001.parquet").write_bytes(b"PAR1 not really")
     assert "virology/test-00000-of-00001.parquet is not a readable Parquet file" in problem("mmlu", data)
+
+
+def test_without_data_dir_an_unreachable_hub_is_known_at_once(tmp_path, monkeypatch):
+    from pytest_qwencmp.data_checks import check_hub_data
+    from pytest_qwencmp.errors import HubUnreachable
+    from pytest_qwencmp.model_sources import HubAccess
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    benchmarks = [REGISTRY.get("hellaswag"), REGISTRY.get("mbpp")]
+    asked = []
+    unreachable = HubAccess(probe=lambda endpoint, timeout: asked.append(endpoint) or "Connection refused")
+    found = check_hub_data(benchmarks, unreachable)
+    assert isinstance(found["hellaswag"], HubUnreachable) and found["mbpp"] is found["hellaswag"]
+    message = found["mbpp"].message
+    assert message.startswith("The benchmark data cannot be downloaded: no --data-dir was given, so lm-eval would fetch "
+                              "the data of hellaswag, mbpp")
+    assert "cannot be reached (Connection refused)" in message and "python -m pytest_qwencmp mirror --out DIR" in message
+    (tmp_path / "hf-home" / "hub" / "datasets--Rowan--hellaswag").mkdir(parents=True)  # downloaded before
+    assert check_hub_data(benchmarks, unreachable)["hellaswag"] is None
+    assert check_hub_data(benchmarks, HubAccess(probe=lambda endpoint, timeout: None)) == {"hellaswag": None, "mbpp": None}
+    assert len(asked) == 1  # one probe per HubAccess (session)

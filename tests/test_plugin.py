@@ -290,6 +290,22 @@ def test_a_model_that_cannot_load_fails_once_in_seconds(pytester, suite, fresh_c
     assert elapsed < 15
 
 
+def test_datasets_that_cannot_be_downloaded_stop_the_session_at_once(pytester, suite, fresh_cache, demo_assets, monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))  # nothing downloaded before
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_endpoint())
+    result = pytester.runpytest_inprocess(
+        f"--model-a={demo_assets.model_a}", f"--model-b={demo_assets.model_b}", f"--eval-cache-dir={fresh_cache}",
+        "-p", "no:cacheprovider",
+    )
+    result.assert_outcomes(errors=1, skipped=60)
+    out = result.stdout.str()
+    assert out.count("no --data-dir was given, so lm-eval would fetch the data of mmlu, hellaswag, mbpp") == 1
+    assert "qwencmp: 60 item(s) skipped, not run: The benchmark data cannot be downloaded (reported in full at" in out
+    assert len(out.splitlines()) <= 40 and "evaluating (" not in out  # no model ran
+
+
 def test_a_corrupt_dataset_fails_its_benchmark_once_and_the_others_run(pytester, suite, fresh_cache, demo_assets, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(demo_assets.data_dir, data)
