@@ -232,7 +232,7 @@ class QwencmpPlugin:
         self.closing_lines: list[str] = []
         self.attached_lm_eval: set[str] = set()
         self.started = time.perf_counter()
-        self.not_run = 0  # items skipped because a model could not be loaded
+        self.not_run = 0  # items skipped once the session stopped (a model, or the data, cannot be had)
         self._saved_env: dict[str, str | None] = {}
         run.progress = self._progress
         if run.settings.data_dir or run.settings.demo:
