@@ -222,15 +222,16 @@ def test_weights_that_cannot_be_read_are_one_paragraph_and_the_group_exits(demo_
 
 
 def group_ranks_running() -> list[int]:
-    """pids of processes running a tensor-parallel rank (this module as a script)."""
+    """pids of tensor-parallel ranks (this module as a script) launched by this process (not by other test runs)."""
     found = []
+    mine = f"QWENCMP_TP_PARENT_PID={os.getpid()}".encode()
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+            if b"pytest_qwencmp.tensor_parallel" in command and mine in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
         except OSError:
             continue
-        if b"pytest_qwencmp.tensor_parallel" in command:
-            found.append(int(entry.name))
     return found
 
 
