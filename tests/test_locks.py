@@ -12,14 +12,16 @@ import pytest
 from pytest_qwencmp.locks import LockTimeout, holding
 
 
-def hold_in_thread(path, seconds: float, what: str = "the evaluation of MMLU × model_a"):
-    """Hold the lock from another thread (flock is per open file: it excludes this thread too) for ``seconds``."""
+def hold_in_thread(path, seconds: float, what: str = "the evaluation of MMLU × model_a", release=None):
+    """Hold the lock from another thread (flock is per open file: it excludes this thread too) for ``seconds``
+    or until ``release`` is set."""
     entered = threading.Event()
+    release = release or threading.Event()
 
     def hold():
         with holding(path, what=what):
             entered.set()
-            time.sleep(seconds)
+            release.wait(seconds)
 
     thread = threading.Thread(target=hold, daemon=True)
     thread.start()
@@ -29,13 +31,17 @@ def hold_in_thread(path, seconds: float, what: str = "the evaluation of MMLU × 
 
 def test_a_held_lock_is_announced_at_once_and_the_wait_is_bounded(tmp_path):
     lock = tmp_path / "key.lock"
-    holder = hold_in_thread(lock, 5)
+    release = threading.Event()
+    holder = hold_in_thread(lock, 30, release=release)
     lines = []
     started = time.monotonic()
-    with pytest.raises(LockTimeout) as info:
-        with holding(lock, what="the evaluation of MMLU × model_a", timeout=1.0, progress=lines.append,
-                     bound_hint="--lock-timeout SECONDS"):
-            pytest.fail("acquired a held lock")
+    try:
+        with pytest.raises(LockTimeout) as info:
+            with holding(lock, what="the evaluation of MMLU × model_a", timeout=1.0, progress=lines.append,
+                         bound_hint="--lock-timeout SECONDS"):
+                pytest.fail("acquired a held lock")
+    finally:
+        release.set()
     assert time.monotonic() - started < 4
     assert lines[0].startswith(f"qwencmp: waiting for the evaluation of MMLU × model_a: process {os.getpid()} on "
                                f"{socket.gethostname()} (since ")
