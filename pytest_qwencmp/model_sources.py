@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 from .errors import ModelUnavailable
 from .settings import ModelRef
@@ -42,14 +43,21 @@ def hub_offline() -> bool:
 
 
 def probe_hub(endpoint: str, timeout: float = HUB_PROBE_TIMEOUT) -> str | None:
-    """``None`` when a TCP connection to the endpoint's host opens within ``timeout``; else why not.
+    """``None`` when a TCP connection to the endpoint's host (or its proxy) opens within ``timeout``; else why not.
 
-    Name resolution has no timeout of its own, so the attempt runs in a daemon
-    thread and an answer that does not come in time counts as unreachable.
+    Behind ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY`` (as ``huggingface_hub``
+    honours them) the proxy is what must answer. Name resolution has no timeout
+    of its own, so the attempt runs in a daemon thread and an answer that does
+    not come in time counts as unreachable.
     """
     parts = urlsplit(endpoint)
     host = parts.hostname or ""
     port = parts.port or (80 if parts.scheme == "http" else 443)
+    proxies = getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if proxy and not proxy_bypass(host):
+        via = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = via.hostname or "", via.port or (443 if via.scheme == "https" else 80)
     outcome: list[str | None] = []
 
     def attempt() -> None:

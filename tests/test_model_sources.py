@@ -33,6 +33,18 @@ def test_probe_answers_fast_for_a_closed_and_an_open_endpoint():
         assert probe_hub(f"http://127.0.0.1:{server.getsockname()[1]}", timeout=2) is None
 
 
+def test_behind_a_proxy_the_proxy_is_what_must_answer(monkeypatch):
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        assert probe_hub("https://hub.invalid", timeout=2) is None  # the hub's own name does not resolve here
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{closed_port()}")
+    assert "refused" in probe_hub("https://hub.invalid", timeout=2).lower()
+
+
 def test_the_hub_is_asked_once_per_session(monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "https://hub.example")
     asked = []
