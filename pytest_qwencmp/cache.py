@@ -16,9 +16,9 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
-from filelock import FileLock
+from .locks import DEFAULT_LOCK_TIMEOUT, holding
 
 FORMAT_VERSION = 1
 
@@ -48,11 +48,19 @@ class EvaluationCache:
         return self.directory / key[:2] / f"{key}.json"
 
     @contextmanager
-    def locked(self, key: str, timeout: float = -1) -> Iterator[None]:
-        """Hold the key's lock: one process computes, the others wait and then read."""
+    def locked(
+        self,
+        key: str,
+        *,
+        what: str = "a cached evaluation",
+        timeout: float = DEFAULT_LOCK_TIMEOUT,
+        progress: Callable[[str], None] = lambda line: None,
+    ) -> Iterator[None]:
+        """Hold the key's lock: one process computes, the others wait (saying so, at most ``timeout`` s) and then read."""
         path = self.path_for(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path.with_suffix(".lock")), timeout=timeout):
+        with holding(path.with_suffix(".lock"), what=what, timeout=timeout, progress=progress,
+                     bound_hint="--lock-timeout SECONDS, ini qwencmp_lock_timeout"):
             yield
 
     def load(self, key: str) -> dict[str, Any] | None:

@@ -36,6 +36,7 @@ import json
 import math
 import random
 import shutil
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from .errors import QwencmpError
 
 DEMO_VERSION = "1"
+DEMO_BUILD_TIMEOUT = 1800.0  # seconds to wait for another process's demo build (it takes about a minute)
 
 MANIFEST = "manifest.json"
 MMLU_PATH = "cais/mmlu"
@@ -128,22 +130,29 @@ class TrainingItem:
 # --------------------------------------------------------------------------- cache
 
 
-def build_demo_assets(cache_root: Path, *, rebuild: bool = False) -> DemoAssets:
-    """Return the demo assets under cache_root/f"demo-{DEMO_VERSION}", building them if missing."""
-    from filelock import FileLock
+def build_demo_assets(
+    cache_root: Path, *, rebuild: bool = False, progress: Callable[[str], None] = lambda line: None
+) -> DemoAssets:
+    """Return the demo assets under cache_root/f"demo-{DEMO_VERSION}", building them if missing.
+
+    ``progress`` hears one line per build step (nothing when the assets are
+    already built) and, while another process builds them, that this one waits.
+    """
+    from .locks import holding
 
     cache_root = Path(cache_root)
     root = cache_root / f"demo-{DEMO_VERSION}"
     if not rebuild and is_complete(root):
         return assets_at(root)
     cache_root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(cache_root / f"demo-{DEMO_VERSION}.lock")):
+    with holding(cache_root / f"demo-{DEMO_VERSION}.lock", what="the embedded demo's build", timeout=DEMO_BUILD_TIMEOUT,
+                 progress=progress):
         if not rebuild and is_complete(root):
             return assets_at(root)
         remove_stale_build_folders(cache_root)
         staging = sibling_folder(root, "building")
         try:
-            build_into(staging)
+            build_into(staging, progress)
             write_manifest(staging)
             move_into_place(staging, root)
         finally:
@@ -216,8 +225,10 @@ def write_manifest(root: Path) -> None:
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def build_into(root: Path) -> None:
-    """Write data, tokenizer and both models into ``root`` (an empty folder)."""
+def build_into(root: Path, progress: Callable[[str], None] = lambda line: None) -> None:
+    """Write data, tokenizer and both models into ``root`` (an empty folder), one progress line per step."""
+    started = time.perf_counter()
+    progress("qwencmp: building the embedded demo (synthetic data and two small models; once, then cached)")
     rng = random.Random(SEED)
     mmlu = make_mmlu_docs(rng, mmlu_subjects())
     hellaswag = make_hellaswag_docs(rng)
@@ -233,8 +244,10 @@ def build_into(root: Path) -> None:
     with deterministic_torch(), quiet_progress_bars():
         tokenizer = train_tokenizer(corpus)
         for recipe in (MODEL_A, MODEL_B):
+            progress(f"qwencmp: demo: training {recipe.name} ({recipe.steps} steps, hidden size {recipe.hidden_size})")
             model = train_model(recipe, tokenizer, items)
             save_model(model, tokenizer, root / recipe.name)
+    progress(f"qwencmp: demo: built in {time.perf_counter() - started:.0f}s")
 
 
 # --------------------------------------------------------------------------- synthetic data

@@ -4,7 +4,11 @@ All items of a benchmark come from ONE ``simple_evaluate`` call per model,
 with the real task definitions (see ``lm_tasks``), per-document samples logged
 and reduced to per-document metric values, and the outcome cached on disk
 under a key of everything that changes a number. ``Evaluator`` owns the
-per-session bookkeeping: evaluations run, cache hits, time spent.
+per-session bookkeeping: evaluations run, cache hits, time spent — and
+failures: before the first evaluation that must really run, the selected
+benchmarks' local data are checked (``data_checks``) and the model is checked
+to be loadable (``model_sources``); a failed evaluation is remembered and
+raised again at once for the next item, never attempted twice.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from typing import Any, Mapping
 
 from .benchmarks import OVERALL, Benchmark, Registry
 from .cache import EvaluationCache, cache_key
-from .errors import QwencmpError
+from .errors import DataError, QwencmpError
 from .harness import EvaluationRequest, json_safe
 from .lm_tasks import TaskSource, lm_eval_version, task_definitions_fingerprint
+from .model_sources import HubAccess
 from .models import ModelSide
 from .settings import RunSettings
 
@@ -230,6 +235,7 @@ class Evaluator:
         cache: EvaluationCache,
         handles: Mapping[str, ModelSide],
         progress: Callable[[str], None] = lambda line: None,
+        hub: HubAccess | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -238,6 +244,9 @@ class Evaluator:
         self.progress = progress
         self.stats = EvaluatorStats()
         self._done: dict[tuple[str, str], BenchmarkEvaluation] = {}
+        self._failed: dict[tuple[str, str], QwencmpError] = {}
+        self._data_problems: dict[str, DataError | None] = {}
+        self.hub = hub or HubAccess()
 
     def key_parts(self, side: str, benchmark: Benchmark) -> dict[str, Any]:
         handle = self.handles[side]
@@ -266,10 +275,66 @@ class Evaluator:
         }
 
     def evaluate(self, side: str, benchmark_name: str) -> BenchmarkEvaluation:
+        """The evaluation, computed at most once per session; a failure is raised again at once, never retried."""
         memo_key = (side, benchmark_name)
+        if memo_key in self._failed:
+            raise self._failed[memo_key]
         if memo_key not in self._done:
-            self._done[memo_key] = self._evaluate(side, self.registry.get(benchmark_name))
+            try:
+                self._done[memo_key] = self._evaluate(side, self.registry.get(benchmark_name))
+            except QwencmpError as exc:
+                self._failed[memo_key] = exc
+                raise
+            except Exception as exc:  # unexpected: its traceback shows once, later items get one line
+                self._failed[memo_key] = QwencmpError(
+                    f"The evaluation of {benchmark_name} on {self.handles[side].ref.label} failed earlier in this "
+                    f"session ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); it is not attempted again. "
+                    "The first failing item shows the traceback."
+                )
+                raise
         return self._done[memo_key]
+
+    def check_data(self, benchmark_name: str) -> None:
+        """Raise the benchmark's ``DataError`` if its data cannot be read.
+
+        The first call checks every selected benchmark at once, so a problem is
+        known before any model runs: each local copy with one streaming read
+        (``data_checks``), or, without --data-dir, whether the hub can be
+        reached (or the datasets are cached) for lm-eval to download them.
+        """
+        if benchmark_name not in self._data_problems:
+            from .data_checks import check_benchmark_data, check_hub_data
+
+            selected = self.settings.benchmarks or self.registry.names()
+            benchmarks = [self.registry.get(n) for n in dict.fromkeys([*selected, benchmark_name])
+                          if n not in self._data_problems]
+            if self.settings.data_dir is None:
+                self._data_problems.update(check_hub_data(benchmarks, self.hub))
+            else:
+                for benchmark in benchmarks:
+                    try:
+                        check_benchmark_data(benchmark, self.settings.data_dir)
+                        self._data_problems[benchmark.name] = None
+                    except DataError as exc:
+                        self._data_problems[benchmark.name] = exc
+        problem = self._data_problems[benchmark_name]
+        if problem is not None:
+            raise problem
+
+    def _before_running(self, side: str, benchmark: Benchmark) -> None:
+        """What can be known without loading a model: every model still needed can be loaded, the data are usable."""
+        self.handles[side].check()
+        for other in self.handles:
+            if other != side and not self.in_cache(other, benchmark.name):
+                self.handles[other].check()  # the comparison needs it too: fail before spending time on this side
+        self.check_data(benchmark.name)
+
+    def in_cache(self, side: str, benchmark_name: str) -> bool:
+        """Done in this session, or stored in the on-disk cache (not read here): nothing to load for it."""
+        if (side, benchmark_name) in self._done:
+            return True
+        key = cache_key(self.key_parts(side, self.registry.get(benchmark_name)))
+        return self.cache.read_enabled and self.cache.path_for(key).is_file()
 
     def load_cached(self, side: str, benchmark_name: str) -> BenchmarkEvaluation | None:
         """The evaluation from this process or the on-disk cache, without running anything."""
@@ -286,7 +351,8 @@ class Evaluator:
         parts = self.key_parts(side, benchmark)
         key = cache_key(parts)
         label = self.handles[side].ref.label
-        with self.cache.locked(key):
+        what = f"the evaluation of {benchmark.title} × {label}"
+        with self.cache.locked(key, what=what, timeout=self.settings.lock_timeout, progress=self.progress):
             payload = self.cache.load(key)
             if payload is not None:
                 try:
@@ -297,12 +363,18 @@ class Evaluator:
                     self.stats.cache_hits += 1
                     self.progress(f"qwencmp: {benchmark.title} × {label}: cached result reused")
                     return evaluation
+            self._before_running(side, benchmark)
             self.progress(f"qwencmp: {benchmark.title} × {label}: evaluating ({self.handles[side].plan.summary})")
-            evaluation = self._run(side, benchmark, key, parts["data"] if isinstance(parts["data"], dict) else None)
+            started = time.perf_counter()
+            try:
+                evaluation = self._run(side, benchmark, key, parts["data"] if isinstance(parts["data"], dict) else None)
+            except Exception:
+                self.progress(f"qwencmp: {benchmark.title} × {label}: failed after {time.perf_counter() - started:.1f}s")
+                raise
             self.cache.store(key, evaluation.to_payload())
             self.stats.evaluations += 1
             self.stats.evaluation_seconds += evaluation.wall_seconds
-            self.progress(f"qwencmp: {benchmark.title} × {label}: done in {evaluation.wall_seconds:.1f}s")
+            self.progress(f"qwencmp: {benchmark.title} × {label}: done in {time.perf_counter() - started:.1f}s")
             return evaluation
 
     def _run(self, side: str, benchmark: Benchmark, key: str, data_fingerprints: dict[str, str] | None) -> BenchmarkEvaluation:

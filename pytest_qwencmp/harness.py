@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .benchmarks import Benchmark
-from .errors import OutOfMemory, QwencmpError
+from .errors import DataError, OutOfMemory, QwencmpError
 from .lm_tasks import TaskSource
 
 # The parts of simple_evaluate's output that the evaluation, the reports and the cache use.
@@ -131,7 +131,10 @@ def _simple_evaluate(lm, request: EvaluationRequest, manager):
     except QwencmpError:
         raise
     except Exception as exc:  # translate the known, user-fixable failures; re-raise the rest
-        raise translate_error(exc, request.benchmark, request.label, lm) from exc
+        error = translate_error(exc, request.benchmark, request.label, lm)
+        if error is exc:
+            raise
+    raise error from None  # one paragraph, no "during handling of the above exception" chain
 
 
 def translate_error(exc: Exception, benchmark: Benchmark, label: str, lm) -> Exception:
@@ -147,14 +150,25 @@ def translate_error(exc: Exception, benchmark: Benchmark, label: str, lm) -> Exc
             "Finished evaluations are cached and will be reused."
         )
     if name in ("ConnectionError", "OfflineModeIsEnabled", "LocalEntryNotFoundError") or "offline" in text.lower():
-        return QwencmpError(
+        return DataError(
             f"lm-eval could not fetch the data of {benchmark.name} ({name}: {text}). This machine cannot reach the "
-            "Hugging Face hub: pass --data-dir with local copies of the datasets in their hub layout."
+            "Hugging Face hub: pass --data-dir with local copies of the datasets in their hub layout "
+            "(`python -m pytest_qwencmp mirror --out DIR` writes them where the hub can be reached)."
         )
-    if name in ("DatasetNotFoundError", "FileNotFoundError", "DatasetGenerationError", "SplitsNotFoundError"):
-        return QwencmpError(
+    if name in (
+        "DatasetNotFoundError", "FileNotFoundError", "DatasetGenerationError", "SplitsNotFoundError",
+        "ArrowInvalid", "JSONDecodeError", "UnicodeDecodeError",
+    ):
+        return DataError(
             f"The dataset of {benchmark.name} could not be read ({name}: {text}). Check the local copy under "
-            "--data-dir: it needs the files and a README.md whose YAML header lists the configs and splits."
+            "--data-dir: it needs the files and a README.md whose YAML header lists the configs and splits "
+            "(`python -m pytest_qwencmp mirror --out DIR` writes a complete copy)."
+        )
+    if name == "KeyError" and text.strip("'\"") in ("train", "validation", "test", "dev"):
+        return DataError(
+            f"The dataset of {benchmark.name} has no split {text} that lm-eval's task definition reads. Add that "
+            "split to the local copy under --data-dir (files plus its entry in README.md's configs header), or "
+            "write a complete copy with `python -m pytest_qwencmp mirror --out DIR`."
         )
     return exc
 

@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
-from .errors import QwencmpError
+from .errors import ModelUnavailable, QwencmpError
+from .model_sources import WEIGHT_SUFFIXES, HubAccess, ModelSource, check_local_folder, check_model_source
 from .settings import ModelRef
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,7 +30,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 CPU_BATCH_SIZE = 16  # used for --batch-size auto on CPU (lm-eval's detection is for GPUs)
 TENSOR_PARALLEL_BATCH_SIZE = 16  # used for --batch-size auto when a model is split across GPUs
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 _CONTENT_HASH_LIMIT = 64 << 20  # hash whole files up to 64 MiB; larger ones by size, mtime, head and tail
 
 
@@ -277,9 +277,11 @@ def model_fingerprint(ref: ModelRef) -> str:
         folder = ref.path
         files = sorted(p for p in folder.rglob("*") if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.suffix == ".json"))
         if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
-            raise QwencmpError(
-                f"Model directory {folder} holds no weights (no *.safetensors or *.bin files); "
-                "point --model-a/--model-b at a folder written by save_pretrained or a hub snapshot."
+            raise ModelUnavailable(
+                f"Model directory {folder} holds no weights (no *.safetensors or *.bin files), so model "
+                f"{ref.label!r} cannot be loaded. Fix: point --model-a/--model-b at a folder written by "
+                "save_pretrained or a complete hub snapshot (`python -m pytest_qwencmp mirror --out DIR --model "
+                "ORG/NAME` writes one to DIR/models/ORG/NAME)."
             )
         digest = hashlib.sha256()
         for path in files:
@@ -308,23 +310,26 @@ def _torch_dtype(name: str):
     return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[name]
 
 
-def _load_error(ref: ModelRef, exc: BaseException) -> QwencmpError:
+def _load_error(ref: ModelRef, exc: BaseException) -> ModelUnavailable:
     where = "local directory" if ref.is_local else "hub id"
-    reason = " ".join(str(exc).split())[:400]
+    reason = " ".join(str(exc).split())[:400].rstrip(".")
     hint = (
-        "check that the folder holds config.json, tokenizer files and weights"
+        "check that the folder holds config.json, tokenizer files and complete weights (an interrupted copy "
+        "leaves them truncated); `python -m pytest_qwencmp mirror --out DIR --model ORG/NAME` writes a complete "
+        "copy to DIR/models/ORG/NAME"
         if ref.is_local
-        else "check the spelling; offline, the model must already be in the Hugging Face cache "
-        "(HF_HOME) or given as a local directory"
+        else "check the spelling of the id (and access with `hf auth login` for a gated model); on a machine "
+        "without the hub, give a local model directory or use `python -m pytest_qwencmp mirror` (see README)"
     )
-    return QwencmpError(f"Could not load model {ref.label!r} ({where}): {type(exc).__name__}: {reason}. Fix: {hint}.")
+    return ModelUnavailable(f"Could not load model {ref.label!r} ({where}): {type(exc).__name__}: {reason}. Fix: {hint}.")
 
 
-def load_model(ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, fingerprint: str):
+def load_model(ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, fingerprint: str, *, local_files_only: bool = False):
     """Load weights and tokenizer per ``plan`` and wrap them as lm-eval's HFLM. Returns (lm, ModelInfo).
 
     In a tensor-parallel group each rank calls this with its own ``plan.device``
-    and keeps its shard of the weights.
+    and keeps its shard of the weights. ``local_files_only``: never touch the
+    network (a local directory, or the HF cache when the hub cannot be reached).
     """
     started = time.perf_counter()
     try:
@@ -332,6 +337,8 @@ def load_model(ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, fingerp
 
         source = str(ref.path) if ref.is_local else ref.name_or_path
         kwargs: dict[str, Any] = {"revision": ref.revision} if ref.revision else {}
+        if local_files_only:
+            kwargs["local_files_only"] = True
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=_torch_dtype(plan.dtype), **kwargs)
     except QwencmpError:
@@ -406,30 +413,54 @@ class ModelSide(Protocol):
 class ModelHandle:
     """One side of the comparison (A or B) in this process: loads its model on first use, at most once.
 
-    A failed load is remembered: every later use raises the same error at once.
+    Before any weights are read, ``check`` decides in seconds whether (and from
+    where) the model can be loaded at all (``model_sources``). A failed check or
+    load is remembered: every later use raises the same error object at once.
     Subclasses that keep the model elsewhere override ``_load``, ``_run`` and ``close``.
     """
 
-    def __init__(self, side: str, ref: ModelRef, plan: ExecutionPlan, requested_dtype: str) -> None:
+    def __init__(
+        self, side: str, ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, *, hub: HubAccess | None = None
+    ) -> None:
         self.side = side
         self.ref = ref
         self.plan = plan
         self.requested_dtype = requested_dtype
         self.loads = 0
+        self.hub = hub or HubAccess()
         self._fingerprint: str | None = None
+        self._source: ModelSource | None = None
         self._info: ModelInfo | None = None
         self._lm: Any = None
         self._error: QwencmpError | None = None
 
     @property
+    def option(self) -> str:
+        return f"--model-{self.side}"
+
+    @property
     def fingerprint(self) -> str:
+        """The weights' identity (cache keys); computable even when the model cannot be loaded here."""
         if self._fingerprint is None:
+            if self.ref.is_local:
+                check_local_folder(self.ref, self.option)  # an empty or half-copied folder: say so, with the fix
             self._fingerprint = model_fingerprint(self.ref)
         return self._fingerprint
 
-    def load(self) -> ModelInfo:
+    def check(self) -> ModelSource:
+        """Where the model will be read from; ``ModelUnavailable`` (remembered) if it cannot be loaded here."""
         if self._error is not None:
             raise self._error
+        if self._source is None:
+            try:
+                self._source = check_model_source(self.ref, self.option, self.hub)
+            except QwencmpError as exc:
+                self._error = exc
+                raise
+        return self._source
+
+    def load(self) -> ModelInfo:
+        self.check()
         if self._info is None:
             try:
                 self._info = self._load()
@@ -450,7 +481,8 @@ class ModelHandle:
         self._info = None
 
     def _load(self) -> ModelInfo:
-        self._lm, info = load_model(self.ref, self.plan, self.requested_dtype, self.fingerprint)
+        local_only = self._source.local_files_only if self._source else False
+        self._lm, info = load_model(self.ref, self.plan, self.requested_dtype, self.fingerprint, local_files_only=local_only)
         return info
 
     def _run(self, request: "EvaluationRequest") -> Mapping[str, Any]:

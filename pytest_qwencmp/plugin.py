@@ -63,6 +63,7 @@ _OPTIONS: list[tuple[str, dict[str, Any], str | None]] = [
     ("--qwencmp-baseline-allow-mismatch", dict(action="store_true", default=False, help="Compare with a baseline even when number-changing settings differ (they are listed)."), None),
     ("--qwencmp-json", dict(metavar="FILE", help="Write all results (per-model lm-eval results, the comparison, the settings) as JSON; schema: pytest_qwencmp/results.schema.json."), None),
     ("--qwencmp-markdown", dict(metavar="FILE", help="Write the comparison tables as GitHub-flavoured Markdown (also appended to $GITHUB_STEP_SUMMARY when set)."), None),
+    ("--lock-timeout", dict(metavar="SECONDS", help="How long to wait for another run (or xdist worker) that evaluates the same model and benchmark, then fail (default 7200)."), "qwencmp_lock_timeout"),
 ]
 _PATH_INI = {"qwencmp_data_dir", "qwencmp_cache_dir", "qwencmp_expectations", "qwencmp_baseline_dir"}
 _REPORTING_OPTIONS = (
@@ -208,7 +209,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     try:
         benchmark = plugin.run.registry.get(str(marker.args[0]))
     except QwencmpError as exc:
-        pytest.fail(f"pytest-qwencmp: {metafunc.definition.nodeid}: {exc.message}", pytrace=False)
+        problem = exc.message
+    else:
+        problem = None
+    if problem:  # outside the except block: no exception chain in the report
+        pytest.fail(f"pytest-qwencmp: {metafunc.definition.nodeid}: {problem}", pytrace=False)
     items = benchmark.items
     metafunc.parametrize("comparison", [(benchmark.name, i.id) for i in items], ids=[i.id for i in items], indirect=True)
 
@@ -227,6 +232,7 @@ class QwencmpPlugin:
         self.closing_lines: list[str] = []
         self.attached_lm_eval: set[str] = set()
         self.started = time.perf_counter()
+        self.not_run = 0  # items skipped once the session stopped (a model, or the data, cannot be had)
         self._saved_env: dict[str, str | None] = {}
         run.progress = self._progress
         if run.settings.data_dir or run.settings.demo:
@@ -258,8 +264,12 @@ class QwencmpPlugin:
         return hasattr(self.config, "workerinput")
 
     def _progress(self, line: str) -> None:
+        """One line to the terminal now, also from inside a test's setup or call (output capture is suspended)."""
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None and not self.is_worker:
+        if reporter is None or self.is_worker:
+            return
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
             reporter.ensure_newline()
             reporter.write_line(line)
 
@@ -316,6 +326,10 @@ class QwencmpPlugin:
         return totals
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.run.failures.stopped and self.not_run:
+            terminalreporter.write_line(
+                f"qwencmp: {self.not_run} item(s) skipped, not run: {self.run.failures.stopped}"
+            )
         if not self.records:
             return
         terminalreporter.write_sep("=", "qwencmp: model comparison")
@@ -425,7 +439,8 @@ def _handle(run: ComparisonRun, side: str):
     try:
         return run.handle(side)
     except QwencmpError as exc:
-        pytest.fail(exc.message, pytrace=False)
+        message = exc.message
+    pytest.fail(message, pytrace=False)  # outside the except block: no exception chain in the report
 
 
 @pytest.fixture(scope="session")
@@ -444,13 +459,21 @@ def model_b(qwencmp_run: ComparisonRun):
 def comparison(request: pytest.FixtureRequest, qwencmp_run: ComparisonRun, model_a, model_b):
     """A vs B on this item: scores, paired statistics, expectation and verdict (an ItemComparison)."""
     benchmark_name, item_id = request.param
+    plugin: QwencmpPlugin = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
+    skip_reason = qwencmp_run.skip_reason(benchmark_name)
+    if skip_reason:
+        plugin.not_run += 1
+        pytest.skip(skip_reason)
     capture = request.config.pluginmanager.get_plugin("capturemanager")
+    error: QwencmpError | None = None
     try:
         # lm-eval's progress bars pass through to the terminal while a benchmark is evaluated.
         with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
             result = qwencmp_run.comparison(benchmark_name, item_id)
     except QwencmpError as exc:
-        pytest.fail(exc.message, pytrace=False)
+        error = exc
+    if error is not None:  # reported once in full; later items name the first report (no exception chain)
+        pytest.fail(qwencmp_run.failures.message(error, request.node.nodeid), pytrace=False)
     benchmark = qwencmp_run.registry.get(benchmark_name)
     record = result.to_record()
     record["order"] = [i.id for i in benchmark.items].index(item_id)
@@ -462,7 +485,6 @@ def comparison(request: pytest.FixtureRequest, qwencmp_run: ComparisonRun, model
         evaluation = qwencmp_run.evaluator.evaluate(side, benchmark_name)
         evaluated[side] = {k: evaluation.model.get(k) for k in ("backend", "dtype", "device", "tensor_parallel", "parameters", "notice")}
     node.user_properties.append((RUN_PROPERTY, json.dumps(qwencmp_run.describe(evaluated))))
-    plugin: QwencmpPlugin = request.config.pluginmanager.get_plugin(PLUGIN_NAME)
     if benchmark_name not in plugin.attached_lm_eval:
         plugin.attached_lm_eval.add(benchmark_name)
         results = {

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from .benchmarks import Registry
 from .cache import EvaluationCache
+from .errors import QwencmpError
 from .expectations import Expectations
+from .failures import FailureMemory
+from .model_sources import HubAccess
 from .models import (
     ExecutionPlan,
     ModelHandle,
@@ -61,12 +64,14 @@ class ComparisonRun:
         self._handles: dict[str, ModelSide] | None = None
         self._evaluator = None
         self._compared: dict[str, dict[str, "ItemComparison"]] = {}
+        self.hub = HubAccess()  # asked at most once per session, and only for a hub model that must be loaded
+        self.failures = FailureMemory()  # each problem reported once; a model that cannot load stops what needs it
+        self._fully_cached: dict[str, bool] = {}
 
     def _resolve_demo(self) -> RunSettings:
         from .demo import build_demo_assets
 
-        self.progress("qwencmp: preparing the embedded demo models and data (built once, then cached)")
-        assets = build_demo_assets(self.settings.cache_dir / "demo")
+        assets = build_demo_assets(self.settings.cache_dir / "demo", progress=self.progress)
         return replace(
             self.settings,
             model_a=ModelRef(str(assets.model_a)),
@@ -115,10 +120,11 @@ class ComparisonRun:
                     from .tensor_parallel import TensorParallelHandle
 
                     handles[side] = TensorParallelHandle(
-                        side, ref, plan, self.settings.dtype, log_root=self.settings.cache_dir / "tensor-parallel-logs"
+                        side, ref, plan, self.settings.dtype, log_root=self.settings.cache_dir / "tensor-parallel-logs",
+                        hub=self.hub, progress=self.progress,
                     )
                 else:
-                    handles[side] = ModelHandle(side, ref, plan, self.settings.dtype)
+                    handles[side] = ModelHandle(side, ref, plan, self.settings.dtype, hub=self.hub)
             self._handles = handles
         return self._handles
 
@@ -142,16 +148,17 @@ class ComparisonRun:
                 EvaluationCache(self.settings.cache_dir, read_enabled=self.settings.read_cache),
                 handles,
                 progress=self.progress,
+                hub=self.hub,
             )
         return self._evaluator
 
     def comparison(self, benchmark_name: str, item_id: str) -> "ItemComparison":
         if benchmark_name not in self._compared:
-            from .comparison import compare_benchmark
-
             benchmark = self.registry.get(benchmark_name)
             evaluation_a = self.evaluator.evaluate("a", benchmark_name)
             evaluation_b = self.evaluator.evaluate("b", benchmark_name)
+            from .comparison import compare_benchmark  # after the evaluations: a failed one never pays for scipy
+
             compared = dict(
                 compare_benchmark(
                     benchmark,
@@ -166,6 +173,21 @@ class ComparisonRun:
                 compared = self._against_baseline(benchmark_name, compared, [evaluation_a, evaluation_b])
             self._compared[benchmark_name] = compared
         return self._compared[benchmark_name][item_id]
+
+    def fully_cached(self, benchmark_name: str) -> bool:
+        """Both models' evaluations of the benchmark are done or cached on disk: it needs no model."""
+        if benchmark_name not in self._fully_cached:
+            try:
+                self._fully_cached[benchmark_name] = all(self.evaluator.in_cache(side, benchmark_name) for side in ("a", "b"))
+            except QwencmpError:
+                self._fully_cached[benchmark_name] = False
+        return self._fully_cached[benchmark_name]
+
+    def skip_reason(self, benchmark_name: str) -> str | None:
+        """Why an item of this benchmark is not run: a model is unavailable and the results are not all cached."""
+        if self.failures.stopped is None or self.fully_cached(benchmark_name):
+            return None
+        return f"not run: {self.failures.stopped}"
 
     def _data_identity(self, benchmark_names) -> dict[str, str] | None:
         if self.settings.data_dir is None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import QwencmpError
+from .locks import DEFAULT_LOCK_TIMEOUT
 
 DTYPES = ("float16", "bfloat16", "float32")
 DTYPE_ALIASES = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32", "float": "float32"}
@@ -55,6 +56,12 @@ class ModelRef:
                 raise QwencmpError(f"{option} names revision {rev!r} and a revision option names {revision!r}; keep one.")
             revision = rev or None
         looks_like_path = text.startswith((".", "/", "~")) or text.count("/") > 1
+        if Path(text).expanduser().is_file():
+            raise QwencmpError(
+                f"{option} {text!r} is a file, not a model directory; give the folder that holds the model's "
+                f"config.json, tokenizer files and weights (for example {str(Path(text).parent) or '.'!r}), "
+                "or a hub id such as Qwen/Qwen2.5-7B."
+            )
         if not Path(text).expanduser().is_dir():
             if looks_like_path:
                 raise QwencmpError(
@@ -113,6 +120,7 @@ class RunSettings:
     read_cache: bool = True
     expectations: Path | None = None
     demo: bool = False
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT  # seconds to wait for another run's evaluation of the same key
 
     def shots_for(self, benchmark: str, default: int | None) -> int | None:
         return dict(self.num_fewshot).get(benchmark, default)
@@ -240,6 +248,7 @@ def parse_settings(raw: Mapping[str, Any], known_benchmarks: tuple[str, ...]) ->
         read_cache=not raw.get("no_cache"),
         expectations=expectations or None,
         demo=demo,
+        lock_timeout=_as_float(raw.get("lock_timeout") or DEFAULT_LOCK_TIMEOUT, "--lock-timeout", 1.0, 1e7),
     )
 
 

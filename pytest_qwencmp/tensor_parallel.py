@@ -13,6 +13,14 @@ evaluated on. The ranks are launched here rather than by torchrun so that rank
 0's output (lm-eval's progress bars) reaches the terminal unprefixed, the other
 ranks' output goes to log files, and no launcher traceback reaches the user.
 
+Start-up is bounded (``START_TIMEOUT``) and never silent: the parent says at
+once that it waits for the ranks, repeats it every ``NOTE_EVERY`` seconds, and
+names DeepSpeed's CPU shared-memory extension lock
+(``torch_extensions/.../deepspeed_shm_comm/lock``) when one exists: a build
+interrupted by Ctrl-C leaves it behind, and every later rank then waits on it
+forever at 0 % CPU. On time-out the group is stopped and the paragraph names
+that file to delete.
+
 Failures come back as one paragraph: an error every rank hits alike (a missing
 dataset) fails that evaluation and the group goes on; anything else (out of
 memory, a crash, a rank that exits) ends the group, and the message names the
@@ -39,10 +47,11 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from .errors import OutOfMemory, QwencmpError
+from .errors import ModelUnavailable, OutOfMemory, QwencmpError
 from .harness import EvaluationRequest, run_request
+from .model_sources import HubAccess
 from .models import ExecutionPlan, ModelHandle, ModelInfo, load_model
 from .settings import ModelRef
 
@@ -53,6 +62,9 @@ PARENT_ENV = "QWENCMP_TP_PARENT_PID"
 POLL_SECONDS = 0.2
 CLOSE_TIMEOUT = 30.0
 KEEP_LOG_FOLDERS = 20  # group log folders kept under the cache (one per group launched)
+START_TIMEOUT = 600.0  # seconds for the ranks to come up (imports, process group, DeepSpeed's extension build)
+NOTE_EVERY = 30.0  # seconds between "still starting" lines
+SHM_EXTENSION = "deepspeed_shm_comm"  # DeepSpeed's CPU all-reduce extension, JIT-built by torch on first use
 
 
 @dataclass(frozen=True)
@@ -86,8 +98,8 @@ class Reply:
     fatal: bool = False
 
 
-class GroupFailed(QwencmpError):
-    """The group cannot serve further requests."""
+class GroupFailed(ModelUnavailable):
+    """The group cannot serve further requests (the side's model is gone for this session)."""
 
 
 def rank_command() -> list[str]:
@@ -127,6 +139,34 @@ def prune_logs(root: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def shm_extension_lock() -> Path | None:
+    """The lock file torch's JIT build of DeepSpeed's shm extension waits on (``None`` if unknown)."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        return Path(_get_build_directory(SHM_EXTENSION, verbose=False)) / "lock"
+    except Exception:  # no torch, or its private helper moved: nothing to look at
+        return None
+
+
+def lock_note(lock: Path | None, launched_at: float) -> str:
+    """What the ranks may be waiting on, for the progress and time-out messages ("" if nothing)."""
+    try:
+        created = lock.stat().st_mtime if lock is not None else None
+    except OSError:
+        created = None
+    if created is None:
+        return ""
+    if created >= launched_at:
+        return f"the ranks are building DeepSpeed's {SHM_EXTENSION} extension (first use; its lock is {lock})"
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
+    return (
+        f"the lock file {lock} exists since {since}, before the ranks started: the ranks wait until it is removed. "
+        f"Unless another process is building DeepSpeed's {SHM_EXTENSION} extension right now, it was left by an "
+        "interrupted build: delete that file"
+    )
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -155,16 +195,32 @@ class ProcessGroup:
     goes to ``log_dir/rank-N.error.log``. If any rank exits, the group ends.
     """
 
-    def __init__(self, size: int, gpus: tuple[int, ...], log_dir: Path, label: str) -> None:
+    def __init__(
+        self,
+        size: int,
+        gpus: tuple[int, ...],
+        log_dir: Path,
+        label: str,
+        *,
+        progress: Callable[[str], None] = lambda line: None,
+        start_timeout: float = START_TIMEOUT,
+        env: Mapping[str, str] | None = None,
+        command: list[str] | None = None,
+    ) -> None:
         self.size = size
         self.gpus = gpus
         self.log_dir = log_dir
         self.label = label
+        self.progress = progress
+        self.start_timeout = start_timeout
+        self.env = dict(env or {})
+        self.command = command or rank_command()
         self.ranks: list[subprocess.Popen] = []
         self.connection: Connection | None = None
         self._folder: Path | None = None
 
     def start(self) -> None:
+        """Launch the ranks and wait (bounded, saying so) until rank 0 accepts the connection."""
         self._folder = Path(tempfile.mkdtemp(prefix="qwencmp-tp-"))  # mode 0700: the socket is ours alone
         address = str(self._folder / "rank0.sock")
         authkey = secrets.token_bytes(32)
@@ -172,7 +228,7 @@ class ProcessGroup:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             for rank in range(self.size):
-                env = rank_environment(os.environ, rank, self.size, self.gpus, port, address, authkey)
+                env = rank_environment({**os.environ, **self.env}, rank, self.size, self.gpus, port, address, authkey)
                 env[ERROR_LOG_ENV] = str(self.log_dir / f"rank-{rank}.error.log")
                 if rank == 0:
                     output = None
@@ -180,7 +236,7 @@ class ProcessGroup:
                     output = (self.log_dir / f"rank-{rank}.log").open("wb")
                 try:
                     self.ranks.append(subprocess.Popen(
-                        rank_command(), env=env, stdin=subprocess.DEVNULL, stdout=output,
+                        self.command, env=env, stdin=subprocess.DEVNULL, stdout=output,
                         stderr=subprocess.STDOUT if output else None,
                     ))
                 finally:
@@ -189,6 +245,16 @@ class ProcessGroup:
         except OSError as exc:
             self.stop()
             raise GroupFailed(f"Could not launch the tensor-parallel group for model {self.label!r}: {exc}.") from None
+        self._wait_for_rank0(address, authkey)
+
+    def _wait_for_rank0(self, address: str, authkey: bytes) -> None:
+        launched = time.time()
+        started = time.monotonic()
+        lock = shm_extension_lock()
+        doing = f"starting {self.size} tensor-parallel processes for model {self.label!r}"
+        note = lock_note(lock, launched)
+        self.progress(f"qwencmp: {doing} (DeepSpeed set-up, up to {self.start_timeout:.0f}s){'; ' + note if note else ''}")
+        next_note = started + NOTE_EVERY
         while self.connection is None:
             if self._exited():
                 raise self._ended("starting")
@@ -198,6 +264,23 @@ class ProcessGroup:
                     break
                 except (ConnectionRefusedError, FileNotFoundError):
                     pass  # bound but not yet listening
+            now = time.monotonic()
+            if now - started > self.start_timeout:
+                note = lock_note(lock, launched)
+                for process in self.ranks:  # stuck before they listen: nothing would hear a shutdown request
+                    process.terminate()
+                self.stop()
+                raise GroupFailed(
+                    f"The tensor-parallel group for model {self.label!r} did not start within "
+                    f"{self.start_timeout:.0f}s (rank 0 never accepted the connection). "
+                    + (f"Most likely cause: {note}. " if note else "")
+                    + f"The rank logs under {self.log_dir} say where they stopped; a DeepSpeed or torch.distributed "
+                    "set-up that hangs (a firewall on MASTER_PORT, NCCL waiting for a GPU) is the other usual cause."
+                )
+            if now >= next_note:
+                next_note = now + NOTE_EVERY
+                note = lock_note(lock, launched)
+                self.progress(f"qwencmp: still {doing} after {now - started:.0f}s{'; ' + note if note else ''}")
             time.sleep(POLL_SECONDS)
 
     def call(self, message: LoadModel | Evaluate, doing: str) -> Any:
@@ -266,15 +349,33 @@ class ProcessGroup:
 class TensorParallelHandle(ModelHandle):
     """One side's model, split across ``plan.tensor_parallel`` processes by DeepSpeed."""
 
-    def __init__(self, side: str, ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, *, log_root: Path) -> None:
-        super().__init__(side, ref, plan, requested_dtype)
+    def __init__(
+        self,
+        side: str,
+        ref: ModelRef,
+        plan: ExecutionPlan,
+        requested_dtype: str,
+        *,
+        log_root: Path,
+        hub: HubAccess | None = None,
+        progress: Callable[[str], None] = lambda line: None,
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
+        super().__init__(side, ref, plan, requested_dtype, hub=hub)
         self.log_root = log_root
+        self.progress = progress
+        self.start_timeout = start_timeout
         self._group: ProcessGroup | None = None
 
     def _load(self) -> ModelInfo:
         prune_logs(self.log_root, keep=KEEP_LOG_FOLDERS - 1)
         log_dir = self.log_root / f"{self.side}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-        self._group = ProcessGroup(self.plan.tensor_parallel, self.plan.gpus, log_dir, self.ref.label)
+        # The hub cannot be reached (or must not be): the ranks load from the HF cache without retrying it.
+        offline = {"HF_HUB_OFFLINE": "1"} if self._source is not None and self._source.where == "Hugging Face cache" else {}
+        self._group = ProcessGroup(
+            self.plan.tensor_parallel, self.plan.gpus, log_dir, self.ref.label,
+            progress=self.progress, start_timeout=self.start_timeout, env=offline,
+        )
         try:
             self._group.start()
             return self._group.call(

@@ -57,11 +57,18 @@ def offline(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def demo_cache(tmp_path_factory) -> Path:
-    """An evaluation cache folder that already holds the built demo assets."""
+def demo_build(tmp_path_factory) -> tuple[Path, list[str]]:
+    """The demo built once per session into a fresh cache folder, and the progress lines the build reported."""
     cache = tmp_path_factory.mktemp("qwencmp-cache")
-    build_demo_assets(cache / "demo")
-    return cache
+    lines: list[str] = []
+    build_demo_assets(cache / "demo", progress=lines.append)
+    return cache, lines
+
+
+@pytest.fixture(scope="session")
+def demo_cache(demo_build) -> Path:
+    """An evaluation cache folder that already holds the built demo assets."""
+    return demo_build[0]
 
 
 @pytest.fixture(scope="session")

@@ -202,7 +202,7 @@ def test_two_builds_are_byte_identical(tmp_path, assets):
 
 
 def fake_build(calls: list):
-    def build_into(root: Path) -> None:
+    def build_into(root: Path, progress=None) -> None:
         calls.append(root)
         time.sleep(0.3)
         (root / "model_a").mkdir()
@@ -242,6 +242,34 @@ def test_incomplete_folder_is_rebuilt_and_rebuild_forces(tmp_path, monkeypatch):
     assert len(calls) == 2 and demo.is_complete(root)
     (root / "model_a" / "weights.bin").write_bytes(b"truncated")
     assert not demo.is_complete(root), "a file whose size changed marks the folder incomplete"
+
+
+def test_the_build_reports_each_step(demo_build):
+    _, lines = demo_build
+    assert lines[0] == "qwencmp: building the embedded demo (synthetic data and two small models; once, then cached)"
+    assert [line.split(" (")[0] for line in lines[1:3]] == ["qwencmp: demo: training model_a", "qwencmp: demo: training model_b"]
+    assert lines[-1].startswith("qwencmp: demo: built in ") and len(lines) == 4
+
+
+def test_waiting_for_another_process_that_builds_the_demo_says_so(tmp_path, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(demo, "build_into", fake_build(calls))
+    lines: list = []
+    builder = threading.Thread(target=lambda: demo.build_demo_assets(tmp_path))
+    real_build = demo.build_into
+
+    def slow_build(root, progress=None):
+        time.sleep(1.0)
+        real_build(root, progress)
+
+    monkeypatch.setattr(demo, "build_into", slow_build)
+    builder.start()
+    time.sleep(0.3)  # the builder holds the lock now
+    demo.build_demo_assets(tmp_path, progress=lines.append)
+    builder.join()
+    assert len(calls) == 1
+    assert lines and lines[0].startswith("qwencmp: waiting for the embedded demo's build: process ")
+    assert f"holds {tmp_path / ('demo-' + demo.DEMO_VERSION + '.lock')}" in lines[0]
 
 
 def test_importing_the_module_is_cheap():

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import time
+
 import pytest
 
 from pytest_qwencmp.benchmarks import builtin_registry
@@ -146,15 +150,116 @@ def test_cuda_out_of_memory_becomes_one_actionable_paragraph():
 def test_malformed_local_dataset_is_one_clear_paragraph(demo_assets, fresh_cache, offline, tmp_path):
     import shutil
 
-    from pytest_qwencmp.errors import QwencmpError
+    from pytest_qwencmp.errors import DataError
 
     data = tmp_path / "data"
     shutil.copytree(demo_assets.data_dir, data)
     validation = next((data / "Rowan" / "hellaswag").rglob("*validation*.jsonl"))
     validation.write_text('{"ind": 1, "ctx": "broken\n{{{ not json at all\n')
     run = make_run(demo_assets, fresh_cache, data_dir=str(data), limit="1")
-    with pytest.raises(QwencmpError) as info:
+    with pytest.raises(DataError) as info:
         run.evaluator.evaluate("a", "hellaswag")
     message = info.value.message
-    assert f"{validation}, line 1: not valid JSON" in message and "--data-dir" in message
-    assert "\n" not in message
+    assert f"The local data of benchmark 'hellaswag' is not usable: {validation}, line 1 is not valid JSON" in message
+    assert "--data-dir" in message and "\n" not in message
+
+
+def test_a_failed_evaluation_is_remembered_and_no_model_ran_on_bad_data(demo_assets, fresh_cache, offline, tmp_path, monkeypatch):
+    import shutil
+
+    import lm_eval
+
+    from pytest_qwencmp.errors import DataError
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_assets.data_dir, data)
+    test = data / "cais/mmlu/anatomy/test.jsonl"
+    test.write_text(test.read_text().replace('"answer": ', '"answer": 1', 1))  # 0 -> 10, 1 -> 11...
+    calls = []
+    real = lm_eval.simple_evaluate
+    monkeypatch.setattr(lm_eval, "simple_evaluate", lambda **kw: calls.append(kw["tasks"]) or real(**kw))
+    lines = []
+    run = make_run(demo_assets, fresh_cache, data_dir=str(data), limit="1")
+    run.progress = lines.append
+    with pytest.raises(DataError) as first:
+        run.comparison("mmlu", "anatomy")
+    assert f"{test}, line 1 `answer` is 1" in first.value.message
+    started = time.monotonic()
+    for item in ("astronomy", "overall"):
+        with pytest.raises(DataError) as again:
+            run.comparison("mmlu", item)
+        assert again.value is first.value
+    assert time.monotonic() - started < 1
+    assert calls == [] and run.stats()["model_loads"] == 0  # checked before any model ran
+    run.comparison("hellaswag", "acc")  # the other benchmarks still run
+    assert calls == [["hellaswag"], ["hellaswag"]]
+    assert [line.split(": ", 2)[-1].split(" in ")[0] for line in lines if "HellaSwag" in line] == [
+        "evaluating (hf, float32, cpu)", "done", "evaluating (hf, float32, cpu)", "done"]
+
+
+def test_an_unexpected_failure_shows_its_traceback_once_then_one_line(demo_assets, fresh_cache, offline, monkeypatch):
+    import lm_eval
+
+    from pytest_qwencmp.errors import QwencmpError
+
+    def broken(**kwargs):
+        raise RuntimeError("lm-eval broke")
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", broken)
+    lines = []
+    run = make_run(demo_assets, fresh_cache, limit="1")
+    run.progress = lines.append
+    with pytest.raises(RuntimeError, match="lm-eval broke"):
+        run.evaluator.evaluate("a", "hellaswag")
+    assert re.fullmatch(r"qwencmp: HellaSwag × model_a: failed after [\d.]+s", lines[-1])
+    with pytest.raises(QwencmpError, match=r"failed earlier in this session \(RuntimeError: lm-eval broke\); it is not attempted again"):
+        run.evaluator.evaluate("a", "hellaswag")
+
+
+def test_a_lock_held_by_another_run_is_announced_and_bounded(demo_assets, fresh_cache, offline):
+    import threading
+
+    from pytest_qwencmp.locks import LockTimeout
+
+    run = make_run(demo_assets, fresh_cache, limit="1", lock_timeout="1")
+    lines = []
+    run.progress = lines.append
+    evaluator = run.evaluator
+    key = cache_key(evaluator.key_parts("a", REGISTRY.get("mbpp")))
+    entered, release = threading.Event(), threading.Event()
+
+    def other_run():
+        with evaluator.cache.locked(key, what="the evaluation of MBPP × model_a"):
+            entered.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=other_run, daemon=True)
+    holder.start()
+    assert entered.wait(10)
+    try:
+        with pytest.raises(LockTimeout) as info:
+            evaluator.evaluate("a", "mbpp")
+    finally:
+        release.set()
+        holder.join()
+    lock = evaluator.cache.path_for(key).with_suffix(".lock")
+    assert lines[0].startswith(f"qwencmp: waiting for the evaluation of MBPP × model_a: process {os.getpid()} on ")
+    assert f"holds {lock} (waits up to 1s; --lock-timeout SECONDS, ini qwencmp_lock_timeout)" in lines[0]
+    assert f"Gave up waiting for the evaluation of MBPP × model_a after 1s: {lock} is still held" in info.value.message
+    assert run.stats()["model_loads"] == 0
+
+
+def test_after_a_model_fails_only_what_needs_no_model_still_runs(demo_assets, fresh_cache, offline):
+    from pytest_qwencmp.errors import ModelUnavailable
+
+    make_run(demo_assets, fresh_cache, limit="1").comparison("hellaswag", "acc")  # both sides cached
+    run = make_run(demo_assets, fresh_cache, limit="1")
+    assert run.skip_reason("mbpp") is None  # nothing has failed
+    error = ModelUnavailable("Could not load model 'x' (--model-b, a hub id): it is gone. Fix: bring it back.")
+    assert run.failures.message(error, "test_mbpp[pass@1]") == error.message
+    assert run.skip_reason("mbpp") == (
+        "not run: Could not load model 'x' (--model-b, a hub id) (reported in full at test_mbpp[pass@1])")
+    assert run.skip_reason("hellaswag") is None  # cached for both models: still compared
+    assert run.comparison("hellaswag", "acc_norm").benchmark == "hellaswag"
+    assert run.stats()["model_loads"] == 0 and run.stats()["cache_hits"] == 2
+    assert run.failures.message(error, "test_mmlu[anatomy]").startswith("Not attempted again: Could not load model 'x'")

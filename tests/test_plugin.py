@@ -246,10 +246,121 @@ def test_unknown_hub_model_fails_items_clearly(pytester, suite, fresh_cache, dem
         f"--data-dir={demo_assets.data_dir}", f"--eval-cache-dir={fresh_cache}",
         "--benchmarks", "hellaswag", "--limit", "2", "-p", "no:cacheprovider",
     )
+    result.assert_outcomes(errors=1, skipped=1, deselected=59)
+    out = result.stdout.str()
+    assert out.count("Could not load model 'no-such-org/no-such-model' (--model-a, a hub id): HF_HUB_OFFLINE is set") == 1
+    assert "python -m pytest_qwencmp mirror --out DIR --model no-such-org/no-such-model" in out
+    assert "qwencmp: 1 item(s) skipped, not run: Could not load model 'no-such-org/no-such-model' (--model-a, a hub id)" in out
+
+
+def closed_port_endpoint() -> str:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"  # nothing listens there once closed
+
+
+@pytest.mark.parametrize("model_a", ["no-such-org/no-such-model", "Qwen/Qwen2.5-1.5B", "EMPTY-DIR"])
+def test_a_model_that_cannot_load_fails_once_in_seconds(pytester, suite, fresh_cache, demo_assets, monkeypatch, model_a):
+    """The hub is unreachable (an endpoint where nothing listens), nothing is cached: one paragraph, the rest skipped."""
+    import time
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_endpoint())
+    if model_a == "EMPTY-DIR":
+        model_a = str(pytester.mkdir("empty-model"))
+    started = time.monotonic()
+    result = pytester.runpytest_inprocess(
+        f"--model-a={model_a}", f"--model-b={demo_assets.model_b}", f"--eval-cache-dir={fresh_cache}", "-p", "no:cacheprovider",
+    )
+    elapsed = time.monotonic() - started
+    result.assert_outcomes(errors=1, skipped=60)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    lines = out.splitlines()
+    assert len(lines) <= 40, out
+    paragraphs = [line for line in lines if line.startswith(("Could not load model", "Model directory"))]
+    assert len(paragraphs) == 1, out
+    if "EMPTY" in model_a or "empty-model" in model_a:
+        assert "holds no config.json and weights" in paragraphs[0]
+    else:
+        assert "cannot be reached (" in paragraphs[0] and "python -m pytest_qwencmp mirror" in paragraphs[0]
+        assert "--data-dir=DIR" in paragraphs[0]
+    assert "During handling" not in out and "Retrying in" not in out and "Traceback" not in out
+    assert "qwencmp: 60 item(s) skipped, not run: " in out
+    assert elapsed < 15
+
+
+def test_datasets_that_cannot_be_downloaded_stop_the_session_at_once(pytester, suite, fresh_cache, demo_assets, monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))  # nothing downloaded before
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_endpoint())
+    result = pytester.runpytest_inprocess(
+        f"--model-a={demo_assets.model_a}", f"--model-b={demo_assets.model_b}", f"--eval-cache-dir={fresh_cache}",
+        "-p", "no:cacheprovider",
+    )
+    result.assert_outcomes(errors=1, skipped=60)
+    out = result.stdout.str()
+    assert out.count("no --data-dir was given, so lm-eval would fetch the data of mmlu, hellaswag, mbpp") == 1
+    assert "qwencmp: 60 item(s) skipped, not run: The benchmark data cannot be downloaded (reported in full at" in out
+    assert len(out.splitlines()) <= 40 and "evaluating (" not in out  # no model ran
+
+
+def test_a_corrupt_dataset_fails_its_benchmark_once_and_the_others_run(pytester, suite, fresh_cache, demo_assets, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(demo_assets.data_dir, data)
+    rows = data / "google-research-datasets/mbpp/full/test.jsonl"
+    rows.write_text(rows.read_text().replace('"test_list"', '"tests"', 1))
+    result = pytester.runpytest_inprocess(
+        f"--model-a={demo_assets.model_a}", f"--model-b={demo_assets.model_b}", f"--data-dir={data}",
+        f"--eval-cache-dir={fresh_cache}", "--benchmarks", "hellaswag,mbpp", "--limit", "2", "-p", "no:cacheprovider",
+    )
+    result.assert_outcomes(passed=2, errors=1, deselected=58)
+    out = result.stdout.str()
+    assert out.count(f"The local data of benchmark 'mbpp' is not usable: {rows}, line 1 `test_list` is missing") == 1
+    assert stats(result)[:2] == (2, 2)  # both models loaded for HellaSwag; MBPP never reached a model
+    for side in ("model_a", "model_b"):
+        assert re.search(rf"qwencmp: HellaSwag × {side}: evaluating \(hf, float32, cpu\)\nqwencmp: HellaSwag × {side}: done in [\d.]+s", out)
+
+
+def test_later_items_of_a_failed_benchmark_point_to_the_first_report(pytester, suite, fresh_cache, demo_assets, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(demo_assets.data_dir, data)
+    (data / "Rowan/hellaswag/default/validation.jsonl").write_bytes(b"\x00\xff not text\n")
+    result = pytester.runpytest_inprocess(
+        f"--model-a={demo_assets.model_a}", f"--model-b={demo_assets.model_b}", f"--data-dir={data}",
+        f"--eval-cache-dir={fresh_cache}", "--benchmarks", "hellaswag", "--limit", "2", "-p", "no:cacheprovider",
+    )
     result.assert_outcomes(errors=2, deselected=59)
     out = result.stdout.str()
-    assert "Could not load model 'no-such-org/no-such-model' (hub id)" in out
-    assert "check the spelling" in out
+    assert out.count("is not UTF-8 text") == 1
+    assert ("Not attempted again: The local data of benchmark 'hellaswag' is not usable — the same failure as "
+            "test_hellaswag.py::test_hellaswag[acc], reported in full there.") in out
+    assert "During handling" not in out
+
+
+def test_progress_reaches_the_terminal_while_output_is_captured(pytester, fresh_cache):
+    """Progress from a fixture (the demo build runs in one) is shown live, not in a "Captured stdout" section."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def talk(qwencmp_run):
+            qwencmp_run.progress("qwencmp: PROGRESS-DURING-SETUP")
+            print("ordinary output stays captured")
+        """
+    )
+    pytester.makepyfile(test_talk="def test_x(talk):\n    assert False\n")
+    result = pytester.runpytest_inprocess("--demo", f"--eval-cache-dir={fresh_cache}", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    live, report = out.split("= FAILURES =", 1)
+    assert "qwencmp: PROGRESS-DURING-SETUP" in live and "PROGRESS-DURING-SETUP" not in report
+    assert "ordinary output stays captured" in report
 
 
 def test_baselines_save_compare_and_refuse_mismatches(pytester, suite, fresh_cache, demo_assets, tmp_path):

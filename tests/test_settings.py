@@ -41,6 +41,16 @@ def test_local_directory_is_a_model(tmp_path):
     assert ref.is_local and ref.label == tmp_path.name
 
 
+def test_a_regular_file_given_as_model_says_it_is_a_file(tmp_path):
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"x")
+    with pytest.raises(QwencmpError) as info:
+        settings(model_b=str(weights))
+    message = info.value.message
+    assert f"--model-b {str(weights)!r} is a file, not a model directory" in message
+    assert repr(str(tmp_path)) in message and "no such directory" not in message
+
+
 @pytest.mark.parametrize(
     "raw, fragment",
     [

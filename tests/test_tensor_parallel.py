@@ -22,7 +22,15 @@ from pytest_qwencmp.errors import QwencmpError
 from pytest_qwencmp.expectations import NO_EXPECTATIONS
 from pytest_qwencmp.run import ComparisonRun
 from pytest_qwencmp.settings import parse_settings
-from pytest_qwencmp.tensor_parallel import ADDRESS_ENV, AUTHKEY_ENV, prune_logs, rank_environment
+from pytest_qwencmp.tensor_parallel import (
+    ADDRESS_ENV,
+    AUTHKEY_ENV,
+    GroupFailed,
+    ProcessGroup,
+    prune_logs,
+    rank_environment,
+    shm_extension_lock,
+)
 
 REGISTRY = builtin_registry()
 SCHEMA = Path(__file__).resolve().parents[1] / "pytest_qwencmp" / "results.schema.json"
@@ -61,6 +69,42 @@ def test_an_eight_gpu_runner_puts_each_model_on_its_own_gpus(monkeypatch, demo_a
     assert type(run.handle("b")).__name__ == "TensorParallelHandle" and type(run.handle("a")).__name__ == "ModelHandle"
 
 
+def read_line_within(stream, seconds: float) -> str:
+    """The next line of a child's pipe, or "" after ``seconds`` (readline alone would wait forever)."""
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    selector.register(stream, selectors.EVENT_READ)
+    try:
+        return stream.readline() if selector.select(timeout=seconds) else ""
+    finally:
+        selector.close()
+
+
+def test_a_stale_extension_lock_is_named_at_once_and_start_up_times_out(tmp_path, monkeypatch):
+    """Ranks that never come up (here: they sleep, as they do behind a stale torch_extensions lock)."""
+    import sys
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "extensions"))
+    lock = shm_extension_lock()
+    assert lock == tmp_path / "extensions" / "deepspeed_shm_comm" / "lock"
+    lock.write_text("")  # left by a build interrupted with Ctrl-C
+    os.utime(lock, (time.time() - 3600, time.time() - 3600))
+    lines = []
+    group = ProcessGroup(2, (), tmp_path / "logs", "model_b", progress=lines.append, start_timeout=2,
+                         command=[sys.executable, "-c", "import time; time.sleep(120)"])
+    started = time.monotonic()
+    with pytest.raises(GroupFailed) as info:
+        group.start()
+    assert time.monotonic() - started < 15
+    assert lines[0].startswith("qwencmp: starting 2 tensor-parallel processes for model 'model_b' (DeepSpeed set-up, up to 2s)")
+    assert f"the lock file {lock} exists since" in lines[0] and "delete that file" in lines[0]
+    message = info.value.message
+    assert "The tensor-parallel group for model 'model_b' did not start within 2s" in message
+    assert f"Most likely cause: the lock file {lock} exists since" in message and "\n" not in message
+    assert group.ranks and all(rank.poll() is not None for rank in group.ranks)  # stopped, nothing left waiting
+
+
 def test_idle_ranks_exit_when_the_pytest_process_that_launched_them_is_killed(tmp_path):
     # Idle ranks see the socket close; busy ones get SIGTERM from PR_SET_PDEATHSIG (not observable here).
     import subprocess
@@ -70,7 +114,7 @@ def test_idle_ranks_exit_when_the_pytest_process_that_launched_them_is_killed(tm
         [sys.executable, "-c", (
             "import sys, time; from pathlib import Path\n"
             "from pytest_qwencmp.tensor_parallel import ProcessGroup\n"
-            f"group = ProcessGroup(2, (), Path({str(tmp_path)!r}), 'm')\n"
+            f"group = ProcessGroup(2, (), Path({str(tmp_path)!r}), 'm', start_timeout=120)\n"
             "group.start()\n"
             "print('PIDS', *(r.pid for r in group.ranks), flush=True)\n"
             "time.sleep(600)\n"
@@ -79,9 +123,10 @@ def test_idle_ranks_exit_when_the_pytest_process_that_launched_them_is_killed(tm
     )
     try:
         line = ""
+        deadline = time.monotonic() + 150  # the group's own start-up bound is 120 s
         while not line.startswith("PIDS"):  # rank 0 shares this stdout
-            line = launcher.stdout.readline()
-            assert line, "the launcher exited early"
+            line = read_line_within(launcher.stdout, max(0.0, deadline - time.monotonic()))
+            assert line, "the launcher exited early, or printed nothing within its start-up bound"
         pids = [int(p) for p in line.split()[1:]]
         assert len(pids) == 2 and all(Path(f"/proc/{pid}").exists() for pid in pids)
     finally:
@@ -177,15 +222,16 @@ def test_weights_that_cannot_be_read_are_one_paragraph_and_the_group_exits(demo_
 
 
 def group_ranks_running() -> list[int]:
-    """pids of processes running a tensor-parallel rank (this module as a script)."""
+    """pids of tensor-parallel ranks (this module as a script) launched by this process (not by other test runs)."""
     found = []
+    mine = f"QWENCMP_TP_PARENT_PID={os.getpid()}".encode()
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+            if b"pytest_qwencmp.tensor_parallel" in command and mine in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
         except OSError:
             continue
-        if b"pytest_qwencmp.tensor_parallel" in command:
-            found.append(int(entry.name))
     return found
 
 

@@ -1,0 +1,120 @@
+"""Waiting for a file lock that another process holds: said at once, repeated, and bounded.
+
+``holding(path, what=..., timeout=..., progress=...)`` takes an inter-process
+file lock (``filelock``). When another process has it, one line says at once
+what is waited for, which lock file, and who holds it (each holder writes its
+pid, host and start time beside the lock, ``<lock>.holder``); a "still waiting"
+line follows every ``note_every`` seconds; after ``timeout`` seconds a
+``LockTimeout`` paragraph says what to do. Used for the evaluation cache (one
+process computes an evaluation, the others reuse it) and the demo build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from .errors import QwencmpError
+
+DEFAULT_LOCK_TIMEOUT = 7200.0  # two hours: a full MMLU on a large model can hold an evaluation's lock that long
+NOTE_EVERY = 60.0
+HOLDER_SUFFIX = ".holder"
+
+
+class LockTimeout(QwencmpError):
+    """A lock was still held by another process when the wait's bound ran out."""
+
+
+def describe_duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def holder_of(lock_path: Path) -> str:
+    """Who holds the lock, as its holder recorded it ("another process" when nothing is recorded)."""
+    try:
+        info = json.loads(Path(str(lock_path) + HOLDER_SUFFIX).read_text(encoding="utf-8"))
+        since = time.strftime("%H:%M:%S", time.localtime(float(info["since"])))
+        return f"process {int(info['pid'])} on {info['host']} (since {since}, {info['what']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def _record_holder(lock_path: Path, what: str) -> None:
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "what": what}
+    try:
+        Path(str(lock_path) + HOLDER_SUFFIX).write_text(json.dumps(info), encoding="utf-8")
+    except OSError:
+        pass  # only for the message a waiting process shows
+
+
+def _clear_holder(lock_path: Path) -> None:
+    try:
+        Path(str(lock_path) + HOLDER_SUFFIX).unlink()
+    except OSError:
+        pass
+
+
+@contextmanager
+def holding(
+    lock_path: Path,
+    *,
+    what: str,
+    timeout: float = DEFAULT_LOCK_TIMEOUT,
+    progress: Callable[[str], None] = lambda line: None,
+    note_every: float = NOTE_EVERY,
+    bound_hint: str = "",
+) -> Iterator[None]:
+    """Hold ``lock_path``'s lock for the block, waiting at most ``timeout`` seconds for another holder.
+
+    ``what`` names the work the lock guards ("the evaluation of MMLU × Qwen2.5-7B");
+    ``bound_hint`` says how to raise the bound (an option name).
+    """
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        _wait(lock, lock_path, what, timeout, progress, note_every, bound_hint)
+    try:
+        _record_holder(lock_path, what)
+        yield
+    finally:
+        _clear_holder(lock_path)
+        lock.release()
+
+
+def _wait(lock: FileLock, lock_path: Path, what: str, timeout: float, progress, note_every: float, bound_hint: str) -> None:
+    started = time.monotonic()
+    holder = holder_of(lock_path)
+    progress(
+        f"qwencmp: waiting for {what}: {holder} holds {lock_path} "
+        f"(waits up to {describe_duration(timeout)}{'; ' + bound_hint if bound_hint else ''})"
+    )
+    while True:
+        remaining = timeout - (time.monotonic() - started)
+        if remaining <= 0:
+            raise LockTimeout(
+                f"Gave up waiting for {what} after {describe_duration(timeout)}: {lock_path} is still held by "
+                f"{holder_of(lock_path)}. Another run (or pytest-xdist worker) is doing the same work; when it "
+                "finishes, its result is reused. If that process is stuck, stop it"
+                + (f"; if the work takes longer than that, raise the bound ({bound_hint})." if bound_hint else ".")
+            )
+        try:
+            lock.acquire(timeout=min(note_every, remaining))
+            return
+        except Timeout:
+            if time.monotonic() - started < timeout:
+                progress(
+                    f"qwencmp: still waiting for {what} after {describe_duration(time.monotonic() - started)}: "
+                    f"held by {holder_of(lock_path)}"
+                )
