@@ -271,6 +271,9 @@ class QwencmpPlugin:
         capture = self.config.pluginmanager.get_plugin("capturemanager")
         with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
             reporter.ensure_newline()
+            writer = self.config.get_terminal_writer()
+            if writer.width_of_current_line:  # -q's dots, -v's item id: our line starts a line of its own
+                writer.line()
             reporter.write_line(line)
 
     @pytest.hookimpl(trylast=True)

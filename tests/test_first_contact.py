@@ -71,16 +71,18 @@ def test_a_logged_cold_run_has_no_bars_and_a_cached_rerun_imports_no_model_stack
             print("HEAVY-MODULES:", heavy)
         """
     )
-    args = ["--demo", f"--eval-cache-dir={fresh_cache}", "-p", "no:cacheprovider", "--benchmarks", "hellaswag", "--limit", "4"]
+    args = ["--demo", f"--eval-cache-dir={fresh_cache}", "-p", "no:cacheprovider", "--benchmarks", "hellaswag,mbpp", "--limit", "2"]
     cold = pytester.runpytest_subprocess(*args)
-    cold.assert_outcomes(passed=2, deselected=59)
+    cold.assert_outcomes(passed=3, deselected=58)
     out = cold.stdout.str() + cold.stderr.str()
-    assert "qwencmp: HellaSwag × model_a: evaluating" in out
-    for bar in ("it/s]", "Running loglikelihood requests", "Loading weights", "Map:"):
+    progress = [line for line in out.splitlines() if "qwencmp: " in line and " × model_" in line]
+    assert len(progress) == 8, progress  # start and end of 2 benchmarks x 2 models
+    assert all(line.startswith("qwencmp: ") for line in progress), progress  # not glued to pytest's dots
+    for bar in ("it/s]", "Running loglikelihood requests", "Running generate_until", "Loading weights", "Map:"):
         assert bar not in out, bar
 
     rerun = pytester.runpytest_subprocess(*args)
-    rerun.assert_outcomes(passed=2, deselected=59)
+    rerun.assert_outcomes(passed=3, deselected=58)
     out = rerun.stdout.str()
-    assert "0 model load(s), 0 evaluation(s)" in out and "2 cached evaluation(s) reused" in out
+    assert "0 model load(s), 0 evaluation(s)" in out and "4 cached evaluation(s) reused" in out
     assert "HEAVY-MODULES: []" in out
