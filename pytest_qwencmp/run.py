@@ -179,8 +179,9 @@ class ComparisonRun:
         }
 
     def _against_baseline(self, benchmark_name: str, compared: dict, evaluations: list) -> dict:
-        from .baseline import check_compatible, compare_to_baseline, number_settings
+        from .baseline import check_compatible, compare_to_baseline
         from .comparison import with_baseline
+        from .compatibility import number_settings
 
         current = number_settings(evaluations, self.settings, data=self._data_identity([benchmark_name]))
         self.baseline_warnings += check_compatible(
@@ -201,7 +202,9 @@ class ComparisonRun:
 
     def save_baseline(self, name: str, directory: Path, benchmark_names, project_root: Path | None = None) -> Path | None:
         """Save the evaluations of ``benchmark_names`` (read from the cache, nothing is run) as a baseline."""
-        from .baseline import baseline_from_evaluations, machine_info, number_settings, project_commit, save_baseline
+        from .baseline import baseline_from_evaluations, save_baseline
+        from .compatibility import number_settings
+        from .saved import machine_info, project_commit
 
         evaluations = []
         for name_ in benchmark_names:

@@ -216,7 +216,7 @@ def test_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path, mon
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(bl.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(QwencmpError, match="No space left on device"):
         bl.save_baseline(make_baseline(full_run(70)), directory)
     assert [p.name for p in directory.iterdir()] == ["main.json"]
