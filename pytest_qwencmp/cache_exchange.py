@@ -128,7 +128,7 @@ def export_side(
 
 def _origin(directory: Path, machine: Mapping[str, Any], created: str) -> str:
     host = machine.get("hostname") or "an unnamed machine"
-    return f"imported from {directory} (evaluated on {host}, exported {created})"
+    return f"imported from {directory}, evaluated on {host}, exported {created}"
 
 
 def import_directory(cache: EvaluationCache, directory: Path) -> list[Imported]:
@@ -235,6 +235,6 @@ class ImportedEntries:
         _, record, diffs = closest
         label = record.get("label") or f"model {side.upper()}"
         return [
-            f"qwencmp: {benchmark.title} × {label}: not reusing the entry {record.get('origin', 'imported')}: "
-            f"settings that change the numbers differ — {'; '.join(diffs)}"
+            f"qwencmp: {benchmark.title} × {label}: not reusing the entry {record.get('origin', 'imported')} — "
+            f"settings that change the numbers differ: {'; '.join(diffs)}"
         ]

@@ -225,11 +225,10 @@ class ComparisonRun:
                 if full:
                     key_parts[(side, name_)] = self.evaluator.key_parts(side, self.registry.get(name_))
         settings = number_settings(evaluations, self.settings, data=self._data_identity(benchmark_names))
-        names = self.registry.names()
         return saved_from_evaluations(
             name, evaluations, settings, machine=machine_info(), project_commit=project_commit(project_root),
             full=full, key_parts=key_parts,
-            benchmarks={b: {"order": names.index(b), "definition": self.registry.get(b).to_table()} for b in benchmark_names},
+            benchmarks={b.name: {"order": i, "definition": b.to_table()} for i, b in enumerate(self.registry.benchmarks)},
             comparison={"correction": self.correction, "expectations": self._expectations_source()},
         )
 
