@@ -1,9 +1,9 @@
 """Shards end to end on the demo: separate processes and caches, `merge`, and model A's cache carried to a fresh one.
 
-The module fixture runs, at the same time, a single full run and the two shards of the same comparison
-(`--demo --benchmarks hellaswag,mbpp --limit 2`), each in its own process with its own cache directory.
-The tests then merge the shards and compare the result with the single run, break the inputs on purpose,
-and carry model A's evaluations to a fresh cache. The full three-benchmark version is marked slow.
+The module fixture runs the two shards of one comparison (`--demo --benchmarks hellaswag,mbpp --limit 2`) at the
+same time, each in its own process with its own cache directory. The tests then merge the shards and compare the
+result with a single run of the whole comparison, break the inputs on purpose, and carry model A's evaluations to a
+fresh cache. The full three-benchmark version, where the single run also evaluates on its own, is marked slow.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ class Sharded:
     def cache(self, name: str) -> Path:
         return self.root / f"cache-{name}"
 
+    def single_run_outputs(self) -> list[str]:
+        return ["--qwencmp-json=full.json", "--junitxml=full.xml", "--qwencmp-markdown=full.md"]
+
 
 def write_suite(root: Path) -> None:
     for name in ("test_mmlu.py", "test_hellaswag.py", "test_mbpp.py"):
@@ -68,18 +71,17 @@ def finish(process: subprocess.Popen, allowed=(0, 1)) -> str:
     return out
 
 
-def run_sharded(root: Path, demo_cache: Path, args: tuple[str, ...], shards: int = 2) -> Sharded:
-    """The single run and every shard, at the same time, each with a fresh cache holding only the demo assets."""
+def run_sharded(root: Path, demo_cache: Path, args: tuple[str, ...], shards: int = 2, single: bool = False) -> Sharded:
+    """Every shard (and, with ``single``, the single run too) at the same time, each with a fresh cache of its own."""
     write_suite(root)
     sharded = Sharded(root, args)
-    names = ["full", *(f"shard-{k}" for k in range(1, shards + 1))]
+    names = [*(["full"] if single else []), *(f"shard-{k}" for k in range(1, shards + 1))]
     for name in names:
         shutil.copytree(demo_cache / "demo", sharded.cache(name) / "demo", symlinks=True)
-    processes = [start(root, *args, f"--eval-cache-dir={sharded.cache('full')}", "--qwencmp-json=full.json",
-                       "--junitxml=full.xml", "--qwencmp-markdown=full.md")]
+    processes = [start(root, *args, *sharded.single_run_outputs(), f"--eval-cache-dir={sharded.cache('full')}")] if single else []
     for k in range(1, shards + 1):
         processes.append(start(root, *args, f"--eval-cache-dir={sharded.cache(f'shard-{k}')}", f"--qwencmp-shard={k}/{shards}",
-                               f"--qwencmp-json=shard-{k}.json", f"--junitxml=shard-{k}.xml"))
+                               f"--qwencmp-json=shard-{k}.json"))
     for name, process in zip(names, processes):
         (root / f"{name}.log").write_text(finish(process))
     return sharded
@@ -113,7 +115,26 @@ def tables(markdown: str) -> list[str]:
 # ----------------------------------------------------------------------------- merge
 
 
-def test_merged_shards_equal_the_single_run(sharded, capsys, tmp_path):
+def single_run(sharded: Sharded, pytester, tmp_path: Path) -> Path:
+    """The single full run of the same comparison, in-process, with a cache holding what the two shards evaluated.
+
+    (Cheap: nothing is evaluated again. The slow test below has the single run evaluate on its own.)
+    """
+    cache = tmp_path / "cache-full"
+    shutil.copytree(sharded.cache("shard-1") / "demo", cache / "demo", symlinks=True)
+    for k in (1, 2):
+        shutil.copytree(sharded.cache(f"shard-{k}") / "evaluations", cache / "evaluations", dirs_exist_ok=True)
+    write_suite(pytester.path)
+    outputs = [f"--qwencmp-json={tmp_path / 'full.json'}", f"--junitxml={tmp_path / 'full.xml'}",
+               f"--qwencmp-markdown={tmp_path / 'full.md'}"]
+    result = pytester.runpytest_inprocess(*sharded.args, f"--eval-cache-dir={cache}", *outputs, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=1, deselected=58)  # A misses its MBPP floor
+    assert "qwencmp: 0 model load(s), 0 evaluation(s) (0.0s), 4 cached evaluation(s) reused" in result.stdout.str()
+    return tmp_path
+
+
+def test_merged_shards_equal_the_single_run(sharded, pytester, capsys, tmp_path):
+    full = single_run(sharded, pytester, tmp_path)
     shard_log = sharded.path("shard-1.log").read_text() + sharded.path("shard-2.log").read_text()
     assert "qwencmp: shard 1/2 runs mbpp; shard 2/2 runs hellaswag" in shard_log
     out = {name: tmp_path / name for name in ("merged.json", "merged.html", "merged.md", "merged.xml")}
@@ -122,7 +143,7 @@ def test_merged_shards_equal_the_single_run(sharded, capsys, tmp_path):
     assert status == 1  # model A misses its MBPP floor, as in the single run
     assert "qwencmp merge: 2 file(s), 3 items, 2 passed, 1 failed" in stdout
 
-    single = json.loads(sharded.path("full.json").read_text())
+    single = json.loads((full / "full.json").read_text())
     merged = json.loads(out["merged.json"].read_text())
     assert [(c["benchmark"], c["item"]) for c in single["comparisons"]] == [
         ("hellaswag", "acc"), ("hellaswag", "acc_norm"), ("mbpp", "pass@1")
@@ -133,15 +154,17 @@ def test_merged_shards_equal_the_single_run(sharded, capsys, tmp_path):
     assert merged["comparisons"] == single["comparisons"]  # every field, to the last digit
     assert merged["passed"] is False and merged["benchmarks"] == single["benchmarks"]
     assert merged["settings"]["merged_from"] == ["shard-1.json (shard 1/2)", "shard-2.json (shard 2/2)"]
-    assert merged["models"]["a"]["lm_eval"] == single["models"]["a"]["lm_eval"]
+    for side in ("a", "b"):  # lm-eval's own results objects (their config names each run's model folder)
+        for name in ("hellaswag", "mbpp"):
+            assert merged["models"][side]["lm_eval"][name]["results"] == single["models"][side]["lm_eval"][name]["results"]
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads(SCHEMA.read_text())
     jsonschema.validate(merged, schema)
     jsonschema.validate(single, schema)
 
     # JUnit: the same testcases with the same properties as pytest's own --junitxml of the single run.
-    assert junit_cases(out["merged.xml"]) == junit_cases(sharded.path("full.xml"))
-    assert tables(out["merged.md"].read_text()) == tables(sharded.path("full.md").read_text())
+    assert junit_cases(out["merged.xml"]) == junit_cases(full / "full.xml")
+    assert tables(out["merged.md"].read_text()) == tables((full / "full.md").read_text())
     page = out["merged.html"].read_text()
     assert page.startswith("<!DOCTYPE html>") and 'id="qwencmp-hellaswag"' in page and 'id="qwencmp-mbpp"' in page
 
@@ -178,8 +201,8 @@ def test_settings_that_differ_between_shards_are_one_paragraph(sharded, capsys, 
     other = edited(sharded, tmp_path, "shard-2.json", bfloat16_b)
     status, _, err = merge(capsys, sharded.path("shard-1.json"), other)
     assert_one_paragraph(status, err, "Cannot merge shard-1.json, shard-2.json: settings that change the numbers differ between "
-                         "shard-1.json and shard-2.json — dtype (model B): shard-1.json float32, shard-2.json bfloat16; "
-                         "limit: shard-1.json 2, shard-2.json 3", "rerun a failed or missing shard")
+                         "shard-1.json and shard-2.json — limit: shard-1.json 2, shard-2.json 3; "
+                         "dtype (model B): shard-1.json float32, shard-2.json bfloat16.", "rerun a failed or missing shard")
 
 
 def test_a_missing_or_repeated_shard_or_item_is_one_paragraph(sharded, capsys, tmp_path):
@@ -232,7 +255,7 @@ def test_model_a_imported_into_a_fresh_cache_leaves_only_b_to_evaluate(sharded, 
                      f"--results={sharded.path(f'shard-{k}.json')}"]) == 0
     assert sorted(p.name.split("-")[0] for p in exported.iterdir()) == ["hellaswag", "mbpp"]
     fresh = tmp_path / "fresh"
-    shutil.copytree(sharded.cache("full") / "demo", fresh / "demo", symlinks=True)
+    shutil.copytree(sharded.cache("shard-1") / "demo", fresh / "demo", symlinks=True)
     assert main(["cache", "import", str(exported), f"--cache-dir={fresh}"]) == 0
     assert "Imported 2 evaluation(s)" in capsys.readouterr().out
 
@@ -246,7 +269,8 @@ def test_model_a_imported_into_a_fresh_cache_leaves_only_b_to_evaluate(sharded, 
     document = json.loads((pytester.path / "b-only.json").read_text())
     assert document["stats"]["evaluated"] == {"b": ["hellaswag", "mbpp"]}
     assert set(document["stats"]["reused"]["a"]) == {"hellaswag", "mbpp"}
-    assert document["comparisons"] == json.loads(sharded.path("full.json").read_text())["comparisons"]
+    merge(capsys, sharded.path("shard-1.json"), sharded.path("shard-2.json"), "--json", tmp_path / "merged.json")
+    assert document["comparisons"] == json.loads((tmp_path / "merged.json").read_text())["comparisons"]
 
     # A near miss: the same model and benchmark under another limit is not used, and one line says why.
     record = next(r for r in ImportedEntries(fresh).records() if r["benchmark"] == "hellaswag")
@@ -280,7 +304,7 @@ def test_an_edited_or_foreign_entry_is_refused(sharded, capsys, tmp_path):
 
 @pytest.mark.slow
 def test_three_benchmarks_two_shards_and_a_mismatched_shard(demo_cache, tmp_path, capsys):
-    sharded = run_sharded(tmp_path, demo_cache, ("--demo",))
+    sharded = run_sharded(tmp_path, demo_cache, ("--demo",), single=True)
     status, _, _ = merge(capsys, sharded.path("shard-1.json"), sharded.path("shard-2.json"), "--json", tmp_path / "merged.json")
     single = json.loads(sharded.path("full.json").read_text())["comparisons"]
     assert status == 1 and len(single) == 61
