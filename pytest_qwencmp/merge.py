@@ -100,11 +100,11 @@ def read_shard(path: Path) -> ShardResult:
             "its evaluations back from the cache)."
         )
     try:
-        saved = saved_from_json(document[SAVED_KEY], "saved evaluations")
+        saved = saved_from_json(document[SAVED_KEY], "saved-evaluations")
     except SavedFormatError as exc:
-        raise fail(f"its saved evaluations {exc}") from None
+        raise fail(f"its {SAVED_KEY} block {exc}") from None
     if saved.items and not saved.is_full:
-        raise fail("its saved evaluations lack their evaluation records (the lean form of a baseline).")
+        raise fail(f"its {SAVED_KEY} block lacks the evaluation records (the lean form a baseline uses).")
     return ShardResult(path, document, saved)
 
 

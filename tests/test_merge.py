@@ -222,7 +222,7 @@ def test_a_missing_or_repeated_shard_or_item_is_one_paragraph(sharded, capsys, t
         ("{", "it is not valid JSON"),
         ('{"items": []}', "it is not a pytest-qwencmp results file"),
         ('{"comparisons": [], "settings": {}}', "it holds no per-document evaluations"),
-        ('{"comparisons": [], "settings": {}, "saved_evaluations": {"format": 7}}', "written by a newer pytest-qwencmp"),
+        ('{"comparisons": [], "settings": {}, "saved_evaluations": {"format": 7}}', "its saved_evaluations block has saved-evaluations format 7, written by a newer pytest-qwencmp"),
     ],
 )
 def test_unusable_files_are_one_paragraph(capsys, tmp_path, content, fragment):
