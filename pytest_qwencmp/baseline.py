@@ -148,13 +148,7 @@ def baseline_from_evaluations(
     project_commit: str | None = None,
     created: str | None = None,
 ) -> Baseline:
-    """A :class:`Baseline` of these evaluations (both sides, every benchmark run).
-
-    ``settings_that_matter`` is normally :func:`number_settings` of the same
-    evaluations; ``machine`` defaults to :func:`machine_info`; pass
-    ``project_commit=project_commit()`` (the function) yourself: this one
-    runs no git. ``created`` defaults to now, in UTC, ISO 8601.
-    """
+    """A :class:`Baseline` of these evaluations: ``saved.saved_from_evaluations`` in its lean form, under a valid name."""
     return saved_from_evaluations(
         validate_name(name), evaluations, settings_that_matter,
         machine=machine, project_commit=project_commit, created=created,
