@@ -149,7 +149,8 @@ def _results_keys(path: Path, side: str) -> list[str]:
         saved = saved_from_json(json.loads(path.read_text(encoding="utf-8")).get("saved_evaluations"), "saved evaluations")
     except (OSError, ValueError, AttributeError, SavedFormatError) as exc:
         raise QwencmpError(
-            f"--results {path} cannot be used: {exc}. Give a --qwencmp-json file written by this version of the plugin."
+            f"--results {path} cannot be used: {exc}. Give the --qwencmp-json file of a --qwencmp-shard K/N run "
+            "(--qwencmp-shard 1/1 for a single job)."
         ) from None
     return [record["key"] for (s, _), record in saved.records.items() if s == side]
 

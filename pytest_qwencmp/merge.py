@@ -96,8 +96,8 @@ def read_shard(path: Path) -> ShardResult:
         raise fail("it is not a pytest-qwencmp results file (written by --qwencmp-json).")
     if SAVED_KEY not in document:
         raise fail(
-            "it holds no per-document evaluations (written by an older pytest-qwencmp, or the run could not read "
-            "its evaluations back from the cache)."
+            "it holds no per-document evaluations (it was written without --qwencmp-shard K/N, by an older "
+            "pytest-qwencmp, or by a run that could not read its evaluations back from the cache)."
         )
     try:
         saved = saved_from_json(document[SAVED_KEY], "saved-evaluations")

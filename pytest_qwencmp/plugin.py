@@ -358,8 +358,8 @@ class QwencmpPlugin:
         return markdown_tables(self.records.values(), self.run_info)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        shard_plan = self.run.shard_plan
-        if shard_plan is not None and not shard_plan.mine and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        shard_plan = self.run.shard_plan  # None on an xdist controller: its workers collect and plan
+        if self.shard is not None and (shard_plan is None or not shard_plan.mine) and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
             session.exitstatus = pytest.ExitCode.OK  # a shard with nothing to run (more jobs than benchmarks) succeeds
         if self.is_worker or not (self.records or shard_plan is not None):
             return
@@ -379,7 +379,7 @@ class QwencmpPlugin:
         if json_path:
             run_info = self.run_info or self.run.describe()
             document = results_document(self.records.values(), run_info, self.lm_eval_results, self.summary_stats())
-            saved = self._saved_evaluations()
+            saved = self._saved_evaluations() if self.shard is not None else None  # what merge reads (~1 KB per document)
             if saved is not None:
                 document["saved_evaluations"] = saved.to_json()
             _write_text(Path(json_path), json.dumps(document, indent=2, sort_keys=False))
@@ -398,7 +398,7 @@ class QwencmpPlugin:
     def _saved_evaluations(self):
         """This run's evaluations in the full saved form (what ``merge`` reads), or None with a closing line saying why."""
         benchmarks = list(dict.fromkeys(r["benchmark"] for r in self.records.values()))
-        name = f"shard-{self.shard.index}-of-{self.shard.count}" if self.shard else "run"
+        name = f"shard-{self.shard.index}-of-{self.shard.count}"
         try:
             saved = self.run.saved_evaluations(name, benchmarks, self.config.rootpath, full=True)
         except QwencmpError as exc:
