@@ -349,6 +349,10 @@ class QwencmpPlugin:
         )
         for line in reuse_lines(s) + combine_stats(self.worker_stats)["ignored"]:  # this process said its own at once
             terminalreporter.write_line(line)
+        plan = self.run_info.get("shard")
+        if plan and self.run.shard_plan is None:  # under xdist the workers planned: say here what this shard ran
+            mine = plan["benchmarks"][plan["index"] - 1]
+            terminalreporter.write_line(f"qwencmp: shard {plan['index']}/{plan['count']} ran {', '.join(mine) or 'nothing'}")
         for warning in dict.fromkeys(self.run.baseline_warnings + self.worker_baseline_warnings):
             terminalreporter.write_line(f"qwencmp: baseline settings differ (allowed): {warning}")
         for line in self.closing_lines:
