@@ -314,3 +314,18 @@ def test_three_benchmarks_two_shards_and_a_mismatched_shard(demo_cache, tmp_path
                  "--qwencmp-json=shard-2-seed7.json"))
     status, _, err = merge(capsys, sharded.path("shard-1.json"), sharded.path("shard-2-seed7.json"))
     assert_one_paragraph(status, err, "seed: shard-1.json 1234, shard-2-seed7.json 7")
+
+
+def test_a_shard_run_with_xdist_workers_merges_too(sharded, pytester, capsys, tmp_path):
+    pytest.importorskip("xdist")
+    cache = tmp_path / "cache"
+    shutil.copytree(sharded.cache("shard-2"), cache, symlinks=True)  # its evaluations are cached: no model loads
+    write_suite(pytester.path)
+    result = pytester.runpytest_inprocess(*sharded.args, f"--eval-cache-dir={cache}", "--qwencmp-shard=2/2",
+                                          f"--qwencmp-json={tmp_path / 'shard-2.json'}", "-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert "qwencmp: shard 2/2 ran hellaswag" in result.stdout.str()
+    status, _, err = merge(capsys, sharded.path("shard-1.json"), tmp_path / "shard-2.json", "--json", tmp_path / "merged.json")
+    assert status == 1, err
+    alone, _, _ = merge(capsys, sharded.path("shard-1.json"), sharded.path("shard-2.json"), "--json", tmp_path / "alone.json")
+    assert json.loads((tmp_path / "merged.json").read_text())["comparisons"] == json.loads((tmp_path / "alone.json").read_text())["comparisons"]
