@@ -316,6 +316,7 @@ def test_three_benchmarks_two_shards_and_a_mismatched_shard(demo_cache, tmp_path
     assert_one_paragraph(status, err, "seed: shard-1.json 1234, shard-2-seed7.json 7")
 
 
+@pytest.mark.slow
 def test_a_shard_run_with_xdist_workers_merges_too(sharded, pytester, capsys, tmp_path):
     pytest.importorskip("xdist")
     cache = tmp_path / "cache"
