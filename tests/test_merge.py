@@ -82,8 +82,10 @@ def run_sharded(root: Path, demo_cache: Path, args: tuple[str, ...], shards: int
     for k in range(1, shards + 1):
         processes.append(start(root, *args, f"--eval-cache-dir={sharded.cache(f'shard-{k}')}", f"--qwencmp-shard={k}/{shards}",
                                f"--qwencmp-json=shard-{k}.json"))
-    for name, process in zip(names, processes):
-        (root / f"{name}.log").write_text(finish(process))
+    outputs = [process.communicate(timeout=900)[0] for process in processes]  # every process ends before any check
+    for name, process, out in zip(names, processes, outputs):
+        (root / f"{name}.log").write_text(out)
+        assert process.returncode in (0, 1), f"{name}:\n{out[-4000:]}"
     return sharded
 
 
