@@ -6,16 +6,23 @@ Commands:
   folder that ``pytest --data-dir`` reads, for runners without hub access.
 * ``plan`` — before a run, with no model loaded: per item the number of documents,
   the minimum detectable effect and which expectations cannot be tested at that size.
+* ``merge`` — combine the ``--qwencmp-json`` files of ``--qwencmp-shard`` jobs into
+  one comparison and its reports (exit 0: every item passed, 1: some failed,
+  4: the shards cannot be merged).
+* ``cache export`` / ``cache import`` — carry one model's cached evaluations to
+  another machine (a reference model evaluated once for many runs).
 
 Each command is a function ``(args) -> exit status`` registered in
 ``build_parser``. A problem the user must fix prints one paragraph on stderr and
-exits with status 2.
+exits with status 2 (``merge``: 4, pytest's status for unusable input).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .errors import QwencmpError
@@ -170,6 +177,124 @@ def add_plan_parser(commands: argparse._SubParsersAction) -> None:
                         help="where --demo looks for the built demo (default .qwencmp, as pytest)")
     parser.add_argument("--json", metavar="FILE", help="also write the plan, with every rule's note, as JSON")
     parser.set_defaults(func=cmd_plan)
+MERGE_ERROR = 4
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .merge import merge_shards
+    from .report import reuse_lines, settings_lines, text_tables
+
+    merged = merge_shards(args.shards, expectations=args.expectations, correction=args.correction)
+    for line in [*settings_lines(merged.run_info), "", *text_tables(merged.records), *reuse_lines(merged.stats)]:
+        print(line)
+    written = merged.write(json_path=args.json, html_path=args.html, markdown_path=args.markdown, junit_path=args.junitxml)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as handle:
+            handle.write(merged.markdown() + "\n")
+    failed = sum(1 for r in merged.records if not r["passed"])
+    print(
+        f"qwencmp merge: {len(merged.shards)} file(s), {len(merged.records)} items, {len(merged.records) - failed} passed, "
+        f"{failed} failed" + (f"; wrote {', '.join(str(p) for p in written)}" if written else "")
+    )
+    return 1 if failed else 0
+
+
+def add_merge_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "merge",
+        help="combine the results of --qwencmp-shard jobs into one comparison",
+        description=(
+            "Read the --qwencmp-json files of every shard of one run (pytest --qwencmp-shard K/N), check that they "
+            "belong together (the same plan, models and number-changing settings; every item exactly once) and "
+            "compare each benchmark exactly as a single run would: the same statistics, corrections, verdicts and "
+            "reports. Needs no GPU, model or lm-eval task: it runs on a GitHub-hosted runner."
+        ),
+        epilog="Exit status: 0 every item met its expectations, 1 some did not, 4 the files cannot be merged (one paragraph says why).",
+    )
+    parser.add_argument("shards", nargs="+", metavar="SHARD.json", type=Path, help="each shard's --qwencmp-json file")
+    parser.add_argument("--expectations", type=Path, metavar="FILE", help="judge with this expectations file (default: the one the shards used)")
+    parser.add_argument("--correction", metavar="NAME", help="multiple-comparison correction: holm, bh or none (default: the shards')")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the merged results JSON (the --qwencmp-json schema)")
+    parser.add_argument("--html", type=Path, metavar="FILE", help="write a standalone HTML report")
+    parser.add_argument("--markdown", type=Path, metavar="FILE", help="write the tables as Markdown (also appended to $GITHUB_STEP_SUMMARY when set)")
+    parser.add_argument("--junitxml", type=Path, metavar="FILE", help="write JUnit XML: one testcase per item, with the plugin's properties")
+    parser.set_defaults(func=cmd_merge, error_status=MERGE_ERROR)
+
+
+def _results_keys(path: Path, side: str) -> list[str]:
+    """The cache keys of ``side``'s evaluations recorded in a results JSON's saved evaluations."""
+    import json
+
+    from .saved import SavedFormatError, saved_from_json
+
+    try:
+        saved = saved_from_json(json.loads(path.read_text(encoding="utf-8")).get("saved_evaluations"), "saved evaluations")
+    except (OSError, ValueError, AttributeError, SavedFormatError) as exc:
+        raise QwencmpError(
+            f"--results {path} cannot be used: {exc}. Give the --qwencmp-json file of a --qwencmp-shard K/N run "
+            "(--qwencmp-shard 1/1 for a single job)."
+        ) from None
+    return [record["key"] for (s, _), record in saved.records.items() if s == side]
+
+
+def cmd_cache_export(args: argparse.Namespace) -> int:
+    from .cache import EvaluationCache
+    from .cache_exchange import export_side
+
+    cache = EvaluationCache(args.cache_dir.expanduser().resolve())
+    if not cache.directory.is_dir():
+        raise QwencmpError(f"{args.cache_dir} holds no evaluation cache ({cache.directory} does not exist); give --cache-dir the folder pytest used (--eval-cache-dir, default .qwencmp).")
+    benchmarks = [b for b in args.benchmarks.replace(",", " ").split()] if args.benchmarks else None
+    keys = _results_keys(args.results, args.side) if args.results else None
+    exported = export_side(cache, args.side, args.out, benchmarks=benchmarks, keys=keys)
+    for path in exported.written:
+        print(f"  {path}")
+    print(f"Exported {len(exported.written)} evaluation(s) of model {args.side.upper()} to {args.out}.")
+    if exported.without_parts:
+        print(f"  {exported.without_parts} older entr{'y' if exported.without_parts == 1 else 'ies'} of model {args.side.upper()} "
+              "were skipped: they were written before entries recorded their settings (evaluate again to refresh them).")
+    if not exported.written:
+        print(f"  Nothing to export: run pytest first, with --eval-cache-dir={args.cache_dir}.")
+    return 0
+
+
+def cmd_cache_import(args: argparse.Namespace) -> int:
+    from .cache import EvaluationCache
+    from .cache_exchange import import_directory
+
+    cache = EvaluationCache(args.cache_dir.expanduser().resolve())
+    imported = import_directory(cache, args.directory)
+    for entry in imported:
+        print(f"  {entry.benchmark} of model {entry.side.upper()} ({entry.key[:16]}): {'stored, ' if entry.stored else ''}{entry.note}")
+    stored = sum(1 for e in imported if e.stored)
+    print(f"Imported {stored} evaluation(s) into {cache.directory}; a run with the same settings reuses them.")
+    return 0
+
+
+def add_cache_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "cache",
+        help="export or import one model's cached evaluations",
+        description=(
+            "Carry a model's evaluations to another machine, so a reference model is evaluated once: 'export' writes "
+            "the entries one side evaluated (the evaluation, its cache key and the settings behind it) to a folder an "
+            "artifact or actions/cache carries; 'import' checks them and stores them in a cache. A run reuses an "
+            "entry only when everything that changes a number matches; otherwise it says which setting differs."
+        ),
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export = actions.add_parser("export", help="write one side's cached evaluations to a folder")
+    export.add_argument("--side", required=True, choices=("a", "b"), help="the model whose evaluations to export")
+    export.add_argument("--out", required=True, type=Path, metavar="DIR", help="the folder to write (created if missing)")
+    export.add_argument("--cache-dir", type=Path, default=Path(".qwencmp"), metavar="DIR", help="the evaluation cache (pytest's --eval-cache-dir; default .qwencmp)")
+    export.add_argument("--benchmarks", metavar="LIST", help="only these benchmarks (comma-separated)")
+    export.add_argument("--results", type=Path, metavar="FILE", help="only the evaluations this run's --qwencmp-json used")
+    export.set_defaults(func=cmd_cache_export)
+    imp = actions.add_parser("import", help="store exported evaluations in a cache")
+    imp.add_argument("directory", type=Path, metavar="DIR", help="the folder 'cache export' wrote")
+    imp.add_argument("--cache-dir", type=Path, default=Path(".qwencmp"), metavar="DIR", help="the evaluation cache to fill (default .qwencmp)")
+    imp.set_defaults(func=cmd_cache_import)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_mirror_parser(commands)
     add_plan_parser(commands)
+    add_merge_parser(commands)
+    add_cache_parser(commands)
     return parser
 
 
@@ -189,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except QwencmpError as exc:
         print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
-        return USAGE_ERROR
+        return getattr(args, "error_status", USAGE_ERROR)
     except KeyboardInterrupt:
         print(f"{PROG} {args.command}: interrupted; earlier copies are left as they were.", file=sys.stderr)
         return 130

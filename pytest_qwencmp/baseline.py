@@ -1,23 +1,20 @@
 """Baselines across runs: save a run, compare a later run with it.
 
-This module owns the baseline file and everything decided from it:
+A baseline is the lean form of the saved-evaluations format (``saved``): every
+item's score and per-document values for both models, the settings that change
+the numbers (``compatibility.number_settings``), the models, the machine and
+the project's commit. This module owns what is baseline-specific:
 
-* what a baseline holds (:class:`Baseline`, :class:`BaselineItem`): every
-  item's score and per-document values for both models, the settings that
-  change the numbers, the two models' identities (name, revision,
-  fingerprint), the machine, the lm-eval version and the project's commit;
-* building one from the run's evaluations (:func:`baseline_from_evaluations`,
-  with :func:`number_settings`, :func:`machine_info`, :func:`project_commit`);
-* the file: :func:`save_baseline` writes ``DIR/NAME.json`` atomically as
-  deterministic JSON (sorted keys, one ``[doc_key, value]`` pair per line, so
-  a baseline kept in git diffs document by document); :func:`load_baseline`
-  reads it back or raises one clear :class:`QwencmpError` paragraph for a
-  missing, truncated, corrupt or other-format file, listing the baselines
-  the directory does hold (:func:`available_baselines`);
-* whether two runs may be compared (:func:`settings_mismatches`,
-  :func:`check_compatible`): different shots, limit, dtype, backend, device
-  type, generation kwargs, seed, task versions, lm-eval version or data are
-  refused unless the user passes ``--qwencmp-baseline-allow-mismatch``;
+* names and files: ``DIR/NAME.json`` (:func:`validate_name`,
+  :func:`baseline_path`, :func:`available_baselines`), :func:`save_baseline`
+  (atomic, deterministic JSON) and :func:`load_baseline`, which turns any
+  problem with the file into one clear :class:`QwencmpError` paragraph listing
+  the baselines the directory does hold;
+* the policy on settings (:func:`check_compatible`): runs whose
+  number-changing settings differ (``compatibility.settings_mismatches``, the
+  one check shards and cache entries use too; the models' fingerprints are
+  not compared, model B is meant to change) are refused unless the user
+  passes ``--qwencmp-baseline-allow-mismatch``;
 * the comparison (:func:`compare_to_baseline`): per item, the current run
   against the saved one with the paired machinery of ``statistics``, over the
   documents present in both (matched by doc key ``"task/doc_id"``), p-values
@@ -28,42 +25,36 @@ This module owns the baseline file and everything decided from it:
 It is pure: no pytest, no lm-eval, no model; the plugin decides when to save
 and compare, and turns a regression into a failed item. Scores are fractions
 (as in ``ItemScore``); tolerances and messages are in percentage points.
-
-JSON layout (``format`` = :data:`BASELINE_FORMAT`)::
-
-    {"format": 1, "name": ..., "created": "2025-01-01T00:00:00+00:00",
-     "project_commit": "<sha>" | null, "machine": {...}, "models": {"a": {...}, "b": {...}},
-     "settings": {"lm_eval_version": ..., "limit": ..., "seed": ..., "data": {bench: ...},
-                  "runs": {side: {"dtype", "backend", "device_type",
-                                  "benchmarks": {bench: {"num_fewshot", "task_versions", "gen_kwargs"}}}}},
-     "items": [{"side", "benchmark", "item_id", "task", "metric", "value", "stderr", "n",
-                "docs": [["task/doc_id", value], ...]}, ...]}
-
-A non-finite score is written as ``null`` and read back as NaN.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import platform
 import re
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from .benchmarks import OVERALL
+from .compatibility import IDENTITY, number_settings
+from .compatibility import settings_mismatches as _settings_mismatches
 from .errors import QwencmpError
 from .evaluation import BenchmarkEvaluation, ItemScore, json_safe
+from .saved import (
+    SAVED_FORMAT,
+    SavedEvaluations,
+    SavedFormatError,
+    SavedItem,
+    items_from_evaluations,
+    machine_info,
+    parse_saved_text,
+    project_commit,
+    saved_from_evaluations,
+    write_atomic,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .settings import RunSettings
     from .statistics import PairedComparison
 
 __all__ = [
@@ -88,9 +79,13 @@ __all__ = [
     "settings_mismatches",
     "check_compatible",
     "compare_to_baseline",
+    "json_safe",
 ]
 
-BASELINE_FORMAT = 1
+# A baseline is saved evaluations in their lean form; the old names stay.
+Baseline = SavedEvaluations
+BaselineItem = SavedItem
+BASELINE_FORMAT = SAVED_FORMAT
 POINTS = 100.0
 
 # The option names the messages refer to; plugin.py registers options under these names.
@@ -101,190 +96,9 @@ ALLOW_MISMATCH_OPTION = "--qwencmp-baseline-allow-mismatch"
 
 _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
 _SIDE_LABEL = {"a": "model A", "b": "model B"}
-_VOLATILE_MODEL_KEYS = ("load_seconds",)
 # Regressions are judged on point deltas; a delta that equals -tolerance up to
 # float rounding is "within" the tolerance.
 _EPS_POINTS = 1e-9
-
-
-# --------------------------------------------------------------------------
-# records
-
-
-@dataclass(frozen=True)
-class BaselineItem:
-    """One model's (``side``) score on one item, with its per-document values.
-
-    ``value`` and ``stderr`` are fractions as lm-eval reports them; ``per_doc[i]``
-    is the value of document ``doc_keys[i]`` (``"task/doc_id"``).
-    """
-
-    side: str
-    benchmark: str
-    item_id: str
-    task: str
-    metric: str
-    value: float
-    stderr: float | None
-    n: int
-    doc_keys: tuple[str, ...] = ()
-    per_doc: tuple[float, ...] = ()
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.side, self.benchmark, self.item_id)
-
-    @classmethod
-    def from_score(cls, side: str, benchmark: str, score: ItemScore) -> "BaselineItem":
-        return cls(
-            side=side,
-            benchmark=benchmark,
-            item_id=score.item_id,
-            task=score.task,
-            metric=score.metric,
-            value=float(score.value),
-            stderr=None if score.stderr is None else float(score.stderr),
-            n=int(score.n),
-            doc_keys=tuple(str(k) for k in score.doc_keys),
-            per_doc=tuple(float(v) for v in score.per_doc),
-        )
-
-    def to_item_score(self) -> ItemScore:
-        return ItemScore(self.item_id, self.task, self.metric, self.value, self.stderr, self.n, self.doc_keys, self.per_doc)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "side": self.side,
-            "benchmark": self.benchmark,
-            "item_id": self.item_id,
-            "task": self.task,
-            "metric": self.metric,
-            "value": _finite_or_none(self.value),
-            "stderr": None if self.stderr is None else _finite_or_none(self.stderr),
-            "n": self.n,
-            "docs": [[k, _finite_or_none(v)] for k, v in zip(self.doc_keys, self.per_doc)],
-        }
-
-    @classmethod
-    def from_json(cls, data: Any, where: str) -> "BaselineItem":
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{where} is not an object")
-        missing = [k for k in ("side", "benchmark", "item_id", "task", "metric", "value", "stderr", "n", "docs") if k not in data]
-        if missing:
-            raise ValueError(f"{where} lacks {', '.join(missing)}")
-        docs = data["docs"]
-        if not isinstance(docs, list) or not all(
-            isinstance(d, list) and len(d) == 2 and isinstance(d[0], str) for d in docs
-        ):
-            raise ValueError(f"{where}: 'docs' must be a list of [doc_key, value] pairs")
-        for field_name in ("side", "benchmark", "item_id", "task", "metric"):
-            if not isinstance(data[field_name], str):
-                raise ValueError(f"{where}: {field_name!r} must be a string")
-        return cls(
-            side=data["side"],
-            benchmark=data["benchmark"],
-            item_id=data["item_id"],
-            task=data["task"],
-            metric=data["metric"],
-            value=_number_or_nan(data["value"], f"{where} value"),
-            stderr=None if data["stderr"] is None else _number_or_nan(data["stderr"], f"{where} stderr"),
-            n=_integer(data["n"], f"{where} n"),
-            doc_keys=tuple(d[0] for d in docs),
-            per_doc=tuple(_number_or_nan(d[1], f"{where} document {d[0]}") for d in docs),
-        )
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """A saved run: what it scored, under which settings, models, machine and commit.
-
-    ``settings`` holds only the settings that change the numbers (see
-    :func:`number_settings`); ``models`` maps ``"a"``/``"b"`` to the model's
-    label, name_or_path, revision, fingerprint, dtype, backend, device, …;
-    ``items`` maps ``(side, benchmark, item_id)`` to its :class:`BaselineItem`.
-    All mappings hold JSON values only (lists, not tuples), so a baseline
-    equals itself after :func:`save_baseline` and :func:`load_baseline`.
-    """
-
-    name: str
-    created: str
-    settings: Mapping[str, Any]
-    models: Mapping[str, Mapping[str, Any]]
-    machine: Mapping[str, Any]
-    project_commit: str | None
-    items: Mapping[tuple[str, str, str], BaselineItem]
-    format: int = BASELINE_FORMAT
-
-    def item(self, side: str, benchmark: str, item_id: str) -> BaselineItem | None:
-        return self.items.get((side, benchmark, item_id))
-
-    def benchmarks(self) -> tuple[str, ...]:
-        return tuple(sorted({key[1] for key in self.items}))
-
-    def describe(self) -> str:
-        """``'NAME' (saved 2025-…, commit abc1234)``: how messages name the baseline."""
-        commit = f", commit {self.project_commit[:12]}" if self.project_commit else ""
-        return f"baseline '{self.name}' (saved {self.created}{commit})"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "name": self.name,
-            "created": self.created,
-            "project_commit": self.project_commit,
-            "machine": json_safe(self.machine),
-            "models": json_safe(self.models),
-            "settings": json_safe(self.settings),
-            "items": [self.items[key].to_json() for key in sorted(self.items)],
-        }
-
-    def dumps(self) -> str:
-        """Deterministic JSON text: sorted keys, one document pair per line."""
-        return _emit(self.to_json(), 0) + "\n"
-
-
-# --------------------------------------------------------------------------
-# JSON helpers
-
-
-def _finite_or_none(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _number_or_nan(value: Any, where: str) -> float:
-    if value is None:
-        return float("nan")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where} must be a number, got {value!r}")
-    return float(value)
-
-
-def _integer(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{where} must be an integer, got {value!r}")
-    return value
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, int, float, bool))
-
-
-def _emit(value: Any, level: int) -> str:
-    """Pretty JSON with sorted keys; a list of scalars stays on one line."""
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        pad = " " * (level + 1)
-        body = ",\n".join(f"{pad}{json.dumps(k)}: {_emit(value[k], level + 1)}" for k in sorted(value))
-        return "{\n" + body + "\n" + " " * level + "}"
-    if isinstance(value, list):
-        if all(_is_scalar(v) for v in value):
-            return json.dumps(value, allow_nan=False, ensure_ascii=False)
-        pad = " " * (level + 1)
-        body = ",\n".join(pad + _emit(v, level + 1) for v in value)
-        return "[\n" + body + "\n" + " " * level + "]"
-    return json.dumps(value, allow_nan=False, ensure_ascii=False)
 
 
 # --------------------------------------------------------------------------
@@ -322,139 +136,7 @@ def _available_text(directory: Path) -> str:
 
 
 # --------------------------------------------------------------------------
-# what a run records
-
-
-def _single_or_mapping(n_shot: Mapping[str, Any]) -> Any:
-    values = list(n_shot.values())
-    if values and all(v == values[0] for v in values):
-        return values[0]
-    return dict(n_shot) if n_shot else None
-
-
-def number_settings(
-    evaluations: Iterable[BenchmarkEvaluation] = (),
-    settings: "RunSettings | None" = None,
-    *,
-    data: Mapping[str, Any] | str | None = None,
-) -> dict[str, Any]:
-    """The settings that change a run's numbers, as a JSON mapping.
-
-    From the evaluations (what actually ran): per side the dtype, backend,
-    tensor-parallel size and device type the weights ran with, and per (side, benchmark) the shots
-    (lm-eval's ``n-shot``; one number when all tasks agree), the task versions
-    (lm-eval's ``versions``) and the generation kwargs; the lm-eval version.
-    From ``settings``: ``limit`` and ``seed``. ``data`` identifies the data
-    each benchmark read: a mapping benchmark -> fingerprint (for example
-    ``TaskSource(benchmark, data_dir).data_fingerprints()``) or one value for
-    all; by default ``"hub"`` without a data directory and ``"local"`` with
-    one (which cannot tell two local copies apart: pass fingerprints).
-
-    Keys that cannot be known are left out; :func:`settings_mismatches`
-    compares only what both sides record, so a partial mapping (say, from
-    ``settings`` alone before anything ran) may be checked early and the full
-    one later. Batch size and the machine are not included: they are recorded
-    in the baseline but do not refuse a comparison.
-    """
-    out: dict[str, Any] = {}
-    runs: dict[str, Any] = {}
-    versions: set[str] = set()
-    benchmarks: set[str] = set()
-    execution: dict[str, dict[str, set[str]]] = {}
-    for evaluation in evaluations:
-        benchmarks.add(evaluation.benchmark)
-        run = runs.setdefault(evaluation.side, {"benchmarks": {}})
-        model = evaluation.model or {}
-        seen = execution.setdefault(evaluation.side, {})
-        for key in ("dtype", "backend", "tensor_parallel"):
-            if model.get(key) is not None:
-                seen.setdefault(key, set()).add(str(model[key]))
-        if model.get("device") is not None:
-            seen.setdefault("device_type", set()).add(str(model["device"]).split(":")[0])
-        run["benchmarks"][evaluation.benchmark] = {
-            "num_fewshot": _single_or_mapping(evaluation.n_shot),
-            "task_versions": dict(evaluation.versions),
-            "gen_kwargs": None if evaluation.gen_kwargs is None else dict(evaluation.gen_kwargs),
-        }
-        if evaluation.lm_eval_version:
-            versions.add(str(evaluation.lm_eval_version))
-    for side, seen in execution.items():
-        for key, values in seen.items():  # one value unless the side's evaluations disagree
-            runs[side][key] = next(iter(values)) if len(values) == 1 else sorted(values)
-    if versions:
-        out["lm_eval_version"] = versions.pop() if len(versions) == 1 else sorted(versions)
-    if settings is not None:
-        out["limit"] = settings.limit
-        out["seed"] = settings.seed
-    if isinstance(data, Mapping):
-        out["data"] = dict(data)
-    elif data is not None:
-        out["data"] = {name: data for name in sorted(benchmarks)}
-    elif settings is not None and benchmarks:
-        out["data"] = {name: ("local" if settings.data_dir else "hub") for name in sorted(benchmarks)}
-    if runs:
-        out["runs"] = runs
-    return json_safe(out)
-
-
-def machine_info() -> dict[str, Any]:
-    """Hostname, OS, CPU architecture, Python; torch, CUDA and the GPU when torch is already imported."""
-    info: dict[str, Any] = {
-        "hostname": platform.node(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-    }
-    torch = sys.modules.get("torch")  # never import torch just for this
-    if torch is not None:
-        try:
-            info["torch"] = str(torch.__version__)
-            info["cuda"] = getattr(torch.version, "cuda", None)
-            if torch.cuda.is_available() and torch.cuda.is_initialized():
-                info["gpu"] = torch.cuda.get_device_name(torch.cuda.current_device())
-        except Exception:  # pragma: no cover - purely informational
-            pass
-    return info
-
-
-def project_commit(cwd: Path | str | None = None, *, timeout: float = 5.0) -> str | None:
-    """``git rev-parse HEAD`` of the repository holding ``cwd`` (default: the current directory), or None."""
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--verify", "-q", "HEAD"],
-            cwd=None if cwd is None else str(cwd),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    sha = done.stdout.strip()
-    if done.returncode != 0 or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha):
-        return None
-    return sha
-
-
-def items_from_evaluations(evaluations: Iterable[BenchmarkEvaluation]) -> dict[tuple[str, str, str], BaselineItem]:
-    """Every item score of the evaluations, keyed ``(side, benchmark, item_id)``."""
-    items: dict[tuple[str, str, str], BaselineItem] = {}
-    for evaluation in evaluations:
-        for score in evaluation.items:
-            item = BaselineItem.from_score(evaluation.side, evaluation.benchmark, score)
-            items[item.key] = item
-    return items
-
-
-def _models_of(evaluations: Iterable[BenchmarkEvaluation]) -> dict[str, dict[str, Any]]:
-    """side -> the model's description (first evaluation first; later ones fill gaps)."""
-    models: dict[str, dict[str, Any]] = {}
-    for evaluation in evaluations:
-        model = models.setdefault(evaluation.side, {})
-        for key, value in (evaluation.model or {}).items():
-            if key not in _VOLATILE_MODEL_KEYS and model.get(key) is None:
-                model[key] = value
-    return models
+# building, saving, loading
 
 
 def baseline_from_evaluations(
@@ -466,27 +148,11 @@ def baseline_from_evaluations(
     project_commit: str | None = None,
     created: str | None = None,
 ) -> Baseline:
-    """A :class:`Baseline` of these evaluations (both sides, every benchmark run).
-
-    ``settings_that_matter`` is normally :func:`number_settings` of the same
-    evaluations; ``machine`` defaults to :func:`machine_info`; pass
-    ``project_commit=project_commit()`` (the function) yourself: this one
-    runs no git. ``created`` defaults to now, in UTC, ISO 8601.
-    """
-    evaluations = list(evaluations)
-    return Baseline(
-        name=validate_name(name),
-        created=created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        settings=json_safe(settings_that_matter),
-        models=json_safe(_models_of(evaluations)),
-        machine=json_safe(machine_info() if machine is None else machine),
-        project_commit=project_commit,
-        items=items_from_evaluations(evaluations),
+    """A :class:`Baseline` of these evaluations: ``saved.saved_from_evaluations`` in its lean form, under a valid name."""
+    return saved_from_evaluations(
+        validate_name(name), evaluations, settings_that_matter,
+        machine=machine, project_commit=project_commit, created=created,
     )
-
-
-# --------------------------------------------------------------------------
-# save / load
 
 
 def save_baseline(baseline: Baseline, directory: Path) -> Path:
@@ -497,26 +163,7 @@ def save_baseline(baseline: Baseline, directory: Path) -> Path:
     partial write.
     """
     path = baseline_path(directory, baseline.name)
-    text = baseline.dumps()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{baseline.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise QwencmpError(f"Cannot write baseline {baseline.name!r} to {path.parent}: {exc.strerror or exc}.") from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise QwencmpError(f"Cannot write baseline {path}: {exc.strerror or exc}.") from None
-        raise
-    return path
+    return write_atomic(path, baseline.dumps(), what=f"baseline {baseline.name!r}")
 
 
 def _resolve_file(directory_or_file: Path, name: str | None) -> tuple[Path, Path]:
@@ -548,6 +195,7 @@ def _resolve_file(directory_or_file: Path, name: str | None) -> tuple[Path, Path
     return path, location
 
 
+
 def load_baseline(directory_or_file: Path, name: str | None = None) -> Baseline:
     """Read a baseline: ``directory/NAME.json`` or, with ``name=None``, the file given.
 
@@ -569,95 +217,14 @@ def load_baseline(directory_or_file: Path, name: str | None = None) -> Baseline:
         raise fail(f"cannot be read ({exc.strerror or exc}).") from None
     except UnicodeDecodeError:
         raise fail("is not UTF-8 text: it is not a baseline or it is corrupt.") from None
-    if not text.strip():
-        raise fail("is empty (an interrupted write or a truncated copy).")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise fail(
-            f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}): it is truncated, "
-            "corrupt or holds merge-conflict markers."
-        ) from None
-    if not isinstance(data, dict):
-        raise fail("does not hold a baseline (expected a JSON object).")
-    found = data.get("format")
-    if found != BASELINE_FORMAT:
-        if isinstance(found, int) and not isinstance(found, bool):
-            age = "an older" if found < BASELINE_FORMAT else "a newer"
-            raise fail(
-                f"has baseline format {found}, written by {age} pytest-qwencmp; this version reads format "
-                f"{BASELINE_FORMAT} only."
-            )
-        raise fail("has no baseline format number: it is not a pytest-qwencmp baseline.")
-    try:
-        return _baseline_from_json(data)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise fail(f"is malformed: {exc}.") from None
-
-
-def _baseline_from_json(data: Mapping[str, Any]) -> Baseline:
-    missing = [k for k in ("name", "created", "settings", "models", "machine", "project_commit", "items") if k not in data]
-    if missing:
-        raise ValueError(f"it lacks {', '.join(missing)}")
-    for key in ("settings", "models", "machine"):
-        if not isinstance(data[key], dict):
-            raise ValueError(f"'{key}' must be an object")
-    if not isinstance(data["name"], str) or not isinstance(data["created"], str):
-        raise ValueError("'name' and 'created' must be strings")
-    if data["project_commit"] is not None and not isinstance(data["project_commit"], str):
-        raise ValueError("'project_commit' must be a string or null")
-    if not isinstance(data["items"], list):
-        raise ValueError("'items' must be a list")
-    items: dict[tuple[str, str, str], BaselineItem] = {}
-    for index, raw in enumerate(data["items"]):
-        item = BaselineItem.from_json(raw, f"item {index + 1}")
-        if item.key in items:
-            raise ValueError(f"item {index + 1} repeats {item.side}/{item.benchmark}[{item.item_id}]")
-        items[item.key] = item
-    return Baseline(
-        name=data["name"],
-        created=data["created"],
-        settings=data["settings"],
-        models=data["models"],
-        machine=data["machine"],
-        project_commit=data["project_commit"],
-        items=items,
-        format=data["format"],
-    )
+        return parse_saved_text(text, "baseline")
+    except SavedFormatError as exc:
+        raise fail(str(exc)) from None
 
 
 # --------------------------------------------------------------------------
 # compatibility
-
-
-def _show(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True)
-
-
-def _leaf_diffs(base: Any, now: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any, Any]]:
-    """The differing leaves of two JSON values (missing keys show as None)."""
-    if isinstance(base, dict) and isinstance(now, dict):
-        diffs = []
-        for key in sorted(set(base) | set(now)):
-            diffs += _leaf_diffs(base.get(key), now.get(key), path + (key,))
-        return diffs
-    if base == now:
-        return []
-    return [(path, base, now)]
-
-
-def _describe_diffs(diffs: list[tuple[tuple[str, ...], Any, Any]], most: int = 3) -> str:
-    if len(diffs) == 1 and not diffs[0][0]:
-        _, base, now = diffs[0]
-        return f"baseline {_show(base)}, now {_show(now)}"
-    parts = [f"{'/'.join(path)} baseline {_show(base)}, now {_show(now)}" for path, base, now in diffs[:most]]
-    if len(diffs) > most:
-        parts.append(f"and {len(diffs) - most} more")
-    return "; ".join(parts)
 
 
 def settings_mismatches(
@@ -666,69 +233,12 @@ def settings_mismatches(
     *,
     sides: Iterable[str] | None = None,
 ) -> list[str]:
-    """Human-readable differences in the settings that change the numbers; [] if compatible.
+    """The baseline's differences from this run's number-changing settings; [] if compatible.
 
-    Compares :func:`number_settings`-shaped mappings. Only what both record is
-    compared: settings, benchmarks and sides missing on either side are
-    skipped (a run of fewer benchmarks is compatible with a baseline of
-    more). ``sides`` limits the per-model settings to those models (default:
-    both). A difference that concerns only some of the compared models names
-    them, e.g. ``"dtype (model B): baseline float16, now bfloat16"``; others
-    read ``"mmlu num_fewshot: baseline 5, now 0"``.
+    ``compatibility.settings_mismatches`` worded "baseline …, now …", without
+    the models' fingerprints (a baseline is compared with another model B).
     """
-    base = json_safe(baseline.settings)
-    now = json_safe(current_settings)
-    wanted = None if sides is None else set(sides)
-    found: list[tuple[str, str | None, str]] = []  # (label, side, text)
-
-    for key in sorted(set(base) & set(now)):
-        if key == "runs" and isinstance(base[key], dict) and isinstance(now[key], dict):
-            for side in sorted(set(base[key]) & set(now[key])):
-                if wanted is not None and side not in wanted:
-                    continue
-                run_b, run_n = base[key][side], now[key][side]
-                if not isinstance(run_b, dict) or not isinstance(run_n, dict):
-                    continue
-                for setting in sorted(set(run_b) & set(run_n)):
-                    if setting == "benchmarks" and isinstance(run_b[setting], dict) and isinstance(run_n[setting], dict):
-                        for bench in sorted(set(run_b[setting]) & set(run_n[setting])):
-                            cfg_b, cfg_n = run_b[setting][bench], run_n[setting][bench]
-                            if not isinstance(cfg_b, dict) or not isinstance(cfg_n, dict):
-                                continue
-                            for name in sorted(set(cfg_b) & set(cfg_n)):
-                                diffs = _leaf_diffs(cfg_b[name], cfg_n[name])
-                                if diffs:
-                                    found.append((f"{bench} {name}", side, _describe_diffs(diffs)))
-                        continue
-                    diffs = _leaf_diffs(run_b[setting], run_n[setting])
-                    if diffs:
-                        found.append((setting, side, _describe_diffs(diffs)))
-        elif key == "data" and isinstance(base[key], dict) and isinstance(now[key], dict):
-            for bench in sorted(set(base[key]) & set(now[key])):
-                diffs = _leaf_diffs(base[key][bench], now[key][bench])
-                if diffs:
-                    found.append((f"{bench} data", None, _describe_diffs(diffs)))
-        else:
-            diffs = _leaf_diffs(base[key], now[key])
-            if diffs:
-                found.append((key, None, _describe_diffs(diffs)))
-
-    # Merge the same difference seen for both models into one line.
-    compared_sides: set[str] = set()
-    if isinstance(base.get("runs"), dict) and isinstance(now.get("runs"), dict):
-        compared_sides = {s for s in set(base["runs"]) & set(now["runs"]) if wanted is None or s in wanted}
-    grouped: dict[tuple[str, str], list[str]] = {}
-    for label, side, text in found:
-        grouped.setdefault((label, text), [])
-        if side is not None:
-            grouped[(label, text)].append(side)
-    lines = []
-    for (label, text), group_sides in grouped.items():
-        suffix = ""
-        if group_sides and set(group_sides) != compared_sides:
-            suffix = " (" + " and ".join(_SIDE_LABEL.get(s, f"side {s}") for s in sorted(group_sides)) + ")"
-        lines.append(f"{label}{suffix}: {text}")
-    return lines
+    return _settings_mismatches(baseline, current_settings, sides=sides, ignore=(IDENTITY,))
 
 
 def check_compatible(
@@ -792,6 +302,7 @@ class BaselineComparison:
     baseline_docs: int
     current_docs: int
     adjusted_p: float | None
+    adjusted_ci: tuple[float, float] | None  # fractions; consistent with adjusted_p (0 outside it <=> adjusted_p < alpha)
     correction: str
     significance: str
     tolerance_points: float
@@ -829,6 +340,8 @@ class BaselineComparison:
             "ci_high": None if p is None else round(p.ci_high * POINTS, 4),
             "p_value": None if p is None else p.p_value,
             "adjusted_p": self.adjusted_p,
+            "adjusted_ci_low": None if self.adjusted_ci is None else round(self.adjusted_ci[0] * POINTS, 4),
+            "adjusted_ci_high": None if self.adjusted_ci is None else round(self.adjusted_ci[1] * POINTS, 4),
             "correction": self.correction,
             "significance": self.significance,
             "matched_docs": self.matched_docs,
@@ -889,6 +402,14 @@ def _match(base: BaselineItem, now: BaselineItem) -> tuple[list[float], list[flo
     return xs, ys
 
 
+def _interval_text(interval: tuple[float, float] | None, method: str, family_size: int, alpha: float) -> str:
+    """The interval that goes with the p-value shown beside it, labelled with its level."""
+    if interval is None:
+        return "no interval"
+    label = f"{100 * (1 - alpha):g}% CI" if method == "none" else f"{method}-adjusted CI (family of {family_size})"
+    return f"{label} [{interval[0] * POINTS:+.2f}, {interval[1] * POINTS:+.2f}]"
+
+
 def _score_text(value: float, stderr: float | None) -> str:
     err = f" ± {stderr * POINTS:.2f}" if stderr is not None and math.isfinite(stderr) else ""
     return f"{value * POINTS:.2f}{err}"
@@ -932,17 +453,25 @@ def compare_to_baseline(
             continue
         base, now = baseline.items[key], now_items[key]
         xs, ys = _match(base, now)
-        paired = stats.compare_paired(xs, ys, seed=seed) if xs else None
-        pairs.setdefault(benchmark, {})[item_id] = (base, now, paired, len(xs))
+        test = stats.paired_test(xs, ys, seed=seed) if xs else None
+        pairs.setdefault(benchmark, {})[item_id] = (base, now, test, len(xs))
 
     results: dict[tuple[str, str], BaselineComparison] = {}
     for benchmark, by_item in pairs.items():
-        family = [i for i, (*_, p, _n) in by_item.items() if p is not None and i.split(":")[0] != OVERALL]
-        raw = [by_item[i][2].p_value for i in family]
-        adjusted = dict(zip(family, stats.adjust_p_values(raw, method=correction)))
-        for item_id, (base, now, paired, matched) in by_item.items():
-            adjusted_p = adjusted.get(item_id, None if paired is None else paired.p_value)
-            method = correction if item_id in adjusted and len(family) > 1 else "un"
+        family = [i for i, (*_, t, _n) in by_item.items() if t is not None and i.split(":")[0] != OVERALL]
+        levels = dict(zip(family, stats.family_levels([by_item[i][2].p_value for i in family], correction, alpha)))
+        for item_id, (base, now, test, matched) in by_item.items():
+            paired = adjusted_ci = adjusted_p = None
+            method = "none"
+            if test is not None:
+                paired = test.comparison(level=alpha)
+                if item_id in levels:
+                    adjusted_p, level = levels[item_id]
+                    method = correction if len(family) > 1 else "none"
+                else:
+                    adjusted_p, level = paired.p_value, alpha
+                # The interval beside the adjusted p-value is the same test's, at the family's level.
+                adjusted_ci = test.interval(level, reject=adjusted_p < alpha)
             significance = "n/a" if paired is None else stats.verdict(paired, adjusted_p, alpha)
             tolerance = _tolerance_for(tolerance_points, benchmark, item_id, 1.0)
             delta = paired.delta * POINTS if paired is not None else (now.value - base.value) * POINTS
@@ -962,8 +491,8 @@ def compare_to_baseline(
                 parts.append(
                     f"now − baseline = {delta:+.2f} points over {matched} matched documents "
                     f"({len(base.per_doc)} in the baseline, {len(now.per_doc)} now) "
-                    f"(± {paired.stderr * POINTS:.2f} paired stderr, 95% CI [{paired.ci_low * POINTS:+.2f}, "
-                    f"{paired.ci_high * POINTS:+.2f}], p = {adjusted_p:.3g} {method}-adjusted, {significance}). "
+                    f"(± {paired.stderr * POINTS:.2f} paired stderr, {_interval_text(adjusted_ci, method, len(family), alpha)}, "
+                    f"p = {adjusted_p:.3g}{'' if method == 'none' else f' {method}-adjusted'}, {significance}). "
                 )
             else:
                 why = (
@@ -981,7 +510,7 @@ def compare_to_baseline(
                     reasons.append(f"fell {-delta:.2f} points, beyond the tolerance of {tolerance:.2f}")
                 if significant:
                     reasons.append(
-                        f"significantly worse after {correction} correction" if method != "un"
+                        f"significantly worse after {correction} correction" if method != "none"
                         else "significantly worse (p not adjusted: tested alone)"
                     )
                 parts.append("; REGRESSED: " + " and ".join(reasons) + ".")
@@ -1004,6 +533,7 @@ def compare_to_baseline(
                 baseline_docs=len(base.per_doc),
                 current_docs=len(now.per_doc),
                 adjusted_p=adjusted_p,
+                adjusted_ci=adjusted_ci,
                 correction=method,
                 significance=significance,
                 tolerance_points=tolerance,

@@ -94,6 +94,23 @@ class Benchmark:
             f"{', …' if len(self.items) > 8 else ''}."
         )
 
+    def to_table(self) -> dict[str, Any]:
+        """This benchmark as a ``benchmarks.toml`` table: ``benchmark_from_table(name, table, ...)`` rebuilds it."""
+        table: dict[str, Any] = {
+            "title": self.title,
+            "task_dirs": list(self.task_dirs),
+            "request": list(self.request),
+            "metrics": {label: metric for label, metric in self.metrics},
+            "generation": self.generation,
+        }
+        if self.num_fewshot is not None:
+            table["num_fewshot"] = self.num_fewshot
+        if self.subjects:
+            table.update(subjects=list(self.subjects), subtask_template=self.subtask_template)
+        if self.overall_task:
+            table["overall_task"] = self.overall_task
+        return table
+
     @property
     def leaf_tasks(self) -> tuple[str, ...]:
         """The lm-eval leaf tasks whose data this benchmark reads."""

@@ -223,6 +223,9 @@ class EvaluatorStats:
     evaluations: int = 0
     cache_hits: int = 0
     evaluation_seconds: float = 0.0
+    evaluated: dict[str, list[str]] = field(default_factory=dict)  # side -> benchmarks evaluated here
+    reused: dict[str, dict[str, str]] = field(default_factory=dict)  # side -> benchmark -> "cache" | "imported from …"
+    ignored: list[str] = field(default_factory=list)  # why a near-miss cache entry was not used
 
 
 class Evaluator:
@@ -236,12 +239,14 @@ class Evaluator:
         handles: Mapping[str, ModelSide],
         progress: Callable[[str], None] = lambda line: None,
         hub: HubAccess | None = None,
+        explain_miss: Callable[[str, Benchmark, Mapping[str, Any]], list[str]] = lambda side, benchmark, parts: [],
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.cache = cache
         self.handles = handles
         self.progress = progress
+        self.explain_miss = explain_miss  # lines saying why a cache entry close to this one was not used
         self.stats = EvaluatorStats()
         self._done: dict[tuple[str, str], BenchmarkEvaluation] = {}
         self._failed: dict[tuple[str, str], QwencmpError] = {}
@@ -360,9 +365,15 @@ class Evaluator:
                 except (KeyError, TypeError, ValueError):
                     evaluation = None
                 if evaluation is not None:
+                    origin = str(payload.get("origin") or "cache")
                     self.stats.cache_hits += 1
-                    self.progress(f"qwencmp: {benchmark.title} × {label}: cached result reused")
+                    self.stats.reused.setdefault(side, {})[benchmark.name] = origin
+                    where = "" if origin == "cache" else f" ({origin})"
+                    self.progress(f"qwencmp: {benchmark.title} × {label}: cached result reused{where}")
                     return evaluation
+            for line in self.explain_miss(side, benchmark, parts):
+                self.stats.ignored.append(line)
+                self.progress(line)
             self._before_running(side, benchmark)
             self.progress(f"qwencmp: {benchmark.title} × {label}: evaluating ({self.handles[side].plan.summary})")
             started = time.perf_counter()
@@ -371,8 +382,10 @@ class Evaluator:
             except Exception:
                 self.progress(f"qwencmp: {benchmark.title} × {label}: failed after {time.perf_counter() - started:.1f}s")
                 raise
-            self.cache.store(key, evaluation.to_payload())
+            # The side and key parts travel with the entry: an export picks a side, an import diffs a near miss.
+            self.cache.store(key, {**evaluation.to_payload(), "side": side, "key_parts": json_safe(parts)})
             self.stats.evaluations += 1
+            self.stats.evaluated.setdefault(side, []).append(benchmark.name)
             self.stats.evaluation_seconds += evaluation.wall_seconds
             self.progress(f"qwencmp: {benchmark.title} × {label}: done in {time.perf_counter() - started:.1f}s")
             return evaluation

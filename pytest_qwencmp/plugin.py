@@ -22,14 +22,25 @@ import pytest
 from .benchmarks import Registry, load_registry
 from .errors import QwencmpError
 from .expectations import load_expectations
-from .report import html_summary, markdown_tables, results_document, settings_lines, short_line, text_tables
+from .junit import RECORD_PROPERTY, item_properties, record_property
+from .report import (
+    combine_stats,
+    html_summary,
+    markdown_tables,
+    ordered_record,
+    results_document,
+    reuse_lines,
+    settings_lines,
+    short_line,
+    text_tables,
+)
 from .run import ComparisonRun
 from .settings import parse_settings
+from .shards import ShardSpec, plan_shards
 
-RECORD_PROPERTY = "qwencmp"
 RUN_PROPERTY = "qwencmp_run"
 LM_EVAL_PROPERTY = "qwencmp_lm_eval"
-_BULKY_PROPERTIES = (RUN_PROPERTY, LM_EVAL_PROPERTY)  # consumed here, kept out of JUnit XML
+_BULKY_PROPERTIES = (RECORD_PROPERTY, RUN_PROPERTY, LM_EVAL_PROPERTY)  # consumed here, kept out of JUnit XML
 PLUGIN_NAME = "qwencmp-session"
 CORRECTIONS = ("holm", "bh", "none")
 
@@ -64,11 +75,13 @@ _OPTIONS: list[tuple[str, dict[str, Any], str | None]] = [
     ("--qwencmp-json", dict(metavar="FILE", help="Write all results (per-model lm-eval results, the comparison, the settings) as JSON; schema: pytest_qwencmp/results.schema.json."), None),
     ("--qwencmp-markdown", dict(metavar="FILE", help="Write the comparison tables as GitHub-flavoured Markdown (also appended to $GITHUB_STEP_SUMMARY when set)."), None),
     ("--lock-timeout", dict(metavar="SECONDS", help="How long to wait for another run (or xdist worker) that evaluates the same model and benchmark, then fail (default 7200)."), "qwencmp_lock_timeout"),
+    ("--qwencmp-shard", dict(metavar="K/N", help="Run shard K of N: the selected benchmarks split over N jobs by expected cost (merge the jobs' --qwencmp-json files with `python -m pytest_qwencmp merge`)."), None),
 ]
 _PATH_INI = {"qwencmp_data_dir", "qwencmp_cache_dir", "qwencmp_expectations", "qwencmp_baseline_dir"}
 _REPORTING_OPTIONS = (
     "qwencmp_json", "qwencmp_markdown", "qwencmp_baseline_save", "qwencmp_baseline_compare",
     "qwencmp_baseline_dir", "qwencmp_baseline_allow_mismatch",
+    "qwencmp_shard",
 )
 
 
@@ -164,9 +177,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     try:
         run = _build_run(config)
+        shard = config.getoption("qwencmp_shard")
+        shard = ShardSpec.parse(shard) if shard else None
     except QwencmpError as exc:
         raise pytest.UsageError(f"pytest-qwencmp: {exc.message}") from None
-    plugin = QwencmpPlugin(config, run)
+    plugin = QwencmpPlugin(config, run, shard)
     config.pluginmanager.register(plugin, PLUGIN_NAME)
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(HtmlSummary(plugin), PLUGIN_NAME + "-html")
@@ -221,9 +236,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 class QwencmpPlugin:
     """Session state: the comparison run and the records collected for the summary."""
 
-    def __init__(self, config: pytest.Config, run: ComparisonRun) -> None:
+    def __init__(self, config: pytest.Config, run: ComparisonRun, shard: ShardSpec | None = None) -> None:
         self.config = config
         self.run = run
+        self.shard = shard
         self.records: dict[str, dict[str, Any]] = {}
         self.run_info: dict[str, Any] = {}
         self.worker_stats: list[dict[str, Any]] = []
@@ -286,6 +302,8 @@ class QwencmpPlugin:
                 config.hook.pytest_deselected(items=deselected)
                 items[:] = [i for i in items if i not in deselected]
                 ours = [i for i in ours if i not in deselected]
+        if self.shard is not None:
+            ours = self._keep_this_shard(config, items, ours)
         if ours and not config.option.collectonly:
             try:
                 if not self.run.settings.demo:
@@ -303,6 +321,25 @@ class QwencmpPlugin:
                 if name == RECORD_PROPERTY:
                     report.longrepr = short_line(json.loads(value))
         return report
+    def _keep_this_shard(self, config: pytest.Config, items: list[pytest.Item], ours: list[pytest.Item]) -> list[pytest.Item]:
+        """Deselect the items of the benchmarks other shards run; say once which shard runs what."""
+        selected = {_item_key(i)[0] for i in ours}
+        settings = self.run.settings
+        plan = plan_shards(
+            self.shard,
+            [b for b in self.run.registry.benchmarks if b.name in selected],
+            data_dir=settings.data_dir, demo=settings.demo, limit=settings.limit,
+        )
+        self.run.shard_plan = plan
+        others = [i for i in ours if _item_key(i)[0] not in plan.mine]
+        if others:
+            config.hook.pytest_deselected(items=others)
+            items[:] = [i for i in items if i not in others]
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and not self.is_worker:
+            hint = "" if config.getoption("qwencmp_json") else "; write this shard's results with --qwencmp-json=FILE to merge them"
+            reporter.write_line(f"{plan.describe()}; {len(others)} item(s) of other shards deselected{hint}")
+        return [i for i in ours if i not in others]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -310,6 +347,7 @@ class QwencmpPlugin:
             if name == RECORD_PROPERTY and report.when == "call":
                 record = json.loads(value)
                 record["outcome"] = report.outcome
+                record["nodeid"] = report.nodeid
                 self.records[report.nodeid] = record
             elif name == RUN_PROPERTY:
                 self.run_info = json.loads(value)
@@ -321,10 +359,7 @@ class QwencmpPlugin:
         report.user_properties = [(n, v) for n, v in report.user_properties if n not in _BULKY_PROPERTIES]
 
     def summary_stats(self) -> dict[str, Any]:
-        totals = dict(self.run.stats())
-        for worker in self.worker_stats:
-            for key in ("model_loads", "evaluations", "cache_hits", "evaluation_seconds"):
-                totals[key] = round(totals.get(key, 0) + worker.get(key, 0), 2)
+        totals = combine_stats([self.run.stats(), *self.worker_stats])
         totals["wall_seconds"] = round(time.perf_counter() - self.started, 1)
         return totals
 
@@ -347,6 +382,12 @@ class QwencmpPlugin:
             f"({s['evaluation_seconds']:.1f}s), {s['cache_hits']} cached evaluation(s) reused; "
             f"session {s['wall_seconds']:.1f}s"
         )
+        for line in reuse_lines(s) + combine_stats(self.worker_stats)["ignored"]:  # this process said its own at once
+            terminalreporter.write_line(line)
+        plan = self.run_info.get("shard")
+        if plan and self.run.shard_plan is None:  # under xdist the workers planned: say here what this shard ran
+            mine = plan["benchmarks"][plan["index"] - 1]
+            terminalreporter.write_line(f"qwencmp: shard {plan['index']}/{plan['count']} ran {', '.join(mine) or 'nothing'}")
         for warning in dict.fromkeys(self.run.baseline_warnings + self.worker_baseline_warnings):
             terminalreporter.write_line(f"qwencmp: baseline settings differ (allowed): {warning}")
         for line in self.closing_lines:
@@ -356,10 +397,13 @@ class QwencmpPlugin:
         return markdown_tables(self.records.values(), self.run_info)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.is_worker or not self.records:
+        shard_plan = self.run.shard_plan  # None on an xdist controller: its workers collect and plan
+        if self.shard is not None and (shard_plan is None or not shard_plan.mine) and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+            session.exitstatus = pytest.ExitCode.OK  # a shard with nothing to run (more jobs than benchmarks) succeeds
+        if self.is_worker or not (self.records or shard_plan is not None):
             return
         save_name = self.config.getoption("qwencmp_baseline_save")
-        if save_name:
+        if save_name and self.records:
             benchmarks = list(dict.fromkeys(r["benchmark"] for r in self.records.values()))
             try:
                 path = self.run.save_baseline(save_name, baseline_directory(self.config), benchmarks, self.config.rootpath)
@@ -372,9 +416,15 @@ class QwencmpPlugin:
             )
         json_path = self.config.getoption("qwencmp_json")
         if json_path:
-            document = results_document(self.records.values(), self.run_info, self.lm_eval_results, self.summary_stats())
+            run_info = self.run_info or self.run.describe()
+            document = results_document(self.records.values(), run_info, self.lm_eval_results, self.summary_stats())
+            saved = self._saved_evaluations() if self.shard is not None else None  # what merge reads (~1 KB per document)
+            if saved is not None:
+                document["saved_evaluations"] = saved.to_json()
             _write_text(Path(json_path), json.dumps(document, indent=2, sort_keys=False))
             self.closing_lines.append(f"qwencmp: results JSON written to {Path(json_path).resolve()}")
+        if not self.records:
+            return
         markdown = None
         markdown_path = self.config.getoption("qwencmp_markdown")
         if markdown_path:
@@ -386,6 +436,20 @@ class QwencmpPlugin:
             with open(step_summary, "a", encoding="utf-8") as handle:
                 handle.write((markdown or self.markdown()) + "\n")
             self.closing_lines.append("qwencmp: Markdown tables appended to $GITHUB_STEP_SUMMARY")
+
+    def _saved_evaluations(self):
+        """This run's evaluations in the full saved form (what ``merge`` reads), or None with a closing line saying why."""
+        benchmarks = list(dict.fromkeys(r["benchmark"] for r in self.records.values()))
+        name = f"shard-{self.shard.index}-of-{self.shard.count}"
+        try:
+            saved = self.run.saved_evaluations(name, benchmarks, self.config.rootpath, full=True)
+        except QwencmpError as exc:
+            saved, reason = None, exc.message
+        else:
+            reason = "some evaluations are missing from the cache (did items fail to evaluate?)"
+        if saved is None:
+            self.closing_lines.append(f"qwencmp: the results JSON holds no per-document evaluations, so it cannot be merged: {reason}")
+        return saved
 
 
 class HtmlSummary:
@@ -478,11 +542,8 @@ def comparison(request: pytest.FixtureRequest, qwencmp_run: ComparisonRun, model
     if error is not None:  # reported once in full; later items name the first report (no exception chain)
         pytest.fail(qwencmp_run.failures.message(error, request.node.nodeid), pytrace=False)
     benchmark = qwencmp_run.registry.get(benchmark_name)
-    record = result.to_record()
-    record["order"] = [i.id for i in benchmark.items].index(item_id)
-    record["benchmark_order"] = list(qwencmp_run.registry.names()).index(benchmark_name)
+    record = ordered_record(result.to_record(), [i.id for i in benchmark.items], qwencmp_run.registry.names())
     node = request.node
-    node.user_properties.append((RECORD_PROPERTY, json.dumps(record)))
     evaluated = {}
     for side in ("a", "b"):
         evaluation = qwencmp_run.evaluator.evaluate(side, benchmark_name)
@@ -494,7 +555,6 @@ def comparison(request: pytest.FixtureRequest, qwencmp_run: ComparisonRun, model
             side: qwencmp_run.evaluator.evaluate(side, benchmark_name).lm_eval_results for side in ("a", "b")
         }
         node.user_properties.append((LM_EVAL_PROPERTY, json.dumps({"benchmark": benchmark_name, **results})))
-    for key in ("a", "b", "delta", "ci_low", "ci_high", "adjusted_p", "adjusted_ci_low", "adjusted_ci_high", "mde"):
-        node.user_properties.append((f"qwencmp_{key}", record[key]))
-    node.user_properties.append(("qwencmp_verdict", "pass" if record["passed"] else "fail"))
+    node.user_properties.append(record_property(record))
+    node.user_properties += item_properties(record)
     return result

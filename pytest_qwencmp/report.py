@@ -401,3 +401,55 @@ def results_document(
         "stats": dict(stats),
         "passed": all(r["passed"] for r in rows),
     }
+
+
+def ordered_record(record: Mapping[str, Any], item_ids: Sequence[str], benchmark_names: Sequence[str]) -> dict[str, Any]:
+    """``record`` with its place in the tables: ``order`` among its benchmark's items, ``benchmark_order`` in the registry."""
+    return {**record, "order": list(item_ids).index(record["item"]), "benchmark_order": list(benchmark_names).index(record["benchmark"])}
+
+
+_COUNTED = ("model_loads", "evaluations", "cache_hits", "evaluation_seconds")
+
+
+def combine_stats(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several processes' (xdist workers') or jobs' (shards') stats as one: counts added, reuse listed."""
+    total: dict[str, Any] = {key: 0 for key in _COUNTED}
+    total.update(evaluated={}, reused={}, ignored=[])
+    for part in parts:
+        for key in _COUNTED:
+            total[key] = round(total[key] + (part.get(key) or 0), 2)
+        for side, names in (part.get("evaluated") or {}).items():
+            total["evaluated"].setdefault(side, []).extend(names)
+        for side, by_benchmark in (part.get("reused") or {}).items():
+            total["reused"].setdefault(side, {}).update(by_benchmark)
+        total["ignored"] += list(part.get("ignored") or [])
+    return total
+
+
+def reuse_lines(stats: Mapping[str, Any]) -> list[str]:
+    """Per model, which evaluations ran here and which were reused, and from where (the cache, or an import)."""
+    lines = []
+    for side in ("a", "b"):
+        segments = []
+        evaluated = (stats.get("evaluated") or {}).get(side) or []
+        if evaluated:
+            segments.append("evaluated " + ", ".join(evaluated))
+        by_origin: dict[str, list[str]] = {}
+        for benchmark, origin in ((stats.get("reused") or {}).get(side) or {}).items():
+            by_origin.setdefault(origin, []).append(benchmark)
+        for origin, names in by_origin.items():
+            segments.append(f"reused {', '.join(names)} " + ("from the cache" if origin == "cache" else origin))
+        if segments:
+            lines.append(f"qwencmp: model {side.upper()}: " + "; ".join(segments))
+    return lines
+
+
+def html_page(records: Iterable[Record], run: Mapping[str, Any], stats: Mapping[str, Any] | None = None, title: str = "Model comparison") -> str:
+    """A standalone HTML page around the same summary block the pytest-html report carries."""
+    from html import escape
+
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title></head><body>{html_summary(records, run, stats)}</body></html>\n"
+    )

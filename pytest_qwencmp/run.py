@@ -35,6 +35,7 @@ from .settings import ModelRef, RunSettings
 
 if TYPE_CHECKING:  # pragma: no cover
     from .comparison import ItemComparison
+    from .saved import SavedEvaluations
 
 
 class ComparisonRun:
@@ -61,6 +62,7 @@ class ComparisonRun:
         self.baseline = baseline
         self.baseline_allow_mismatch = baseline_allow_mismatch
         self.baseline_warnings: list[str] = []
+        self.shard_plan = None  # a shards.ShardPlan when --qwencmp-shard splits the benchmarks over jobs
         self._handles: dict[str, ModelSide] | None = None
         self._evaluator = None
         self._compared: dict[str, dict[str, "ItemComparison"]] = {}
@@ -139,6 +141,7 @@ class ComparisonRun:
     @property
     def evaluator(self):
         if self._evaluator is None:
+            from .cache_exchange import ImportedEntries
             from .evaluation import Evaluator
 
             handles = self.handles
@@ -149,6 +152,7 @@ class ComparisonRun:
                 handles,
                 progress=self.progress,
                 hub=self.hub,
+                explain_miss=ImportedEntries(self.settings.cache_dir).explain_miss,
             )
         return self._evaluator
 
@@ -201,8 +205,9 @@ class ComparisonRun:
         }
 
     def _against_baseline(self, benchmark_name: str, compared: dict, evaluations: list) -> dict:
-        from .baseline import check_compatible, compare_to_baseline, number_settings
+        from .baseline import check_compatible, compare_to_baseline
         from .comparison import with_baseline
+        from .compatibility import number_settings
 
         current = number_settings(evaluations, self.settings, data=self._data_identity([benchmark_name]))
         self.baseline_warnings += check_compatible(
@@ -221,22 +226,50 @@ class ComparisonRun:
             for item_id, c in compared.items()
         }
 
-    def save_baseline(self, name: str, directory: Path, benchmark_names, project_root: Path | None = None) -> Path | None:
-        """Save the evaluations of ``benchmark_names`` (read from the cache, nothing is run) as a baseline."""
-        from .baseline import baseline_from_evaluations, machine_info, number_settings, project_commit, save_baseline
+    def saved_evaluations(
+        self, name: str, benchmark_names, project_root: Path | None = None, *, full: bool = False
+    ) -> "SavedEvaluations | None":
+        """The evaluations of ``benchmark_names`` (read from the cache, nothing is run) with their settings; None if any is missing.
 
-        evaluations = []
+        ``full`` (a shard's results, see ``saved``) adds each evaluation's record
+        and key parts, the benchmark definitions and the comparison settings.
+        """
+        from .compatibility import number_settings
+        from .saved import machine_info, project_commit, saved_from_evaluations
+
+        evaluations, key_parts = [], {}
         for name_ in benchmark_names:
             for side in ("a", "b"):
                 evaluation = self.evaluator.load_cached(side, name_)
                 if evaluation is None:
                     return None
                 evaluations.append(evaluation)
+                if full:
+                    key_parts[(side, name_)] = self.evaluator.key_parts(side, self.registry.get(name_))
         settings = number_settings(evaluations, self.settings, data=self._data_identity(benchmark_names))
-        baseline = baseline_from_evaluations(
-            name, evaluations, settings, machine=machine_info(), project_commit=project_commit(project_root)
+        return saved_from_evaluations(
+            name, evaluations, settings, machine=machine_info(), project_commit=project_commit(project_root),
+            full=full, key_parts=key_parts,
+            benchmarks={b.name: {"order": i, "definition": b.to_table()} for i, b in enumerate(self.registry.benchmarks)},
+            comparison={"correction": self.correction, "expectations": self._expectations_source()},
         )
-        return save_baseline(baseline, directory)
+
+    def _expectations_source(self) -> dict[str, str] | None:
+        """The expectations file's name and text, so a merge elsewhere judges with the same rules."""
+        path = self.settings.expectations
+        if path is None:
+            return None
+        try:
+            return {"name": path.name, "text": path.read_text(encoding="utf-8")}
+        except OSError:
+            return None
+
+    def save_baseline(self, name: str, directory: Path, benchmark_names, project_root: Path | None = None) -> Path | None:
+        """Save the evaluations of ``benchmark_names`` (read from the cache, nothing is run) as a baseline."""
+        from .baseline import save_baseline, validate_name
+
+        saved = self.saved_evaluations(validate_name(name), benchmark_names, project_root)
+        return None if saved is None else save_baseline(saved, directory)
 
     def model_loads(self) -> int:
         return sum(h.loads for h in (self._handles or {}).values())
@@ -248,6 +281,9 @@ class ComparisonRun:
             "evaluations": evaluator_stats.evaluations if evaluator_stats else 0,
             "cache_hits": evaluator_stats.cache_hits if evaluator_stats else 0,
             "evaluation_seconds": round(evaluator_stats.evaluation_seconds, 2) if evaluator_stats else 0.0,
+            "evaluated": dict(evaluator_stats.evaluated) if evaluator_stats else {},
+            "reused": dict(evaluator_stats.reused) if evaluator_stats else {},
+            "ignored": list(evaluator_stats.ignored) if evaluator_stats else [],
         }
 
     def describe(self, evaluated: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -277,6 +313,7 @@ class ComparisonRun:
             "correction": self.correction,
             "machine": f"{platform.node()} ({platform.machine()}, Python {platform.python_version()})",
             "code_sandbox": self._sandbox_description(),
+            **({"shard": self.shard_plan.to_json()} if self.shard_plan is not None else {}),
         }
 
     def _sandbox_description(self) -> str | None:

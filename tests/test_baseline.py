@@ -216,7 +216,7 @@ def test_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path, mon
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(bl.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(QwencmpError, match="No space left on device"):
         bl.save_baseline(make_baseline(full_run(70)), directory)
     assert [p.name for p in directory.iterdir()] == ["main.json"]
@@ -436,7 +436,7 @@ def test_identical_run_has_zero_delta_p_one_and_no_regression():
         result.assert_not_regressed()
     assert results[("mmlu", "overall")].matched_docs == 300
     assert results[("mmlu", "anatomy")].correction == "holm"
-    assert results[("mmlu", "overall")].correction == "un"
+    assert results[("mmlu", "overall")].correction == "none"
 
 
 def test_planted_regression_fails_with_scores_ci_and_tolerance():
@@ -538,7 +538,7 @@ def test_p_values_are_corrected_across_subjects_not_overall():
     assert anatomy.adjusted_p == pytest.approx(3 * 2 * 0.5**6)  # Holm over 3 subjects
     assert anatomy.significance == "no detectable difference" and not anatomy.regressed
     overall = results[("mmlu", "overall")]
-    assert overall.adjusted_p == overall.paired.p_value and overall.correction == "un"
+    assert overall.adjusted_p == overall.paired.p_value and overall.correction == "none"
     none = bl.compare_to_baseline(baseline, [mmlu("b", now)], tolerance_points=50.0, correction="none")
     assert none[("mmlu", "anatomy")].adjusted_p == pytest.approx(2 * 0.5**6)
     assert none[("mmlu", "anatomy")].significance == "worse" and none[("mmlu", "anatomy")].regressed

@@ -75,7 +75,11 @@ def test_one_call_per_benchmark_and_model_loaded_once(demo_assets, fresh_cache, 
 
     again = make_run(demo_assets, fresh_cache, limit="1")
     again.comparison("mmlu", "overall")
-    assert again.stats() == {"model_loads": 0, "evaluations": 0, "cache_hits": 2, "evaluation_seconds": 0.0}
+    stats = again.stats()
+    counted = {k: stats[k] for k in ("model_loads", "evaluations", "cache_hits", "evaluation_seconds")}
+    assert counted == {"model_loads": 0, "evaluations": 0, "cache_hits": 2, "evaluation_seconds": 0.0}
+    assert stats["reused"] == {"a": {"mmlu": "cache"}, "b": {"mmlu": "cache"}} and stats["evaluated"] == {}
+    assert run.stats()["evaluated"] == {"a": ["mmlu", "hellaswag"], "b": ["mmlu", "hellaswag"]}
 
 
 def test_cache_key_covers_what_changes_numbers(demo_assets, fresh_cache, offline):

@@ -197,7 +197,11 @@ def test_a_rank_that_dies_fails_the_side_in_one_paragraph_and_keeps_finished_res
         run.close()
     resumed = make_run(demo_assets.model_a, demo_assets.model_b, demo_assets.data_dir, cache, limit="3", tp_b="2")
     assert resumed.evaluator.evaluate("b", "hellaswag").items == finished.items
-    assert resumed.stats() == {"model_loads": 0, "evaluations": 0, "cache_hits": 1, "evaluation_seconds": 0.0}
+    stats = resumed.stats()
+    assert {k: stats[k] for k in ("model_loads", "evaluations", "cache_hits", "evaluation_seconds")} == {
+        "model_loads": 0, "evaluations": 0, "cache_hits": 1, "evaluation_seconds": 0.0
+    }
+    assert stats["reused"] == {"b": {"hellaswag": "cache"}}
 
 
 def test_weights_that_cannot_be_read_are_one_paragraph_and_the_group_exits(demo_assets, offline, tmp_path):

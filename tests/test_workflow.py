@@ -242,3 +242,101 @@ def test_hostile_inputs_reach_pytest_as_plain_arguments(workflow, tmp_path):
     env.update(BENCHMARKS="", LIMIT="", EXTRA_ARGS="")
     result = subprocess.run(["bash", "-e", "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert "--benchmarks" not in result.stdout.splitlines() and "--limit" not in result.stdout.splitlines()
+
+
+# --------------------------------------------------------------------------- the matrix form (evals-matrix.yml)
+
+MATRIX = ROOT / ".github" / "workflows" / "evals-matrix.yml"
+
+
+@pytest.fixture(scope="module")
+def matrix() -> dict[str, Any]:
+    return load(MATRIX)
+
+
+def named_step(workflow: dict[str, Any], job: str, fragment: str) -> dict[str, Any]:
+    (found,) = [s for s in steps(workflow, job) if fragment in str(s.get("run", "")) + str(s.get("uses", ""))]
+    return found
+
+
+def test_matrix_workflow_is_valid_against_github_schema():
+    result = validate(MATRIX)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_matrix_runs_shard_k_of_n_on_gpu_runners(matrix):
+    assert set(triggers(matrix)) == {"workflow_dispatch"}
+    assert triggers(matrix)["workflow_dispatch"]["inputs"]["model_a"]["default"] == STUDY_PAIR[0]
+    job = matrix["jobs"]["shard"]
+    assert {"self-hosted", "gpu"} <= set(job["runs-on"]) and job["needs"] == "plan"
+    assert job["strategy"]["fail-fast"] is False  # one failing shard must not cancel the others
+    assert job["strategy"]["matrix"]["shard"] == "${{ fromJSON(needs.plan.outputs.shards) }}"
+    assert job["env"]["SHARD"] == "${{ matrix.shard }}/${{ needs.plan.outputs.count }}"
+    script = named_step(matrix, "shard", 'python -m pytest "${args[@]}"')["run"]
+    for fragment in ('--qwencmp-shard "$SHARD"', '--qwencmp-json="$RESULTS"', '"$MODEL_A"', '"$MODEL_B"'):
+        assert fragment in script, fragment
+    upload = named_step(matrix, "shard", "actions/upload-artifact@")
+    assert upload["if"] == "always()" and upload["with"]["path"] == "shard-${{ matrix.shard }}.json"
+    assert job["env"]["RESULTS"] == upload["with"]["path"]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("python3") is None, reason="needs bash and python3")
+@pytest.mark.parametrize("shards, expected", [("3", ["count=3", "shards=[1, 2, 3]"]), ("1", ["count=1", "shards=[1]"]),
+                                              ("0", None), ("$(touch pwned)", None), ("65", None)])
+def test_plan_step_turns_n_into_the_matrix(matrix, tmp_path, shards, expected):
+    script = named_step(matrix, "plan", "GITHUB_OUTPUT")["run"]
+    output = tmp_path / "output"
+    env = dict(os.environ, SHARDS=shards, GITHUB_OUTPUT=str(output))
+    result = subprocess.run(["bash", "-e", "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert not (tmp_path / "pwned").exists()
+    if expected is None:
+        assert result.returncode != 0 and "shards must be a whole number from 1 to 64" in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert output.read_text().splitlines() == expected
+
+
+def test_model_a_cache_is_restored_imported_exported_and_saved(matrix):
+    job_steps = steps(matrix, "shard")
+    restore = named_step(matrix, "shard", "actions/cache/restore@")
+    imported = named_step(matrix, "shard", "pytest_qwencmp cache import")
+    compare = named_step(matrix, "shard", 'python -m pytest "${args[@]}"')
+    exported = named_step(matrix, "shard", "pytest_qwencmp cache export")
+    save = named_step(matrix, "shard", "actions/cache/save@")
+    order = [job_steps.index(s) for s in (restore, imported, compare, exported, save)]
+    assert order == sorted(order)
+    key = restore["with"]["key"]
+    assert save["with"]["key"] == key and save["with"]["path"] == restore["with"]["path"] == "qwencmp-a-cache"
+    for part in ("env.MODEL_A", "hashFiles(", "matrix.shard", "needs.plan.outputs.count", "github.run_id"):
+        assert part in key, part
+    assert "MODEL_B" not in key  # A's evaluations do not depend on the candidate
+    assert restore["with"]["restore-keys"].strip() == key[: key.index("${{ github.run_id }}")]
+    assert "--side a" in exported["run"] and '--results "$RESULTS"' in exported["run"]
+    assert exported["if"] == save["if"] == "always()"
+    assert "--cache-dir .qwencmp" in imported["run"] and "--eval-cache-dir=.qwencmp" in compare["run"]
+
+
+def test_merge_job_runs_on_a_hosted_runner_and_publishes_the_report(matrix):
+    job = matrix["jobs"]["merge"]
+    assert job["runs-on"] == "ubuntu-latest" and "shard" in job["needs"]
+    assert job["if"].startswith("always()")  # a failed shard still gets its missing-shard paragraph
+    install = named_step(matrix, "merge", "pip install --no-deps")["run"]
+    assert "torch" not in install and "lm-eval" not in install
+    download = named_step(matrix, "merge", "actions/download-artifact@")
+    upload_name = named_step(matrix, "shard", "actions/upload-artifact@")["with"]["name"]
+    assert download["with"]["pattern"] == upload_name.replace("${{ matrix.shard }}", "*")
+    script = named_step(matrix, "merge", "pytest_qwencmp merge")["run"]
+    for option in ("--html report.html", "--json results.json", "--markdown summary.md", "--junitxml junit.xml"):
+        assert option in script, option
+    report = [s for s in steps(matrix, "merge") if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert len(report) == 1 and report[0]["if"] == "always()"
+    assert {"report.html", "results.json", "junit.xml", "summary.md"} <= set(report[0]["with"]["path"].split())
+
+
+def test_matrix_inputs_reach_scripts_only_through_env(matrix):
+    offenders = [
+        f"{job}/{name}: {match.group(0)}"
+        for job, name, script in run_scripts(matrix)
+        for match in UNTRUSTED_EXPRESSION.finditer(script)
+    ]
+    assert not offenders, offenders
