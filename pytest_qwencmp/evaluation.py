@@ -21,6 +21,7 @@ from .errors import QwencmpError
 from .harness import EvaluationRequest, json_safe
 from .lm_tasks import TaskSource, lm_eval_version, task_definitions_fingerprint
 from .models import ModelSide
+from .numerical_health import NumericalHealthError, check_loglikelihoods, generation_warnings
 from .settings import RunSettings
 
 RESULT_FORMAT = 3
@@ -84,6 +85,7 @@ class BenchmarkEvaluation:
     documents: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # doc key -> prompt tail, target, answer
     lm_eval_results: Mapping[str, Any] = field(default_factory=dict)
     from_cache: bool = False
+    warnings: tuple[str, ...] = ()  # numerical health: degenerate generations (numerical_health)
 
     def item(self, item_id: str) -> ItemScore:
         for score in self.items:
@@ -106,6 +108,7 @@ class BenchmarkEvaluation:
             "wall_seconds": self.wall_seconds,
             "documents": dict(self.documents),
             "lm_eval_results": dict(self.lm_eval_results),
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -126,6 +129,7 @@ class BenchmarkEvaluation:
             documents=payload.get("documents", {}),
             lm_eval_results=payload.get("lm_eval_results", {}),
             from_cache=True,
+            warnings=tuple(payload.get("warnings", ())),
         )
 
 
@@ -238,6 +242,7 @@ class Evaluator:
         self.progress = progress
         self.stats = EvaluatorStats()
         self._done: dict[tuple[str, str], BenchmarkEvaluation] = {}
+        self._unhealthy: dict[tuple[str, str], NumericalHealthError] = {}
 
     def key_parts(self, side: str, benchmark: Benchmark) -> dict[str, Any]:
         handle = self.handles[side]
@@ -263,12 +268,19 @@ class Evaluator:
             "generation": self.settings.generation.as_gen_kwargs() if benchmark.generation else None,
             "seed": self.settings.seed,
             "data": source.data_fingerprints() if self.settings.data_dir else "hub",
+            **({"setup": handle.setup()} if handle.setup() else {}),  # adapter, chat template, model args
         }
 
     def evaluate(self, side: str, benchmark_name: str) -> BenchmarkEvaluation:
         memo_key = (side, benchmark_name)
+        if memo_key in self._unhealthy:  # reported by every item of the benchmark, evaluated once
+            raise self._unhealthy[memo_key]
         if memo_key not in self._done:
-            self._done[memo_key] = self._evaluate(side, self.registry.get(benchmark_name))
+            try:
+                self._done[memo_key] = self._evaluate(side, self.registry.get(benchmark_name))
+            except NumericalHealthError as exc:
+                self._unhealthy[memo_key] = exc
+                raise
         return self._done[memo_key]
 
     def load_cached(self, side: str, benchmark_name: str) -> BenchmarkEvaluation | None:
@@ -319,10 +331,12 @@ class Evaluator:
             gen_kwargs=gen_kwargs,
             seed=self.settings.seed,
             data_fingerprints=data_fingerprints,
+            **handle.options.prompting(),
         )
         started = time.perf_counter()
         output = handle.run(request)
         wall = round(time.perf_counter() - started, 3)
+        check_loglikelihoods(benchmark, output, handle.ref.label, info.dtype, info.requested_dtype)
         return BenchmarkEvaluation(
             benchmark=benchmark.name,
             side=side,
@@ -336,4 +350,5 @@ class Evaluator:
             wall_seconds=wall,
             documents=_documents(benchmark, output),
             lm_eval_results=json_safe({k: v for k, v in output.items() if k != "samples"}),
+            warnings=generation_warnings(benchmark, output, handle.ref.label, info.dtype),
         )

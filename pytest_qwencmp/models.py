@@ -8,6 +8,10 @@ transformers on CPU, where FP16 is mapped to float32 with a one-line notice.
 run whose evaluations are all cached loads nothing, and counts its loads. A
 model split across GPUs lives in a group of processes instead
 (``tensor_parallel.TensorParallelHandle``, the same ``ModelSide`` interface).
+A side's ``ModelOptions`` (chat template, adapter, model arguments) are applied
+here: checked before the weights load (``preflight``), then passed to
+transformers, peft (``adapters``) and ``HFLM``. On a single CUDA device the
+weights load straight onto it (``device_map``), never staged in host memory.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from .errors import QwencmpError
+from .model_options import ModelOptions
 from .settings import ModelRef
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,6 +74,7 @@ class ModelInfo:
     load_seconds: float
     notice: str
     tensor_parallel: int = 1
+    setup: Mapping[str, Any] = field(default_factory=dict)  # ModelOptions.setup(): adapter, chat template, model args
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -303,8 +309,26 @@ def _load_error(ref: ModelRef, exc: BaseException) -> QwencmpError:
     return QwencmpError(f"Could not load model {ref.label!r} ({where}): {type(exc).__name__}: {reason}. Fix: {hint}.")
 
 
-def load_model(ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, fingerprint: str):
-    """Load weights and tokenizer per ``plan`` and wrap them as lm-eval's HFLM. Returns (lm, ModelInfo).
+def placement(plan: ExecutionPlan) -> dict[str, Any]:
+    """``device_map`` for ``from_pretrained``: a single CUDA device gets its weights straight from the
+    checkpoint (no staging copy in host memory); CPU needs none (transformers keeps one copy, read from
+    the memory-mapped file), and a model split by DeepSpeed loads on the host, where AutoTP shards it.
+    """
+    if plan.tensor_parallel == 1 and plan.device.startswith("cuda"):
+        return {"device_map": {"": plan.device}}
+    return {}
+
+
+def load_model(
+    ref: ModelRef,
+    plan: ExecutionPlan,
+    requested_dtype: str,
+    fingerprint: str,
+    options: ModelOptions = ModelOptions(),
+    adapter_fingerprint: str | None = None,
+):
+    """Load weights and tokenizer per ``plan`` and ``options`` and wrap them as lm-eval's HFLM.
+    Returns (lm, ModelInfo).
 
     In a tensor-parallel group each rank calls this with its own ``plan.device``
     and keeps its shard of the weights.
@@ -315,21 +339,31 @@ def load_model(ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, fingerp
 
         source = str(ref.path) if ref.is_local else ref.name_or_path
         kwargs: dict[str, Any] = {"revision": ref.revision} if ref.revision else {}
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=_torch_dtype(plan.dtype), **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs, **options.tokenizer_kwargs())
+        if options.chat_template and not getattr(tokenizer, "chat_template", None):
+            from .preflight import no_chat_template
+
+            raise no_chat_template(ref.label, "--apply-chat-template", "its tokenizer loaded without one")
+        load_kwargs = {**placement(plan), **_load_options(options, plan)}
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=_torch_dtype(plan.dtype), **kwargs, **load_kwargs)
     except QwencmpError:
         raise
     except Exception as exc:  # missing files, unknown hub id, truncated weights (SafetensorError), bad config...
         raise _load_error(ref, exc) from None
     model.eval()
     parameters = sum(p.numel() for p in model.parameters())
+    if options.peft is not None:
+        from .adapters import attach_adapter
+
+        # DeepSpeed gets the adapter merged into plain linear layers (AutoTP splits those).
+        model = attach_adapter(model, options.peft, merge=plan.backend == "deepspeed")
     if plan.backend == "deepspeed":
         model = _deepspeed_module(model, plan)
-    elif plan.device != "cpu":
+    elif plan.device != "cpu" and not placement(plan):
         model = model.to(plan.device)
     from lm_eval.models.huggingface import HFLM
 
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=plan.batch_size, device=plan.device)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=plan.batch_size, device=plan.device, **options.lm_kwargs())
     info = ModelInfo(
         label=ref.label,
         name_or_path=ref.name_or_path,
@@ -343,8 +377,24 @@ def load_model(ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, fingerp
         load_seconds=round(time.perf_counter() - started, 3),
         notice=plan.notice,
         tensor_parallel=plan.tensor_parallel,
+        setup=options.setup(adapter_fingerprint),
     )
     return lm, info
+
+
+def _load_options(options: ModelOptions, plan: ExecutionPlan) -> dict[str, Any]:
+    """``from_pretrained`` keywords from ``--model-args``: trust_remote_code, attn_implementation, and a
+    ``BitsAndBytesConfig`` for load_in_4bit/load_in_8bit (loaded onto the plan's device)."""
+    kwargs = options.load_kwargs()
+    bnb = options.bnb_settings()
+    if bnb:
+        from transformers import BitsAndBytesConfig
+
+        if "bnb_4bit_compute_dtype" in bnb:
+            bnb["bnb_4bit_compute_dtype"] = _torch_dtype(bnb["bnb_4bit_compute_dtype"])
+        kwargs["quantization_config"] = BitsAndBytesConfig(**bnb)
+        kwargs.setdefault("device_map", {"": plan.device})
+    return kwargs
 
 
 def _deepspeed_module(model, plan: ExecutionPlan):
@@ -374,8 +424,12 @@ class ModelSide(Protocol):
     plan: ExecutionPlan
     loads: int
 
+    options: ModelOptions
+
     @property
     def fingerprint(self) -> str: ...
+
+    def setup(self) -> dict[str, Any]: ...
 
     def load(self) -> ModelInfo: ...
 
@@ -393,13 +447,17 @@ class ModelHandle:
     Subclasses that keep the model elsewhere override ``_load``, ``_run`` and ``close``.
     """
 
-    def __init__(self, side: str, ref: ModelRef, plan: ExecutionPlan, requested_dtype: str) -> None:
+    def __init__(
+        self, side: str, ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, options: ModelOptions = ModelOptions()
+    ) -> None:
         self.side = side
         self.ref = ref
         self.plan = plan
         self.requested_dtype = requested_dtype
+        self.options = options
         self.loads = 0
         self._fingerprint: str | None = None
+        self._adapter_fingerprint: str | None = None
         self._info: ModelInfo | None = None
         self._lm: Any = None
         self._error: QwencmpError | None = None
@@ -410,11 +468,31 @@ class ModelHandle:
             self._fingerprint = model_fingerprint(self.ref)
         return self._fingerprint
 
+    @property
+    def adapter_fingerprint(self) -> str | None:
+        """Identity of the PEFT adapter's weights (content hash, or hub revision); None without one."""
+        if self.options.peft is not None and self._adapter_fingerprint is None:
+            self._adapter_fingerprint = model_fingerprint(self.options.peft)
+        return self._adapter_fingerprint
+
+    def setup(self) -> dict[str, Any]:
+        """The side's adapter, chat template and model arguments as they change its numbers (cache key,
+        report, baselines); empty for a plain model."""
+        return self.options.setup(self.adapter_fingerprint)
+
+    def preflight(self) -> None:
+        """Check what can be checked before any weights load (chat template, quantization library)."""
+        from .preflight import check_model
+
+        option = "--apply-chat-template"
+        check_model(self.ref.label, weights_folder(self.ref), self.options, self.plan.device.split(",")[0], option)
+
     def load(self) -> ModelInfo:
         if self._error is not None:
             raise self._error
         if self._info is None:
             try:
+                self.preflight()
                 self._info = self._load()
             except QwencmpError as exc:
                 self._error = exc
@@ -433,7 +511,9 @@ class ModelHandle:
         self._info = None
 
     def _load(self) -> ModelInfo:
-        self._lm, info = load_model(self.ref, self.plan, self.requested_dtype, self.fingerprint)
+        self._lm, info = load_model(
+            self.ref, self.plan, self.requested_dtype, self.fingerprint, self.options, self.adapter_fingerprint
+        )
         return info
 
     def _run(self, request: "EvaluationRequest") -> Mapping[str, Any]:
@@ -460,6 +540,7 @@ class ModelHandle:
             "device": self.plan.device,
             "notice": self.plan.notice,
             "tensor_parallel": self.plan.tensor_parallel,
+            "setup": self.setup(),
         }
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Iterable, Mapping, Sequence
 
+from .model_options import describe_setup
+
 Record = Mapping[str, Any]
 
 
@@ -126,6 +128,8 @@ def settings_lines(run: Mapping[str, Any]) -> list[str]:
         )
         if model.get("notice"):
             lines.append(f"  note: {model['notice']}")
+        for name, text in describe_setup(model.get("setup") or {}):  # adapter, chat template, model args
+            lines.append(f"  {name}: {text}")
     for key in ("num_fewshot", "limit", "generation", "seed", "data", "lm_eval_version", "correction", "code_sandbox"):
         if key in run and run[key] not in (None, {}, ""):
             value = run[key]

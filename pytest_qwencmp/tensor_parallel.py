@@ -43,6 +43,7 @@ from typing import Any, Mapping
 
 from .errors import OutOfMemory, QwencmpError
 from .harness import EvaluationRequest, run_request
+from .model_options import ModelOptions
 from .models import ExecutionPlan, ModelHandle, ModelInfo, load_model
 from .settings import ModelRef
 
@@ -63,6 +64,8 @@ class LoadModel:
     plan: ExecutionPlan
     requested_dtype: str
     fingerprint: str
+    options: ModelOptions = ModelOptions()
+    adapter_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -266,8 +269,11 @@ class ProcessGroup:
 class TensorParallelHandle(ModelHandle):
     """One side's model, split across ``plan.tensor_parallel`` processes by DeepSpeed."""
 
-    def __init__(self, side: str, ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, *, log_root: Path) -> None:
-        super().__init__(side, ref, plan, requested_dtype)
+    def __init__(
+        self, side: str, ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, *, log_root: Path,
+        options: ModelOptions = ModelOptions(),
+    ) -> None:
+        super().__init__(side, ref, plan, requested_dtype, options)
         self.log_root = log_root
         self._group: ProcessGroup | None = None
 
@@ -278,7 +284,8 @@ class TensorParallelHandle(ModelHandle):
         try:
             self._group.start()
             return self._group.call(
-                LoadModel(self.ref, self.plan, self.requested_dtype, self.fingerprint), f"loading {self.ref.label}"
+                LoadModel(self.ref, self.plan, self.requested_dtype, self.fingerprint, self.options, self.adapter_fingerprint),
+                f"loading {self.ref.label}",
             )
         except QwencmpError:
             self._group.stop()
@@ -342,7 +349,10 @@ def _serve(rank: int, local_rank: int, error_log: Path) -> int:
         try:
             if isinstance(message, LoadModel):
                 device = f"cuda:{local_rank}" if on_cuda else "cpu"
-                lm, info = load_model(message.ref, replace(message.plan, device=device), message.requested_dtype, message.fingerprint)
+                lm, info = load_model(
+                    message.ref, replace(message.plan, device=device), message.requested_dtype, message.fingerprint,
+                    message.options, message.adapter_fingerprint,
+                )
                 value: Any = replace(info, device=message.plan.device)
             else:
                 value = run_request(lm, message.request)
