@@ -297,7 +297,7 @@ class Evaluator:
     def _evaluate(self, side: str, benchmark: Benchmark) -> BenchmarkEvaluation:
         parts = self.key_parts(side, benchmark)
         key = cache_key(parts)
-        label = self.handles[side].ref.label
+        label = self.handles[side].label
         with self.cache.locked(key):
             payload = self.cache.load(key)
             if payload is not None:
@@ -323,7 +323,7 @@ class Evaluator:
         gen_kwargs = self.settings.generation.as_gen_kwargs() if benchmark.generation else None
         request = EvaluationRequest(
             benchmark=benchmark,
-            label=handle.ref.label,
+            label=handle.label,
             data_dir=self.settings.data_dir,
             datasets_cache=self.cache.root / "datasets",
             num_fewshot=self.settings.shots_for(benchmark.name, benchmark.num_fewshot),
@@ -336,7 +336,7 @@ class Evaluator:
         started = time.perf_counter()
         output = handle.run(request)
         wall = round(time.perf_counter() - started, 3)
-        check_loglikelihoods(benchmark, output, handle.ref.label, info.dtype, info.requested_dtype)
+        check_loglikelihoods(benchmark, output, handle.label, info.dtype, info.requested_dtype)
         return BenchmarkEvaluation(
             benchmark=benchmark.name,
             side=side,
@@ -350,5 +350,5 @@ class Evaluator:
             wall_seconds=wall,
             documents=_documents(benchmark, output),
             lm_eval_results=json_safe({k: v for k, v in output.items() if k != "samples"}),
-            warnings=generation_warnings(benchmark, output, handle.ref.label, info.dtype),
+            warnings=generation_warnings(benchmark, output, handle.label, info.dtype),
         )

@@ -92,6 +92,14 @@ class ModelOptions:
     peft: ModelRef | None = None
     model_args: tuple[tuple[str, Any], ...] = ()
 
+    def label(self, model_label: str) -> str:
+        """The side's display name: the model's, plus its adapter and chat template (``Qwen2.5-7B+my-lora [chat]``),
+        so a model compared with itself plus an adapter or template reads as two models."""
+        label = model_label + (f"+{self.peft.label}" if self.peft is not None else "")
+        if self.chat_template:
+            label += " [chat]" if self.chat_template is True else f" [chat:{self.chat_template}]"
+        return label + (f" [{self.dtype}]" if self.dtype else "")
+
     @property
     def dtype(self) -> str | None:
         """A dtype given in ``--model-args`` (only allowed when --dtype is not given)."""

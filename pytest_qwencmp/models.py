@@ -365,7 +365,7 @@ def load_model(
 
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=plan.batch_size, device=plan.device, **options.lm_kwargs())
     info = ModelInfo(
-        label=ref.label,
+        label=options.label(ref.label),
         name_or_path=ref.name_or_path,
         revision=ref.revision,
         fingerprint=fingerprint,
@@ -427,6 +427,9 @@ class ModelSide(Protocol):
     options: ModelOptions
 
     @property
+    def label(self) -> str: ...
+
+    @property
     def fingerprint(self) -> str: ...
 
     def setup(self) -> dict[str, Any]: ...
@@ -467,6 +470,11 @@ class ModelHandle:
         if self._fingerprint is None:
             self._fingerprint = model_fingerprint(self.ref)
         return self._fingerprint
+
+    @property
+    def label(self) -> str:
+        """The side's display name (model, adapter, chat template): ``ModelOptions.label``."""
+        return self.options.label(self.ref.label)
 
     @property
     def adapter_fingerprint(self) -> str | None:
@@ -531,7 +539,7 @@ class ModelHandle:
     def describe(self) -> dict[str, Any]:
         """What ran or will run, without loading anything."""
         return {
-            "label": self.ref.label,
+            "label": self.label,
             "name_or_path": self.ref.name_or_path,
             "revision": self.ref.revision,
             "backend": self.plan.backend,

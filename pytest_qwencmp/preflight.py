@@ -98,11 +98,11 @@ def check_quantization(label: str, config: Mapping[str, Any], *, pre_quantized: 
     before reading weights), so the answer is the library's, not a guess.
     """
     method = str(config.get("quant_method") or ("bitsandbytes" if config.get("load_in_4bit") or config.get("load_in_8bit") else "unknown"))
-    try:
-        from transformers.quantizers.auto import AutoHfQuantizer
+    from transformers.quantizers.auto import AutoHfQuantizer
 
-        if not AutoHfQuantizer.supports_quant_method(dict(config)):
-            raise ValueError(f"transformers does not know the quantization method {method!r}")
+    if not AutoHfQuantizer.supports_quant_method(dict(config)):
+        return  # transformers ignores a method it does not know (with a warning) and loads the weights as they are
+    try:
         quantizer = AutoHfQuantizer.from_config(dict(config), pre_quantized=pre_quantized)
         quantizer.validate_environment(device_map={"": device}, weights_only=True, dtype=None)
     except (ImportError, RuntimeError, ValueError, TypeError, KeyError) as exc:
