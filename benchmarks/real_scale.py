@@ -40,26 +40,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PYTHON, REPO, build_demo, offline_env  # noqa: E402
+from gpu_throughput import QWEN25_CONFIGS  # noqa: E402
 
 DEFAULT_ROOT = Path("/tmp/qwencmp-real-scale")
 SEEDS = (1, 2)
-QWEN25_1_5B = dict(
-    vocab_size=151936,
-    hidden_size=1536,
-    intermediate_size=8960,
-    num_hidden_layers=28,
-    num_attention_heads=12,
-    num_key_value_heads=2,
-    max_position_embeddings=131072,
-    max_window_layers=21,
-    rms_norm_eps=1e-6,
-    rope_theta=1000000.0,
-    tie_word_embeddings=True,
-    bos_token_id=151643,
-    eos_token_id=151643,
-    hidden_act="silu",
-    initializer_range=0.02,
-)
+QWEN25_1_5B = QWEN25_CONFIGS["Qwen2.5-1.5B"]  # the published config.json, as the GPU script uses it
 PUBLISHED_PARAMETERS = 1_543_714_304
 # Qwen2's pre-tokenizer (single digits), as in the published tokenizer.json.
 QWEN2_PATTERN = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
@@ -69,15 +54,7 @@ QWEN25_SPECIAL_TOKENS = (
     "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>",
     "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
 )
-CHATML_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{%- if loop.first and message['role'] != 'system' %}"
-    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
+
 
 
 def checkpoint(root: Path, seed: int) -> Path:
@@ -102,6 +79,8 @@ def qwen25_tokenizer():
         model_max_length=131072,
         clean_up_tokenization_spaces=False,
     )
+    from pytest_qwencmp.demo_variants import CHATML_TEMPLATE
+
     tokenizer.chat_template = CHATML_TEMPLATE
     return tokenizer
 
@@ -269,27 +248,36 @@ def e2e(args) -> None:
     done = subprocess.run(command, capture_output=True, text=True, env=offline_env(None), cwd=REPO)
     wall = time.perf_counter() - started
     print(done.stdout[-6000:], done.stderr[-3000:], sep="\n", flush=True)
-    checks = e2e_checks(report, results, work / "cache")
+    checks = e2e_checks(report, results, work / "cache", a)
     print(json.dumps({"wall_seconds": round(wall, 1), "pytest_exit": done.returncode, **checks}, indent=2), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"command": command, "wall_seconds": round(wall, 1), **checks}, indent=2))
 
 
-def e2e_checks(report: Path, results: Path, cache: Path) -> dict:
+def e2e_checks(report: Path, results: Path, cache: Path, checkpoint_dir: Path) -> dict:
+    """What the run recorded: the report's parameter count, the JSON's models, the cached evaluations."""
+    from transformers import AutoConfig, AutoTokenizer
+
     html = report.read_text(encoding="utf-8") if report.exists() else ""
     document = json.loads(results.read_text()) if results.exists() else {}
-    models = (document.get("run") or document.get("settings") or {}).get("models") or {}
-    cached = [json.loads(p.read_text()) for p in cache.rglob("*.json") if p.parent.name != "demo" and "key" in p.read_text()[:200]]
-    cached_models = [c.get("model", {}) for c in cached if isinstance(c, dict) and "model" in c]
-    lm_eval_configs = [
-        c.get("lm_eval_results", {}).get("config", {}) for c in cached if isinstance(c, dict)
-    ]
+    models = document.get("models") or {}
+    payloads = [json.loads(json.loads(p.read_text())["payload"]) for p in (cache / "evaluations").rglob("*.json")]
+    config = AutoConfig.from_pretrained(checkpoint_dir)
     return {
+        "checkpoint": {
+            "vocab_size": config.vocab_size, "tie_word_embeddings": config.tie_word_embeddings,
+            "attention_heads": config.num_attention_heads, "key_value_heads": config.num_key_value_heads,
+            "tokenizer_tokens": len(AutoTokenizer.from_pretrained(checkpoint_dir)),
+        },
         "report_says_1.54B": "1.54B" in html,
-        "json_parameters": {side: (m or {}).get("parameters") for side, m in models.items()},
-        "cached_evaluations": len(cached_models),
-        "cached_parameters": sorted({m.get("parameters") for m in cached_models}),
-        "lm_eval_model_num_parameters": sorted({c.get("model_num_parameters") for c in lm_eval_configs if c}),
+        "json_parameters": {side: m.get("parameters") for side, m in models.items()},
+        "json_labels": {side: m.get("label") for side, m in models.items()},
+        "comparisons": [(c["benchmark"], c["item"], c["a"], c["b"]) for c in document.get("comparisons", [])],
+        "cached_evaluations": sorted((p["benchmark"], p["model"]["label"], p["model"]["parameters"],
+                                      p["lm_eval_results"]["config"].get("model_num_parameters"), len(p["documents"]))
+                                     for p in payloads),
+        "sample_answer": next((d["answer"][:120] for p in payloads if p["benchmark"] == "mbpp"
+                               for d in p["documents"].values()), None),
     }
 
 

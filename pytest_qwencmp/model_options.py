@@ -98,6 +98,8 @@ class ModelOptions:
         label = model_label + (f"+{self.peft.label}" if self.peft is not None else "")
         if self.chat_template:
             label += " [chat]" if self.chat_template is True else f" [chat:{self.chat_template}]"
+        bits = self.bnb_settings()
+        label += " [4-bit]" if bits.get("load_in_4bit") else " [8-bit]" if bits.get("load_in_8bit") else ""
         return label + (f" [{self.dtype}]" if self.dtype else "")
 
     @property

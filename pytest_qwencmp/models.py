@@ -351,7 +351,7 @@ def load_model(
     except Exception as exc:  # missing files, unknown hub id, truncated weights (SafetensorError), bad config...
         raise _load_error(ref, exc) from None
     model.eval()
-    parameters = sum(p.numel() for p in model.parameters())
+    parameters = _parameter_count(model)
     if options.peft is not None:
         from .adapters import attach_adapter
 
@@ -380,6 +380,12 @@ def load_model(
         setup=options.setup(adapter_fingerprint),
     )
     return lm, info
+
+
+def _parameter_count(model) -> int:
+    """The model's parameters; transformers' count undoes bitsandbytes 4-bit packing (two weights per byte)."""
+    counter = getattr(model, "num_parameters", None)
+    return int(counter()) if callable(counter) else sum(p.numel() for p in model.parameters())
 
 
 def _load_options(options: ModelOptions, plan: ExecutionPlan) -> dict[str, Any]:
