@@ -96,6 +96,7 @@ def test_poisoned_model_fails_its_items_with_one_paragraph_and_is_not_cached(pyt
     assert [e["model"]["label"] for e in cached_evaluations(cache)] == ["model_a"]  # the broken run is not cached
 
 
+@pytest.mark.slow  # MBPP: 256 generated tokens and a sandboxed program per side
 def test_repeated_character_generations_are_warned_in_terminal_json_and_html(pytester, suite, demo_assets, variants, offline, tmp_path):
     results, html = pytester.path / "results.json", pytester.path / "report.html"
     result = pytester.runpytest_inprocess(*run_args(
