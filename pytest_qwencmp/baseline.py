@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from .benchmarks import OVERALL
-from .compatibility import IDENTITY, number_settings
+from .compatibility import ADAPTER_IDENTITY, IDENTITY, number_settings
 from .compatibility import settings_mismatches as _settings_mismatches
 from .errors import QwencmpError
 from .evaluation import BenchmarkEvaluation, ItemScore, json_safe
@@ -238,7 +238,7 @@ def settings_mismatches(
     ``compatibility.settings_mismatches`` worded "baseline …, now …", without
     the models' fingerprints (a baseline is compared with another model B).
     """
-    return _settings_mismatches(baseline, current_settings, sides=sides, ignore=(IDENTITY,))
+    return _settings_mismatches(baseline, current_settings, sides=sides, ignore=(IDENTITY, ADAPTER_IDENTITY))
 
 
 def check_compatible(

@@ -8,8 +8,9 @@ answer it here:
 * :func:`number_settings` records the settings that change a number, as a
   JSON mapping (what actually ran: per model its weights' fingerprint, dtype,
   backend, device type, tensor-parallel size, and per benchmark the shots,
-  task versions and generation kwargs; the lm-eval version, limit, seed and
-  data). Adding a number-changing setting is one line: a name in
+  task versions and generation kwargs; per model its adapter and setup —
+  chat template, system instruction, model arguments; the lm-eval version,
+  limit, seed and data). Adding a number-changing setting is one line: a name in
   :data:`MODEL_SETTINGS` (recorded in each evaluation's model description),
   :data:`BENCHMARK_SETTINGS` (per evaluation) or :data:`RUN_SETTINGS` (a
   ``RunSettings`` attribute).
@@ -39,6 +40,8 @@ __all__ = [
     "BENCHMARK_SETTINGS",
     "RUN_SETTINGS",
     "IDENTITY",
+    "ADAPTER_IDENTITY",
+    "SETUP",
     "number_settings",
     "settings_mismatches",
 ]
@@ -52,6 +55,11 @@ RUN_SETTINGS = ("limit", "seed")
 # Per side, the weights' fingerprint. Shards and cache entries must agree on it;
 # a baseline comparison ignores it (model B is meant to change).
 IDENTITY = "model"
+# Per side, the PEFT adapter's fingerprint (None without one): identity too, ignored like IDENTITY by baselines.
+ADAPTER_IDENTITY = "adapter"
+# Per side, how the model is prompted and loaded (ModelOptions.setup() less the adapter): chat template,
+# few-shot as multi-turn, system instruction, model arguments. A number-changing setting like dtype.
+SETUP = "setup"
 
 _SIDE_LABEL = {"a": "model A", "b": "model B"}
 
@@ -72,8 +80,9 @@ def number_settings(
     """The settings that change a run's numbers, as a JSON mapping.
 
     From the evaluations (what actually ran): per side the weights'
-    fingerprint (``model``), the :data:`MODEL_SETTINGS` and the device type the
-    weights ran with, and per (side, benchmark) the shots (lm-eval's
+    fingerprint (``model``) and its PEFT adapter's (``adapter``), the
+    :data:`MODEL_SETTINGS`, the device type the weights ran with and the
+    model's ``setup`` (chat template, system instruction, model arguments), and per (side, benchmark) the shots (lm-eval's
     ``n-shot``; one number when all tasks agree), the task versions (lm-eval's
     ``versions``) and the generation kwargs; the lm-eval version. From
     ``settings``: the :data:`RUN_SETTINGS` (``limit``, ``seed``). ``data``
@@ -94,6 +103,7 @@ def number_settings(
     versions: set[str] = set()
     benchmarks: set[str] = set()
     execution: dict[str, dict[str, set[str]]] = {}
+    setups: dict[str, list[dict[str, Any]]] = {}
     for evaluation in evaluations:
         benchmarks.add(evaluation.benchmark)
         run = runs.setdefault(evaluation.side, {"benchmarks": {}})
@@ -106,6 +116,12 @@ def number_settings(
             seen.setdefault("device_type", set()).add(str(model["device"]).split(":")[0])
         if model.get("fingerprint") is not None:
             seen.setdefault(IDENTITY, set()).add(str(model["fingerprint"]))
+        if "setup" in model:  # recorded since per-side model options exist; older saved files have none
+            setup = dict(model.get("setup") or {})
+            setup.pop("adapter", None)  # where the adapter was read from: its fingerprint says what it is
+            seen.setdefault(ADAPTER_IDENTITY, set()).add(str(setup.pop("adapter_fingerprint", None) or "none"))
+            if setup not in setups.setdefault(evaluation.side, []):
+                setups[evaluation.side].append(setup)
         run["benchmarks"][evaluation.benchmark] = {"num_fewshot": _single_or_mapping(evaluation.n_shot)}
         for name, attribute in BENCHMARK_SETTINGS.items():
             value = getattr(evaluation, attribute)
@@ -115,6 +131,8 @@ def number_settings(
     for side, seen in execution.items():
         for key, values in seen.items():  # one value unless the side's evaluations disagree
             runs[side][key] = next(iter(values)) if len(values) == 1 else sorted(values)
+    for side, found in setups.items():
+        runs[side][SETUP] = found[0] if len(found) == 1 else found
     if versions:
         out["lm_eval_version"] = versions.pop() if len(versions) == 1 else sorted(versions)
     if settings is not None:

@@ -225,21 +225,31 @@ def write_manifest(root: Path) -> None:
     (root / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def build_into(root: Path, progress: Callable[[str], None] = lambda line: None) -> None:
-    """Write data, tokenizer and both models into ``root`` (an empty folder), one progress line per step."""
-    started = time.perf_counter()
-    progress("qwencmp: building the embedded demo (synthetic data and two small models; once, then cached)")
+def demo_documents() -> tuple[dict, dict, dict]:
+    """The demo's MMLU, HellaSwag and MBPP documents (seeded: the same on every call)."""
     rng = random.Random(SEED)
     mmlu = make_mmlu_docs(rng, mmlu_subjects())
     hellaswag = make_hellaswag_docs(rng)
     mbpp = make_mbpp_docs(rng)
+    return mmlu, hellaswag, mbpp
+
+
+def demo_training_items(mmlu, hellaswag, mbpp) -> list[TrainingItem]:
+    """What the demo models are trained on (also used to fine-tune demo variants)."""
+    return training_items(mmlu, hellaswag, mbpp, mbpp_fewshot_examples(), random.Random(SEED + 1))
+
+
+def build_into(root: Path, progress: Callable[[str], None] = lambda line: None) -> None:
+    """Write data, tokenizer and both models into ``root`` (an empty folder), one progress line per step."""
+    started = time.perf_counter()
+    progress("qwencmp: building the embedded demo (synthetic data and two small models; once, then cached)")
+    mmlu, hellaswag, mbpp = demo_documents()
     data_dir = root / "data"
     write_mmlu(data_dir / MMLU_PATH, mmlu)
     write_hellaswag(data_dir / HELLASWAG_PATH, hellaswag)
     write_mbpp(data_dir / MBPP_PATH, mbpp)
 
-    fewshot = mbpp_fewshot_examples()
-    items = training_items(mmlu, hellaswag, mbpp, fewshot, random.Random(SEED + 1))
+    items = demo_training_items(mmlu, hellaswag, mbpp)
     corpus = tokenizer_corpus(items, mmlu, hellaswag, mbpp)
     with deterministic_torch(), quiet_progress_bars():
         tokenizer = train_tokenizer(corpus)
@@ -851,16 +861,20 @@ def gold_loss(model, ids, predicts_gold, prefix=None):
 
 def train_model(recipe: ModelRecipe, tokenizer, items: Sequence[TrainingItem], shape: BatchShape = BatchShape()):
     """AdamW on the gold continuations; every step takes a batch of each benchmark."""
+    return fit(new_model(recipe, tokenizer), recipe, tokenizer, items, shape)
+
+
+def fit(model, recipe: ModelRecipe, tokenizer, items: Sequence[TrainingItem], shape: BatchShape = BatchShape()):
+    """Train ``model``'s trainable parameters per ``recipe`` (steps, learning rate, seed) on ``items``."""
     import torch
 
-    model = new_model(recipe, tokenizer)
     model.train()
     rng = random.Random(recipe.seed)
     plans = []
     for benchmark in ("mmlu", "hellaswag", "mbpp"):
         encoded = encode_benchmark(tokenizer, [i for i in items if i.benchmark == benchmark])
         plans.append((encoded, batch_schedule(encoded.repeats, getattr(shape, benchmark), recipe.steps, rng)))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=0.0)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=recipe.learning_rate, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(step, recipe))
     for step in range(recipe.steps):
         loss = sum(step_loss(model, encoded, schedule[step]) for encoded, schedule in plans)

@@ -26,6 +26,7 @@ from .harness import EvaluationRequest, json_safe
 from .lm_tasks import TaskSource, lm_eval_version, task_definitions_fingerprint
 from .model_sources import HubAccess
 from .models import ModelSide
+from .numerical_health import check_loglikelihoods, generation_warnings
 from .settings import RunSettings
 
 RESULT_FORMAT = 3
@@ -89,6 +90,7 @@ class BenchmarkEvaluation:
     documents: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # doc key -> prompt tail, target, answer
     lm_eval_results: Mapping[str, Any] = field(default_factory=dict)
     from_cache: bool = False
+    warnings: tuple[str, ...] = ()  # numerical health: degenerate generations (numerical_health)
 
     def item(self, item_id: str) -> ItemScore:
         for score in self.items:
@@ -111,6 +113,7 @@ class BenchmarkEvaluation:
             "wall_seconds": self.wall_seconds,
             "documents": dict(self.documents),
             "lm_eval_results": dict(self.lm_eval_results),
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -131,6 +134,7 @@ class BenchmarkEvaluation:
             documents=payload.get("documents", {}),
             lm_eval_results=payload.get("lm_eval_results", {}),
             from_cache=True,
+            warnings=tuple(payload.get("warnings", ())),
         )
 
 
@@ -277,6 +281,7 @@ class Evaluator:
             "generation": self.settings.generation.as_gen_kwargs() if benchmark.generation else None,
             "seed": self.settings.seed,
             "data": source.data_fingerprints() if self.settings.data_dir else "hub",
+            **({"setup": handle.setup()} if handle.setup() else {}),  # adapter, chat template, model args
         }
 
     def evaluate(self, side: str, benchmark_name: str) -> BenchmarkEvaluation:
@@ -292,7 +297,7 @@ class Evaluator:
                 raise
             except Exception as exc:  # unexpected: its traceback shows once, later items get one line
                 self._failed[memo_key] = QwencmpError(
-                    f"The evaluation of {benchmark_name} on {self.handles[side].ref.label} failed earlier in this "
+                    f"The evaluation of {benchmark_name} on {self.handles[side].label} failed earlier in this "
                     f"session ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); it is not attempted again. "
                     "The first failing item shows the traceback."
                 )
@@ -355,7 +360,7 @@ class Evaluator:
     def _evaluate(self, side: str, benchmark: Benchmark) -> BenchmarkEvaluation:
         parts = self.key_parts(side, benchmark)
         key = cache_key(parts)
-        label = self.handles[side].ref.label
+        label = self.handles[side].label
         what = f"the evaluation of {benchmark.title} × {label}"
         with self.cache.locked(key, what=what, timeout=self.settings.lock_timeout, progress=self.progress):
             payload = self.cache.load(key)
@@ -396,7 +401,7 @@ class Evaluator:
         gen_kwargs = self.settings.generation.as_gen_kwargs() if benchmark.generation else None
         request = EvaluationRequest(
             benchmark=benchmark,
-            label=handle.ref.label,
+            label=handle.label,
             data_dir=self.settings.data_dir,
             datasets_cache=self.cache.root / "datasets",
             num_fewshot=self.settings.shots_for(benchmark.name, benchmark.num_fewshot),
@@ -404,10 +409,12 @@ class Evaluator:
             gen_kwargs=gen_kwargs,
             seed=self.settings.seed,
             data_fingerprints=data_fingerprints,
+            **handle.options.prompting(),
         )
         started = time.perf_counter()
         output = handle.run(request)
         wall = round(time.perf_counter() - started, 3)
+        check_loglikelihoods(benchmark, output, handle.label, info.dtype, info.requested_dtype)
         return BenchmarkEvaluation(
             benchmark=benchmark.name,
             side=side,
@@ -421,4 +428,5 @@ class Evaluator:
             wall_seconds=wall,
             documents=_documents(benchmark, output),
             lm_eval_results=json_safe({k: v for k, v in output.items() if k != "samples"}),
+            warnings=generation_warnings(benchmark, output, handle.label, info.dtype),
         )

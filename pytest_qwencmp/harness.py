@@ -1,7 +1,9 @@
 """One ``lm_eval.simple_evaluate`` call on an already loaded model.
 
 ``EvaluationRequest`` says everything the call needs besides the model — the
-benchmark, where its data lives, shots, limit, generation settings, seed — and
+benchmark, where its data lives, shots, limit, generation settings, seed, and
+the side's prompting (chat template, few-shot as multi-turn, system
+instruction, passed exactly as lm-eval's CLI passes them) — and
 is plain, picklable data, so the same request runs in this process or in every
 rank of a tensor-parallel group (``tensor_parallel``). ``run_request`` builds
 the task manager over the real task definitions (``lm_tasks``), runs MBPP's
@@ -44,6 +46,9 @@ class EvaluationRequest:
     gen_kwargs: Mapping[str, Any] | None
     seed: int
     data_fingerprints: Mapping[str, str] | None = None  # content hashes of the local data, when already computed
+    apply_chat_template: bool | str = False  # lm-eval's apply_chat_template: False, True or a template name
+    fewshot_as_multiturn: bool = False
+    system_instruction: str | None = None
 
 
 def run_request(lm, request: EvaluationRequest) -> dict[str, Any] | None:
@@ -127,6 +132,9 @@ def _simple_evaluate(lm, request: EvaluationRequest, manager):
                 torch_random_seed=request.seed,
                 fewshot_random_seed=request.seed,
                 confirm_run_unsafe_code=True,
+                apply_chat_template=request.apply_chat_template,
+                fewshot_as_multiturn=request.fewshot_as_multiturn,
+                system_instruction=request.system_instruction,
             )
     except QwencmpError:
         raise

@@ -59,6 +59,7 @@ from .report import (
     noise_sentence,
     overall_sentence,
 )
+from .model_options import describe_setup
 
 NEAR_ZERO_POINTS = 2.0
 ASSETS = Path(__file__).with_name("report_assets")
@@ -227,6 +228,12 @@ def generation_warning(benchmark: str, rows: Sequence[Record], run: Mapping[str,
     return "".join(out)
 
 
+def health_warnings_html(rows: Sequence[Record]) -> str:
+    """The numerical-health warnings of a benchmark's items (degenerate generations), once each."""
+    warnings = dict.fromkeys(str(w) for r in rows for w in (r.get("warnings") or []))
+    return "".join(f'<div class="qc-warning" role="alert"><p class="qc-warning-head">⚠ {esc(w)}</p></div>' for w in warnings)
+
+
 # --------------------------------------------------------------------------- table
 
 
@@ -383,6 +390,9 @@ def _model_rows(run: Mapping[str, Any], label_a: str, label_b: str) -> str:
            f'<th><span class="qc-dot" style="background:{COLOR_B}"></span>B · {esc(label_b)}</th></tr></thead><tbody>']
     for key, get in rows:
         out.append(f"<tr><th scope=\"row\">{esc(key)}</th><td>{esc(get(a))}</td><td>{esc(get(b))}</td></tr>")
+    setups = [dict(describe_setup(m.get("setup") or {})) for m in (a, b)]  # adapter, chat template, model args
+    for key in dict.fromkeys([*setups[0], *setups[1]]):
+        out.append(f"<tr><th scope=\"row\">{esc(key)}</th><td>{esc(setups[0].get(key, '—'))}</td><td>{esc(setups[1].get(key, '—'))}</td></tr>")
     notices = [(label_a, a.get("notice")), (label_b, b.get("notice"))]
     for label, notice in notices:
         if notice:
@@ -543,6 +553,7 @@ def benchmark_section(benchmark: str, rows: Sequence[Record], slug: str, run: Ma
     if noise:
         out.append(f'<p class="qc-noise">{esc(noise)}</p>')
     out.append(generation_warning(benchmark, rows, run, label_a, label_b))
+    out.append(health_warnings_html(rows))
     overall_by_metric = {str(r.get("metric")): r for r in rows if is_overall(r)}
     by_metric: OrderedDict[str, list[Record]] = OrderedDict()
     for r in subjects:

@@ -8,6 +8,10 @@ transformers on CPU, where FP16 is mapped to float32 with a one-line notice.
 run whose evaluations are all cached loads nothing, and counts its loads. A
 model split across GPUs lives in a group of processes instead
 (``tensor_parallel.TensorParallelHandle``, the same ``ModelSide`` interface).
+A side's ``ModelOptions`` (chat template, adapter, model arguments) are applied
+here: checked before the weights load (``preflight``), then passed to
+transformers, peft (``adapters``) and ``HFLM``. On a single CUDA device the
+weights load straight onto it (``device_map``), never staged in host memory.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from .errors import ModelUnavailable, QwencmpError
+from .model_options import ModelOptions
 from .model_sources import WEIGHT_SUFFIXES, HubAccess, ModelSource, check_local_folder, check_model_source
 from .settings import ModelRef
 
@@ -70,6 +75,7 @@ class ModelInfo:
     load_seconds: float
     notice: str
     tensor_parallel: int = 1
+    setup: Mapping[str, Any] = field(default_factory=dict)  # ModelOptions.setup(): adapter, chat template, model args
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -324,8 +330,28 @@ def _load_error(ref: ModelRef, exc: BaseException) -> ModelUnavailable:
     return ModelUnavailable(f"Could not load model {ref.label!r} ({where}): {type(exc).__name__}: {reason}. Fix: {hint}.")
 
 
-def load_model(ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, fingerprint: str, *, local_files_only: bool = False):
-    """Load weights and tokenizer per ``plan`` and wrap them as lm-eval's HFLM. Returns (lm, ModelInfo).
+def placement(plan: ExecutionPlan) -> dict[str, Any]:
+    """``device_map`` for ``from_pretrained``: a single CUDA device gets its weights straight from the
+    checkpoint (no staging copy in host memory); CPU needs none (transformers keeps one copy, read from
+    the memory-mapped file), and a model split by DeepSpeed loads on the host, where AutoTP shards it.
+    """
+    if plan.tensor_parallel == 1 and plan.device.startswith("cuda"):
+        return {"device_map": {"": plan.device}}
+    return {}
+
+
+def load_model(
+    ref: ModelRef,
+    plan: ExecutionPlan,
+    requested_dtype: str,
+    fingerprint: str,
+    options: ModelOptions = ModelOptions(),
+    adapter_fingerprint: str | None = None,
+    *,
+    local_files_only: bool = False,
+):
+    """Load weights and tokenizer per ``plan`` and ``options`` and wrap them as lm-eval's HFLM.
+    Returns (lm, ModelInfo).
 
     In a tensor-parallel group each rank calls this with its own ``plan.device``
     and keeps its shard of the weights. ``local_files_only``: never touch the
@@ -339,23 +365,33 @@ def load_model(ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, fingerp
         kwargs: dict[str, Any] = {"revision": ref.revision} if ref.revision else {}
         if local_files_only:
             kwargs["local_files_only"] = True
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=_torch_dtype(plan.dtype), **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs, **options.tokenizer_kwargs())
+        if options.chat_template and not getattr(tokenizer, "chat_template", None):
+            from .preflight import no_chat_template
+
+            raise no_chat_template(ref.label, "--apply-chat-template", "its tokenizer loaded without one")
+        load_kwargs = {**placement(plan), **_load_options(options, plan)}
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=_torch_dtype(plan.dtype), **kwargs, **load_kwargs)
     except QwencmpError:
         raise
     except Exception as exc:  # missing files, unknown hub id, truncated weights (SafetensorError), bad config...
         raise _load_error(ref, exc) from None
     model.eval()
-    parameters = sum(p.numel() for p in model.parameters())
+    parameters = _parameter_count(model)
+    if options.peft is not None:
+        from .adapters import attach_adapter
+
+        # DeepSpeed gets the adapter merged into plain linear layers (AutoTP splits those).
+        model = attach_adapter(model, options.peft, merge=plan.backend == "deepspeed")
     if plan.backend == "deepspeed":
         model = _deepspeed_module(model, plan)
-    elif plan.device != "cpu":
+    elif plan.device != "cpu" and not placement(plan):
         model = model.to(plan.device)
     from lm_eval.models.huggingface import HFLM
 
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=plan.batch_size, device=plan.device)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=plan.batch_size, device=plan.device, **options.lm_kwargs())
     info = ModelInfo(
-        label=ref.label,
+        label=options.label(ref.label),
         name_or_path=ref.name_or_path,
         revision=ref.revision,
         fingerprint=fingerprint,
@@ -367,8 +403,30 @@ def load_model(ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, fingerp
         load_seconds=round(time.perf_counter() - started, 3),
         notice=plan.notice,
         tensor_parallel=plan.tensor_parallel,
+        setup=options.setup(adapter_fingerprint),
     )
     return lm, info
+
+
+def _parameter_count(model) -> int:
+    """The model's parameters; transformers' count undoes bitsandbytes 4-bit packing (two weights per byte)."""
+    counter = getattr(model, "num_parameters", None)
+    return int(counter()) if callable(counter) else sum(p.numel() for p in model.parameters())
+
+
+def _load_options(options: ModelOptions, plan: ExecutionPlan) -> dict[str, Any]:
+    """``from_pretrained`` keywords from ``--model-args``: trust_remote_code, attn_implementation, and a
+    ``BitsAndBytesConfig`` for load_in_4bit/load_in_8bit (loaded onto the plan's device)."""
+    kwargs = options.load_kwargs()
+    bnb = options.bnb_settings()
+    if bnb:
+        from transformers import BitsAndBytesConfig
+
+        if "bnb_4bit_compute_dtype" in bnb:
+            bnb["bnb_4bit_compute_dtype"] = _torch_dtype(bnb["bnb_4bit_compute_dtype"])
+        kwargs["quantization_config"] = BitsAndBytesConfig(**bnb)
+        kwargs.setdefault("device_map", {"": plan.device})
+    return kwargs
 
 
 def _deepspeed_module(model, plan: ExecutionPlan):
@@ -398,8 +456,15 @@ class ModelSide(Protocol):
     plan: ExecutionPlan
     loads: int
 
+    options: ModelOptions
+
+    @property
+    def label(self) -> str: ...
+
     @property
     def fingerprint(self) -> str: ...
+
+    def setup(self) -> dict[str, Any]: ...
 
     def load(self) -> ModelInfo: ...
 
@@ -420,16 +485,25 @@ class ModelHandle:
     """
 
     def __init__(
-        self, side: str, ref: ModelRef, plan: ExecutionPlan, requested_dtype: str, *, hub: HubAccess | None = None
+        self,
+        side: str,
+        ref: ModelRef,
+        plan: ExecutionPlan,
+        requested_dtype: str,
+        options: ModelOptions = ModelOptions(),
+        *,
+        hub: HubAccess | None = None,
     ) -> None:
         self.side = side
         self.ref = ref
         self.plan = plan
         self.requested_dtype = requested_dtype
+        self.options = options
         self.loads = 0
         self.hub = hub or HubAccess()
         self._fingerprint: str | None = None
         self._source: ModelSource | None = None
+        self._adapter_fingerprint: str | None = None
         self._info: ModelInfo | None = None
         self._lm: Any = None
         self._error: QwencmpError | None = None
@@ -447,6 +521,30 @@ class ModelHandle:
             self._fingerprint = model_fingerprint(self.ref)
         return self._fingerprint
 
+    @property
+    def label(self) -> str:
+        """The side's display name (model, adapter, chat template): ``ModelOptions.label``."""
+        return self.options.label(self.ref.label)
+
+    @property
+    def adapter_fingerprint(self) -> str | None:
+        """Identity of the PEFT adapter's weights (content hash, or hub revision); None without one."""
+        if self.options.peft is not None and self._adapter_fingerprint is None:
+            self._adapter_fingerprint = model_fingerprint(self.options.peft)
+        return self._adapter_fingerprint
+
+    def setup(self) -> dict[str, Any]:
+        """The side's adapter, chat template and model arguments as they change its numbers (cache key,
+        report, baselines); empty for a plain model."""
+        return self.options.setup(self.adapter_fingerprint)
+
+    def preflight(self) -> None:
+        """Check what can be checked before any weights load (chat template, quantization library)."""
+        from .preflight import check_model
+
+        option = "--apply-chat-template"
+        check_model(self.ref.label, weights_folder(self.ref), self.options, self.plan.device.split(",")[0], option)
+
     def check(self) -> ModelSource:
         """Where the model will be read from; ``ModelUnavailable`` (remembered) if it cannot be loaded here."""
         if self._error is not None:
@@ -463,6 +561,7 @@ class ModelHandle:
         self.check()
         if self._info is None:
             try:
+                self.preflight()
                 self._info = self._load()
             except QwencmpError as exc:
                 self._error = exc
@@ -482,7 +581,10 @@ class ModelHandle:
 
     def _load(self) -> ModelInfo:
         local_only = self._source.local_files_only if self._source else False
-        self._lm, info = load_model(self.ref, self.plan, self.requested_dtype, self.fingerprint, local_files_only=local_only)
+        self._lm, info = load_model(
+            self.ref, self.plan, self.requested_dtype, self.fingerprint, self.options, self.adapter_fingerprint,
+            local_files_only=local_only,
+        )
         return info
 
     def _run(self, request: "EvaluationRequest") -> Mapping[str, Any]:
@@ -500,7 +602,7 @@ class ModelHandle:
     def describe(self) -> dict[str, Any]:
         """What ran or will run, without loading anything."""
         return {
-            "label": self.ref.label,
+            "label": self.label,
             "name_or_path": self.ref.name_or_path,
             "revision": self.ref.revision,
             "backend": self.plan.backend,
@@ -509,6 +611,7 @@ class ModelHandle:
             "device": self.plan.device,
             "notice": self.plan.notice,
             "tensor_parallel": self.plan.tensor_parallel,
+            "setup": self.setup(),
         }
 
 

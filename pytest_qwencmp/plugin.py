@@ -76,6 +76,17 @@ _OPTIONS: list[tuple[str, dict[str, Any], str | None]] = [
     ("--qwencmp-markdown", dict(metavar="FILE", help="Write the comparison tables as GitHub-flavoured Markdown (also appended to $GITHUB_STEP_SUMMARY when set)."), None),
     ("--lock-timeout", dict(metavar="SECONDS", help="How long to wait for another run (or xdist worker) that evaluates the same model and benchmark, then fail (default 7200)."), "qwencmp_lock_timeout"),
     ("--qwencmp-shard", dict(metavar="K/N", help="Run shard K of N: the selected benchmarks split over N jobs by expected cost (merge the jobs' --qwencmp-json files with `python -m pytest_qwencmp merge`)."), None),
+    ("--apply-chat-template", dict(nargs="?", const=True, default=None, metavar="NAME", help="Apply the tokenizer's chat template to both models' prompts, as lm-eval's --apply_chat_template; --apply-chat-template=NAME picks a named template."), None),
+    ("--apply-chat-template-a", dict(nargs="?", const=True, default=None, metavar="NAME", help="Chat template for model A only (as --apply-chat-template)."), None),
+    ("--apply-chat-template-b", dict(nargs="?", const=True, default=None, metavar="NAME", help="Chat template for model B only, e.g. base (A, plain) vs instruct (B, templated)."), None),
+    ("--fewshot-as-multiturn", dict(nargs="?", const="true", default=None, metavar="BOOL", help="With a chat template, few-shot examples as a multi-turn chat (lm-eval's default: true); =false puts them in one user turn."), None),
+    ("--system-instruction", dict(metavar="TEXT", help="System instruction for both models (a system turn with a chat template, else prepended text), as lm-eval's --system_instruction."), None),
+    ("--system-instruction-a", dict(metavar="TEXT", help="System instruction for model A only."), None),
+    ("--system-instruction-b", dict(metavar="TEXT", help="System instruction for model B only."), None),
+    ("--peft-a", dict(metavar="DIR|ID", help="PEFT (LoRA) adapter applied on model A: a folder with adapter_config.json, or a hub id (ID@REV pins a revision)."), None),
+    ("--peft-b", dict(metavar="DIR|ID", help="PEFT (LoRA) adapter applied on model B, e.g. --model-b = --model-a plus --peft-b to test a fine-tune."), None),
+    ("--model-args-a", dict(metavar="KEY=VALUE,...", help="Model A's settings in lm-eval's --model_args syntax: trust_remote_code, attn_implementation, max_length, load_in_4bit, dtype, ..."), None),
+    ("--model-args-b", dict(metavar="KEY=VALUE,...", help="Model B's settings, as --model-args-a."), None),
 ]
 _PATH_INI = {"qwencmp_data_dir", "qwencmp_cache_dir", "qwencmp_expectations", "qwencmp_baseline_dir"}
 _REPORTING_OPTIONS = (
@@ -309,6 +320,7 @@ class QwencmpPlugin:
                 if not self.run.settings.demo:
                     self.run.settings.model("a"), self.run.settings.model("b")
                 self.run.plan_models()  # an impossible device/backend/--tp request stops here, once
+                self.run.check_models()  # a missing chat template or quantization library, before any load
             except QwencmpError as exc:
                 raise pytest.UsageError(f"pytest-qwencmp: {exc.message}") from None
 
@@ -390,6 +402,8 @@ class QwencmpPlugin:
             terminalreporter.write_line(f"qwencmp: shard {plan['index']}/{plan['count']} ran {', '.join(mine) or 'nothing'}")
         for warning in dict.fromkeys(self.run.baseline_warnings + self.worker_baseline_warnings):
             terminalreporter.write_line(f"qwencmp: baseline settings differ (allowed): {warning}")
+        for warning in dict.fromkeys(w for r in self.records.values() for w in r.get("warnings", ())):
+            terminalreporter.write_line(f"qwencmp: WARNING: {warning}")
         for line in self.closing_lines:
             terminalreporter.write_line(line)
 
@@ -543,11 +557,14 @@ def comparison(request: pytest.FixtureRequest, qwencmp_run: ComparisonRun, model
         pytest.fail(qwencmp_run.failures.message(error, request.node.nodeid), pytrace=False)
     benchmark = qwencmp_run.registry.get(benchmark_name)
     record = ordered_record(result.to_record(), [i.id for i in benchmark.items], qwencmp_run.registry.names())
+    warnings = [w for side in ("a", "b") for w in qwencmp_run.evaluator.evaluate(side, benchmark_name).warnings]
+    if warnings:
+        record["warnings"] = warnings  # degenerate generations (numerical_health)
     node = request.node
     evaluated = {}
     for side in ("a", "b"):
         evaluation = qwencmp_run.evaluator.evaluate(side, benchmark_name)
-        evaluated[side] = {k: evaluation.model.get(k) for k in ("backend", "dtype", "device", "tensor_parallel", "parameters", "notice")}
+        evaluated[side] = {k: evaluation.model.get(k) for k in ("backend", "dtype", "device", "tensor_parallel", "parameters", "notice", "setup")}
     node.user_properties.append((RUN_PROPERTY, json.dumps(qwencmp_run.describe(evaluated))))
     if benchmark_name not in plugin.attached_lm_eval:
         plugin.attached_lm_eval.add(benchmark_name)

@@ -21,6 +21,8 @@ import statistics as pystats
 from collections import OrderedDict
 from typing import Any, Iterable, Mapping, Sequence
 
+from .model_options import describe_setup
+
 Record = Mapping[str, Any]
 OVERALL = "overall"
 
@@ -322,6 +324,8 @@ def settings_lines(run: Mapping[str, Any]) -> list[str]:
         )
         if model.get("notice"):
             lines.append(f"  note: {model['notice']}")
+        for name, text in describe_setup(model.get("setup") or {}):  # adapter, chat template, model args
+            lines.append(f"  {name}: {text}")
     for key in ("num_fewshot", "limit", "generation", "seed", "data", "lm_eval_version", "correction", "code_sandbox"):
         if key in run and run[key] not in (None, {}, ""):
             value = run[key]

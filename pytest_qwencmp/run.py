@@ -94,7 +94,7 @@ class ComparisonRun:
             gpus = spread_gpus(sizes, cuda_devices, self.worker_index)
         return {
             side: plan_execution(
-                dtype=self.settings.dtype,
+                dtype=self.settings.dtype_for(side),
                 backend=self.settings.backend,
                 device=self.settings.device,
                 batch_size=self.settings.batch_size,
@@ -122,13 +122,24 @@ class ComparisonRun:
                     from .tensor_parallel import TensorParallelHandle
 
                     handles[side] = TensorParallelHandle(
-                        side, ref, plan, self.settings.dtype, log_root=self.settings.cache_dir / "tensor-parallel-logs",
-                        hub=self.hub, progress=self.progress,
+                        side, ref, plan, self.settings.dtype_for(side), options=self.settings.options(side),
+                        log_root=self.settings.cache_dir / "tensor-parallel-logs", hub=self.hub, progress=self.progress,
                     )
                 else:
-                    handles[side] = ModelHandle(side, ref, plan, self.settings.dtype, hub=self.hub)
+                    handles[side] = ModelHandle(
+                        side, ref, plan, self.settings.dtype_for(side), self.settings.options(side), hub=self.hub
+                    )
             self._handles = handles
         return self._handles
+
+    def check_models(self) -> None:
+        """What can fail before any weights load (a missing chat template, a quantization library this
+        machine lacks), checked for both sides at start; the demo is only built for it when a chat
+        template is asked for."""
+        if self.settings.demo and not any(self.settings.options(side).chat_template for side in ("a", "b")):
+            return
+        for handle in self.handles.values():
+            handle.preflight()
 
     def close(self) -> None:
         """Release both models (a tensor-parallel group's processes exit); safe to call twice."""

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from .errors import QwencmpError
 from .locks import DEFAULT_LOCK_TIMEOUT
+from .model_options import ModelOptions, parse_model_options
 
 DTYPES = ("float16", "bfloat16", "float32")
 DTYPE_ALIASES = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32", "float": "float32"}
@@ -121,6 +122,16 @@ class RunSettings:
     expectations: Path | None = None
     demo: bool = False
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT  # seconds to wait for another run's evaluation of the same key
+    model_options_a: ModelOptions = field(default_factory=ModelOptions)
+    model_options_b: ModelOptions = field(default_factory=ModelOptions)
+
+    def options(self, side: str) -> ModelOptions:
+        """The side's chat template, system instruction, adapter and model arguments."""
+        return self.model_options_a if side == "a" else self.model_options_b
+
+    def dtype_for(self, side: str) -> str:
+        """The dtype asked for one side: ``dtype=`` in its --model-args, else --dtype."""
+        return self.options(side).dtype or self.dtype
 
     def shots_for(self, benchmark: str, default: int | None) -> int | None:
         return dict(self.num_fewshot).get(benchmark, default)
@@ -226,6 +237,12 @@ def parse_settings(raw: Mapping[str, Any], known_benchmarks: tuple[str, ...]) ->
         expectations = Path(expectations).expanduser().resolve()
         if not expectations.is_file():
             raise QwencmpError(f"Expectations file {str(expectations)!r} does not exist; fix --expectations.")
+    options = parse_model_options(
+        raw,
+        {side: _parse_adapter(raw.get(f"peft_{side}"), f"--peft-{side}") for side in ("a", "b")},
+        dtype_option_given=raw.get("dtype") not in (None, ""),
+        parse_dtype=_parse_dtype,
+    )
     return RunSettings(
         model_a=None if demo or not model_a else ModelRef.parse(str(model_a), "--model-a", raw.get("revision_a")),
         model_b=None if demo or not model_b else ModelRef.parse(str(model_b), "--model-b", raw.get("revision_b")),
@@ -249,7 +266,29 @@ def parse_settings(raw: Mapping[str, Any], known_benchmarks: tuple[str, ...]) ->
         expectations=expectations or None,
         demo=demo,
         lock_timeout=_as_float(raw.get("lock_timeout") or DEFAULT_LOCK_TIMEOUT, "--lock-timeout", 1.0, 1e7),
+        model_options_a=options["a"],
+        model_options_b=options["b"],
     )
+
+
+def _parse_adapter(value: Any, option: str) -> ModelRef | None:
+    """A PEFT adapter folder (adapter_config.json and weights) or hub id; checked before anything loads."""
+    if value in (None, ""):
+        return None
+    ref = ModelRef.parse(str(value), option)
+    if ref.is_local:
+        if not (ref.path / "adapter_config.json").is_file():
+            raise QwencmpError(
+                f"{option} {str(value)!r} holds no adapter_config.json; point it at a folder written by a PEFT "
+                "adapter's save_pretrained (adapter_config.json and adapter_model.safetensors)."
+            )
+        if not any(ref.path.glob("adapter_model.*")):
+            raise QwencmpError(f"{option} {str(value)!r} holds no adapter weights (adapter_model.safetensors or .bin).")
+    from importlib.util import find_spec
+
+    if find_spec("peft") is None:
+        raise QwencmpError(f"{option} loads a PEFT adapter, but the peft library is not installed; pip install peft.")
+    return ref
 
 
 def _parse_tensor_parallel(raw: Mapping[str, Any], side: str) -> int:

@@ -52,6 +52,7 @@ from typing import Any, Callable, Mapping
 from .errors import ModelUnavailable, OutOfMemory, QwencmpError
 from .harness import EvaluationRequest, run_request
 from .model_sources import HubAccess
+from .model_options import ModelOptions
 from .models import ExecutionPlan, ModelHandle, ModelInfo, load_model
 from .settings import ModelRef
 
@@ -75,6 +76,8 @@ class LoadModel:
     plan: ExecutionPlan
     requested_dtype: str
     fingerprint: str
+    options: ModelOptions = ModelOptions()
+    adapter_fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -357,11 +360,12 @@ class TensorParallelHandle(ModelHandle):
         requested_dtype: str,
         *,
         log_root: Path,
+        options: ModelOptions = ModelOptions(),
         hub: HubAccess | None = None,
         progress: Callable[[str], None] = lambda line: None,
         start_timeout: float = START_TIMEOUT,
     ) -> None:
-        super().__init__(side, ref, plan, requested_dtype, hub=hub)
+        super().__init__(side, ref, plan, requested_dtype, options, hub=hub)
         self.log_root = log_root
         self.progress = progress
         self.start_timeout = start_timeout
@@ -379,7 +383,8 @@ class TensorParallelHandle(ModelHandle):
         try:
             self._group.start()
             return self._group.call(
-                LoadModel(self.ref, self.plan, self.requested_dtype, self.fingerprint), f"loading {self.ref.label}"
+                LoadModel(self.ref, self.plan, self.requested_dtype, self.fingerprint, self.options, self.adapter_fingerprint),
+                f"loading {self.ref.label}",
             )
         except QwencmpError:
             self._group.stop()
@@ -443,7 +448,10 @@ def _serve(rank: int, local_rank: int, error_log: Path) -> int:
         try:
             if isinstance(message, LoadModel):
                 device = f"cuda:{local_rank}" if on_cuda else "cpu"
-                lm, info = load_model(message.ref, replace(message.plan, device=device), message.requested_dtype, message.fingerprint)
+                lm, info = load_model(
+                    message.ref, replace(message.plan, device=device), message.requested_dtype, message.fingerprint,
+                    message.options, message.adapter_fingerprint,
+                )
                 value: Any = replace(info, device=message.plan.device)
             else:
                 value = run_request(lm, message.request)

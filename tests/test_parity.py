@@ -32,26 +32,39 @@ def cli_results(model_dir, override_dir, task: str, out_dir) -> dict:
     return json.loads(result_file.read_text())["results"]
 
 
-@pytest.mark.parametrize("benchmark", ["mmlu", "hellaswag"])
-def test_plugin_scores_equal_lm_eval_cli(benchmark, demo_assets, fresh_cache, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    settings = parse_settings(
-        {"model_a": str(demo_assets.model_a), "model_b": str(demo_assets.model_b),
-         "data_dir": str(demo_assets.data_dir), "cache_dir": str(fresh_cache)},
-        REGISTRY.names(),
-    )
-    run = ComparisonRun(settings, REGISTRY, NO_EXPECTATIONS)
-    plugin = run.evaluator.evaluate("a", benchmark).lm_eval_results["results"]
+PARITY_BENCHMARKS = ("mmlu", "hellaswag")
 
-    TaskSource(REGISTRY.get(benchmark), demo_assets.data_dir).build_manager(tmp_path / "tasks")
-    cli = cli_results(demo_assets.model_a, tmp_path / "tasks" / f"overrides-{benchmark}", benchmark, tmp_path / "out")
 
+@pytest.fixture(scope="module")
+def both_sides(demo_assets, demo_cache, tmp_path_factory):
+    """The plugin's lm-eval results and the CLI's (one `lm_eval run` over both benchmarks), on model A."""
+    work = tmp_path_factory.mktemp("parity")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("HF_DATASETS_OFFLINE", "1")
+        settings = parse_settings(
+            {"model_a": str(demo_assets.model_a), "model_b": str(demo_assets.model_b),
+             "data_dir": str(demo_assets.data_dir), "cache_dir": str(work / "cache")},
+            REGISTRY.names(),
+        )
+        run = ComparisonRun(settings, REGISTRY, NO_EXPECTATIONS)
+        plugin = {name: run.evaluator.evaluate("a", name).lm_eval_results["results"] for name in PARITY_BENCHMARKS}
+        for name in PARITY_BENCHMARKS:  # the same override folders the plugin builds, one per benchmark
+            TaskSource(REGISTRY.get(name), demo_assets.data_dir).build_manager(work / "tasks")
+        cli = cli_results(demo_assets.model_a, work / "tasks", ",".join(PARITY_BENCHMARKS), work / "out")
+    return plugin, cli
+
+
+@pytest.mark.parametrize("benchmark", PARITY_BENCHMARKS)
+def test_plugin_scores_equal_lm_eval_cli(benchmark, both_sides):
+    plugin_results, cli = both_sides
+    plugin = plugin_results[benchmark]
     metrics = ("acc,none", "acc_stderr,none", "acc_norm,none", "acc_norm_stderr,none")
     compared = 0
-    for task, values in cli.items():
+    for task, values in plugin.items():
+        assert task in cli, task
         for metric in metrics:
             if metric in values:
-                assert plugin[task][metric] == values[metric], (task, metric)
+                assert values[metric] == cli[task][metric], (task, metric)
                 compared += 1
     assert compared >= (58 * 2 if benchmark == "mmlu" else 4)

@@ -107,3 +107,34 @@ def test_model_identity_is_compared_between_shards_but_not_against_a_baseline():
     assert compatibility.settings_mismatches(base, now) == ["model (model B): baseline hub:Qwen/Qwen2.5-7B@deadbeef, now hub:Qwen/Qwen2.5-7B@cafe"]
     as_baseline = bl.baseline_from_evaluations("main", full_run(), base, machine=MACHINE)
     assert bl.settings_mismatches(as_baseline, now) == []
+
+
+def test_a_sides_setup_is_compared_and_its_adapter_is_identity():
+    """Chat template, system instruction and model args change numbers everywhere; the adapter's weights are
+    identity (shards and cache entries agree on it, a baseline of model B does not); its path is neither."""
+    from pytest_qwencmp import baseline as bl
+
+    def with_setup(evaluations, **setup):
+        return [replace(e, model={**e.model, "setup": dict(setup)}) if e.side == "b" else replace(e, model={**e.model, "setup": {}}) for e in evaluations]
+
+    plain = compatibility.number_settings(with_setup(full_run()), run_settings())
+    templated = compatibility.number_settings(
+        with_setup(full_run(), apply_chat_template=True, fewshot_as_multiturn=True), run_settings()
+    )
+    assert plain["runs"]["b"]["setup"] == {} and plain["runs"]["b"]["adapter"] == "none"
+    assert compatibility.settings_mismatches(plain, templated) == [
+        'setup (model B): apply_chat_template baseline none, now true; fewshot_as_multiturn baseline none, now true'
+    ]
+    tuned = compatibility.number_settings(
+        with_setup(full_run(), adapter="/runs/lora-7", adapter_fingerprint="local:abc"), run_settings()
+    )
+    moved = compatibility.number_settings(
+        with_setup(full_run(), adapter="/elsewhere/lora-7", adapter_fingerprint="local:abc"), run_settings()
+    )
+    assert compatibility.settings_mismatches(tuned, moved) == []  # the same adapter read from another folder
+    assert compatibility.settings_mismatches(plain, tuned, names=("shard-1.json", "shard-2.json")) == [
+        "adapter (model B): shard-1.json none, shard-2.json local:abc"
+    ]
+    as_baseline = bl.baseline_from_evaluations("main", with_setup(full_run()), plain, machine=MACHINE)
+    assert bl.settings_mismatches(as_baseline, tuned) == []
+    assert bl.settings_mismatches(as_baseline, templated) != []

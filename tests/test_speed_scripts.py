@@ -13,9 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # the whole benchmark script, plugin and bare lm-eval, on CPU
 def test_gpu_throughput_script_runs_end_to_end_on_cpu(tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "gpu_throughput.py"), "--tiny"],

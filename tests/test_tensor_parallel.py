@@ -105,6 +105,7 @@ def test_a_stale_extension_lock_is_named_at_once_and_start_up_times_out(tmp_path
     assert group.ranks and all(rank.poll() is not None for rank in group.ranks)  # stopped, nothing left waiting
 
 
+@pytest.mark.slow  # launches a rank group and kills its parent
 def test_idle_ranks_exit_when_the_pytest_process_that_launched_them_is_killed(tmp_path):
     # Idle ranks see the socket close; busy ones get SIGTERM from PR_SET_PDEATHSIG (not observable here).
     import subprocess
@@ -149,6 +150,7 @@ def test_old_group_logs_are_pruned_newest_kept(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["middle", "newest"]
 
 
+@pytest.mark.slow  # two rank groups on CPU (gloo)
 def test_split_model_scores_what_the_whole_model_scores(demo_assets, demo_cache, offline, tmp_path):
     whole = make_run(demo_assets.model_a, demo_assets.model_b, demo_assets.data_dir, tmp_path / "whole", limit="6")
     split = make_run(demo_assets.model_a, demo_assets.model_b, demo_assets.data_dir, tmp_path / "split", limit="6", tp_b="2")
@@ -175,6 +177,7 @@ def test_split_model_scores_what_the_whole_model_scores(demo_assets, demo_cache,
     split.close()  # twice is harmless
 
 
+@pytest.mark.slow  # two rank groups
 def test_a_rank_that_dies_fails_the_side_in_one_paragraph_and_keeps_finished_results(demo_assets, offline, tmp_path):
     cache = tmp_path / "cache"
     run = make_run(demo_assets.model_a, demo_assets.model_b, demo_assets.data_dir, cache, limit="3", tp_b="2")
@@ -204,6 +207,7 @@ def test_a_rank_that_dies_fails_the_side_in_one_paragraph_and_keeps_finished_res
     assert stats["reused"] == {"b": {"hellaswag": "cache"}}
 
 
+@pytest.mark.slow  # a rank group
 def test_weights_that_cannot_be_read_are_one_paragraph_and_the_group_exits(demo_assets, offline, tmp_path):
     broken = tmp_path / "broken-model"
     shutil.copytree(demo_assets.model_b, broken)
@@ -239,6 +243,7 @@ def group_ranks_running() -> list[int]:
     return found
 
 
+@pytest.mark.slow  # a pytest run with two rank groups
 def test_pytest_run_with_a_split_model_reports_it_and_leaves_no_process(pytester, suite, fresh_cache):
     suite(
         """

@@ -213,7 +213,8 @@ def test_plugin_tests_job(workflow):
     assert "--index-url https://download.pytorch.org/whl/cpu" in scripts
     assert "pip install -e '.[test]'" in scripts
     assert scripts.index("download.pytorch.org") < scripts.index("pip install -e '.[test]'")
-    assert "python -m pytest tests" in scripts
+    assert "python -m pytest tests -n 2" in scripts  # the README's test command
+    assert "python -m pytest tests -m slow" in scripts  # and what it leaves out
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -340,3 +341,11 @@ def test_matrix_inputs_reach_scripts_only_through_env(matrix):
         for match in UNTRUSTED_EXPRESSION.finditer(script)
     ]
     assert not offenders, offenders
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Running the plugin's own tests", 1)[1]
+    command = section.split("```", 2)[1].strip()
+    ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    assert ci_lines == [command]
