@@ -190,6 +190,19 @@ class Sandbox:
     flags: tuple[str, ...] = ()
 
     @property
+    def summary(self) -> str:
+        """One short line for the terminal and Markdown; ``description`` has the details (HTML, JSON)."""
+        euid = os.geteuid()
+        user = (f"uid {self.uid}" if self.uid is not None else "runs as ROOT" if euid == 0 else "runs as the caller")
+        parts = [
+            "no network" if self.network_isolated else "network NOT isolated",
+            "own PID namespace" if self.pid_isolated else "processes NOT isolated",
+            "read-only filesystem" if self.filesystem_isolated else "filesystem writable",
+            user,
+        ]
+        return ", ".join(parts) + "; time and memory limits"
+
+    @property
     def parent_protected(self) -> bool:
         """True when a program cannot signal the process that started it."""
         return self.pid_isolated or (self.uid is not None and self.uid != os.geteuid())

@@ -62,6 +62,8 @@ from .report import (
 from .model_options import describe_setup
 
 NEAR_ZERO_POINTS = 2.0
+# Below this size a model is a toy (the demo's); the Qwen2.5 yardstick is shown only for real language models.
+REAL_SCALE_PARAMETERS = 100_000_000
 ASSETS = Path(__file__).with_name("report_assets")
 
 # --------------------------------------------------------------------------- helpers
@@ -203,7 +205,8 @@ def generation_warning(benchmark: str, rows: Sequence[Record], run: Mapping[str,
         suggestion = (f"Run it few-shot: <code>--num-fewshot {esc(benchmark)}=2</code> (the study's setting)"
                       if _num(shots) in (None, 0) else
                       f"Already {esc(shots)}-shot: read the outputs below and check the prompt, the stop sequence and "
-                      f"<code>max_gen_toks</code>; compare with <code>--num-fewshot {esc(benchmark)}=2</code>")
+                      f"<code>max_gen_toks</code>"
+                      + ("" if _num(shots) == 2 else f"; the study ran it 2-shot (<code>--num-fewshot {esc(benchmark)}=2</code>)"))
         out.append(
             f'<div class="qc-warning" role="alert"><p class="qc-warning-head">⚠ {esc(label)} scores '
             f'{_fmt(record.get(side))} on {esc(record.get("benchmark_title", benchmark))} {esc(record.get("item"))} '
@@ -403,14 +406,15 @@ def _model_rows(run: Mapping[str, Any], label_a: str, label_b: str) -> str:
 
 def _settings_html(run: Mapping[str, Any], stats: Mapping[str, Any] | None) -> str:
     items = []
-    for key in ("num_fewshot", "limit", "generation", "seed", "correction", "data", "lm_eval_version", "machine", "code_sandbox"):
+    details = "code_sandbox_details" if run.get("code_sandbox_details") else "code_sandbox"
+    for key in ("num_fewshot", "limit", "generation", "seed", "correction", "data", "lm_eval_version", "machine", details):
         if key not in run or run[key] in (None, {}, ""):
             continue
         value = run[key]
         if isinstance(value, Mapping):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         label = {"num_fewshot": "few-shot", "lm_eval_version": "lm-eval", "correction": "p correction",
-                 "code_sandbox": "code sandbox"}.get(key, key.replace("_", " "))
+                 "code_sandbox": "code sandbox", "code_sandbox_details": "code sandbox"}.get(key, key.replace("_", " "))
         extra = ' <span class="qc-warn-inline">(smoke run: not comparable to full runs)</span>' if key == "limit" else ""
         items.append(f"<dt>{esc(label)}</dt><dd>{esc(value)}{extra}</dd>")
     if stats:
@@ -486,9 +490,7 @@ def _headline(groups: Mapping[str, list[Record]], slugs: Mapping[str, str], run:
                     f"<td>{esc(name)}</td>",
                     f'<td class="qc-num{" qc-near-zero" if low["a"] else ""}">{esc(_score(r.get("a"), r.get("a_stderr")))}</td>',
                     f'<td class="qc-num{" qc-near-zero" if low["b"] else ""}">{esc(_score(r.get("b"), r.get("b_stderr")))}</td>',
-                    f'<td class="qc-num qc-gain {_sign_class(d)}">{gain}'
-                    + (f' <span class="qc-ratio" title="B has {ratio:.2f}× the parameters of A">at {ratio:.2f}× params</span>' if ratio else "")
-                    + "</td>",
+                    f'<td class="qc-num qc-gain {_sign_class(d)}">{gain}</td>',
                     f'<td class="qc-num">{esc(_verdict_ci(r))}</td>',
                     f"<td>{_sig_badge(r.get('significance'))}</td>",
                 ]
@@ -498,9 +500,11 @@ def _headline(groups: Mapping[str, list[Record]], slugs: Mapping[str, str], run:
             out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     if ratio:
+        # The study's pair as a yardstick, only for models of a comparable kind (not the demo's toy models).
+        reference = (' <span class="qc-muted">(reference: Qwen2.5 1.5B → 7B is 4.7× parameters for +12 MMLU points)</span>'
+                     if min(_num(pa) or 0, _num(pb) or 0) >= REAL_SCALE_PARAMETERS else "")
         out.append(f'<p class="qc-scale">Scale: {esc(label_b)} has <b>{ratio:.2f}×</b> the parameters of {esc(label_a)} '
-                   f"({human_count(pa)} → {human_count(pb)}); the gains above are what that buys "
-                   f'<span class="qc-muted">(reference: Qwen2.5 1.5B → 7B is 4.7× parameters for +12 MMLU points)</span>.</p>')
+                   f"({human_count(pa)} → {human_count(pb)}); the gains above are what that buys{reference}.</p>")
     return "".join(out)
 
 

@@ -271,7 +271,8 @@ def _run_info(shards: Sequence[ShardResult], correction: str) -> dict[str, Any]:
                 info["models"].setdefault(side, {}).setdefault(key, value)
     info["num_fewshot"] = {k: v for s in ran for k, v in (s.run_info.get("num_fewshot") or {}).items()}
     info["machine"] = "; ".join(dict.fromkeys(str(s.run_info["machine"]) for s in ran if s.run_info.get("machine")))
-    info["code_sandbox"] = next((s.run_info["code_sandbox"] for s in ran if s.run_info.get("code_sandbox")), None)
+    for key in ("code_sandbox", "code_sandbox_details"):
+        info[key] = next((s.run_info[key] for s in ran if s.run_info.get(key)), None)
     info["correction"] = correction
     info.pop("shard", None)
     info["merged_from"] = [s.label for s in shards]

@@ -260,6 +260,7 @@ class QwencmpPlugin:
         self.attached_lm_eval: set[str] = set()
         self.started = time.perf_counter()
         self.not_run = 0  # items skipped once the session stopped (a model, or the data, cannot be had)
+        self._interrupted_line: Path | None = None  # a file name our progress lines broke off (pytest_runtest_logreport)
         self._saved_env: dict[str, str | None] = {}
         run.progress = self._progress
         if run.settings.data_dir or run.settings.demo:
@@ -297,11 +298,23 @@ class QwencmpPlugin:
             return
         capture = self.config.pluginmanager.get_plugin("capturemanager")
         with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            if isinstance(reporter.currentfspath, Path):  # the file name pytest began the line with
+                self._interrupted_line = reporter.currentfspath
             reporter.ensure_newline()
             writer = self.config.get_terminal_writer()
             if writer.width_of_current_line:  # -q's dots, -v's item id: our line starts a line of its own
                 writer.line()
             reporter.write_line(line)
+
+    def _resume_interrupted_line(self) -> None:
+        """After progress lines, begin pytest's line again with its file name, so the item's result letter
+        lands after it rather than alone on a line (``-v`` rewrites its item id by itself)."""
+        interrupted, self._interrupted_line = self._interrupted_line, None
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if interrupted is None or reporter is None or reporter.currentfspath is not None:
+            return
+        self.config.get_terminal_writer().write(os.path.relpath(interrupted, reporter.startpath) + " ")
+        reporter.currentfspath = interrupted
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -355,6 +368,7 @@ class QwencmpPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._resume_interrupted_line()  # before the terminal reporter writes the item's letter
         for name, value in report.user_properties:
             if name == RECORD_PROPERTY and report.when == "call":
                 record = json.loads(value)

@@ -311,8 +311,10 @@ def text_tables(records: Iterable[Record], width: int = 120) -> list[str]:
 def settings_lines(run: Mapping[str, Any]) -> list[str]:
     """The run's settings as 'key: value' lines (models, backend, dtype, shots, generation, versions)."""
     lines = []
-    for side in ("a", "b"):
-        model = run.get("models", {}).get(side)
+    models = {side: run.get("models", {}).get(side) for side in ("a", "b")}
+    notices = {side: model.get("notice") for side, model in models.items() if model and model.get("notice")}
+    shared_notice = notices.get("a") if len(notices) == 2 and notices["a"] == notices["b"] else None
+    for side, model in models.items():
         if not model:
             continue
         revision = f" @ {model['revision']}" if model.get("revision") else ""
@@ -322,10 +324,12 @@ def settings_lines(run: Mapping[str, Any]) -> list[str]:
             f"model {side.upper()}: {model['name_or_path']}{revision} — {model['backend']} backend, "
             f"{model['dtype']} on {model['device']}{split}{params}"
         )
-        if model.get("notice"):
+        if model.get("notice") and not shared_notice:
             lines.append(f"  note: {model['notice']}")
         for name, text in describe_setup(model.get("setup") or {}):  # adapter, chat template, model args
             lines.append(f"  {name}: {text}")
+    if shared_notice:
+        lines.append(f"note (both models): {shared_notice}")
     for key in ("num_fewshot", "limit", "generation", "seed", "data", "lm_eval_version", "correction", "code_sandbox"):
         if key in run and run[key] not in (None, {}, ""):
             value = run[key]

@@ -323,15 +323,17 @@ class ComparisonRun:
             "lm_eval_version": lm_eval_version(),
             "correction": self.correction,
             "machine": f"{platform.node()} ({platform.machine()}, Python {platform.python_version()})",
-            "code_sandbox": self._sandbox_description(),
+            **self._sandbox_description(),
             **({"shard": self.shard_plan.to_json()} if self.shard_plan is not None else {}),
         }
 
-    def _sandbox_description(self) -> str | None:
-        """Which protections model-written code ran under (only when a generation benchmark is selected)."""
+    def _sandbox_description(self) -> dict[str, str]:
+        """Which protections model-written code ran under, only when a generation benchmark is selected:
+        ``code_sandbox`` one short line (terminal, Markdown), ``code_sandbox_details`` the full account (HTML)."""
         names = self.settings.benchmarks or self.registry.names()
         if not any(self.registry.get(name).generation for name in names):
-            return None
+            return {}
         from .executor import detect_sandbox
 
-        return detect_sandbox().description
+        sandbox = detect_sandbox()
+        return {"code_sandbox": sandbox.summary, "code_sandbox_details": sandbox.description}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -78,6 +79,13 @@ def test_a_logged_cold_run_has_no_bars_and_a_cached_rerun_imports_no_model_stack
     progress = [line for line in out.splitlines() if "qwencmp: " in line and " × model_" in line]
     assert len(progress) == 8, progress  # start and end of 2 benchmarks x 2 models
     assert all(line.startswith("qwencmp: ") for line in progress), progress  # not glued to pytest's dots
+    lone = [line for line in out.splitlines() if re.fullmatch(r"[.FEsx]+\s*(\[\s*\d+%\])?", line)]
+    assert lone == [], lone  # each result letter follows its file name, also after progress lines
+    assert re.search(r"^evals/test_hellaswag\.py \.\.\s+\[", out, re.M) or re.search(r"^test_hellaswag\.py \.\.\s+\[", out, re.M), out
+    sandbox = [line for line in out.splitlines() if line.startswith("code sandbox:")]
+    assert len(sandbox) == 1 and len(sandbox[0]) <= 120, sandbox  # MBPP ran: one short line (details in the HTML)
+    notes = [line for line in out.splitlines() if "float16 requested, but this CPU run used float32" in line]
+    assert notes == ["note (both models): float16 requested, but this CPU run used float32 (hf backend)"], notes
     for bar in ("it/s]", "Running loglikelihood requests", "Running generate_until", "Loading weights", "Map:"):
         assert bar not in out, bar
 

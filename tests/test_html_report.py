@@ -302,6 +302,15 @@ def test_warning_without_examples_or_generation_key_and_with_fewshot():
     out = html_summary(rows, make_run(shots_mbpp=2), None)
     assert 'class="qc-warning"' in out and "No sample outputs" in out
     assert "Already 2-shot" in out and "zero-shot (" not in out
+    assert "--num-fewshot mbpp=2" not in out  # it is 2-shot already: no advice to make it 2-shot
+    one_shot = html_summary(rows, make_run(shots_mbpp=1), None)
+    assert "Already 1-shot" in one_shot and "the study ran it 2-shot (<code>--num-fewshot mbpp=2</code>)" in one_shot
+
+
+def test_toy_models_get_the_ratio_without_the_qwen_yardstick():
+    out = html_summary(make_records(), make_run(params=(123_520, 690_688)), STATS)
+    assert "<b>5.59×</b>" in out and "124K → 691K" in out
+    assert "reference: Qwen2.5" not in out and "at 5.59× params" not in out
     assert parse(out).errors == []
 
 
@@ -311,7 +320,9 @@ def test_headline_numbers_and_parameter_ratio(page):
     assert html_report.parameter_ratio(make_run()) == pytest.approx(PARAMS_B / PARAMS_A)
     ratio = f"{PARAMS_B / PARAMS_A:.2f}×"
     assert ratio == "4.93×"
-    assert f"at {ratio} params" in table_html and f"<b>{ratio}</b>" in after and "1.54B → 7.62B" in after
+    assert f"<b>{ratio}</b>" in after and "1.54B → 7.62B" in after
+    assert "params" not in table_html  # the ratio is said once, below the table, not in every cell
+    assert "reference: Qwen2.5 1.5B → 7B" in after  # real language models: the study's pair as a yardstick
     mmlu_row = re.search(r"<tr><th scope=\"row\"><a href=\"#qwencmp-sec-mmlu\">MMLU</a>.*?</tr>", table_html, re.S).group(0)
     assert "59.74 ±" in mmlu_row and "71.90 ±" in mmlu_row and "+12.16" in mmlu_row
     records = make_records()

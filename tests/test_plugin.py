@@ -178,6 +178,7 @@ def test_changed_local_data_is_picked_up(pytester, suite, fresh_cache, demo_asse
               f"--eval-cache-dir={fresh_cache}", "--benchmarks", "hellaswag", "--limit", "4", "-p", "no:cacheprovider"]
     before = pytester.runpytest_inprocess(*common)
     before.assert_outcomes(passed=2, deselected=59)
+    assert "code sandbox" not in before.stdout.str()  # no generation benchmark ran: no word about the sandbox
     validation = next((data / "Rowan" / "hellaswag").rglob("*validation*.jsonl"))
     rows = [json.loads(line) for line in validation.read_text().splitlines()]
     for row in rows:
