@@ -51,6 +51,8 @@ from .html_charts import (
 from .report import (
     adjusted_header,
     adjustment_phrase,
+    baseline_cell,
+    baseline_name,
     counts,
     family_sentence,
     fmt_mde,
@@ -316,6 +318,7 @@ def comparison_table(rows: Sequence[Record], slug: str, label_a: str, label_b: s
         (adjusted_header(rows) if rows else "adj. CI", "num"),
         ("adj. p", "num"),
         ("MDE", "num"),
+        *(((f"B − baseline {name!r}", "num"),) if (name := baseline_name(rows)) else ()),
         ("Verdict", "text"),
     ]
     ordered = [r for r in rows if is_overall(r)] + [r for r in rows if not is_overall(r)]
@@ -350,6 +353,7 @@ def comparison_table(rows: Sequence[Record], slug: str, label_a: str, label_b: s
             f'<td data-v="{_fmt(r.get("p_value"), ".9g", "")}">{esc(_fmt_p(r.get("p_value")))}</td>',
             *_adjusted_cells(r),
             f'<td data-v="{_fmt(r.get("mde"), ".6f", "")}"{weak_cls}>{esc(fmt_mde(r))}</td>',
+            *((f'<td data-v="{_fmt((r.get("baseline") or {}).get("delta"), ".6f", "")}">{esc(baseline_cell(r))}</td>',) if name else ()),
             f'<td data-v="{esc(_verdict_text(r))}" title="{title}"><span class="qc-outcome {"qc-o-fail" if not r.get("passed") else "qc-o-pass"}">'
             f'{"FAIL" if not r.get("passed") else "PASS"}</span> '
             f'{_sig_badge(sig) if sig and sig != "n/a" else ""}'
@@ -407,7 +411,7 @@ def _model_rows(run: Mapping[str, Any], label_a: str, label_b: str) -> str:
 def _settings_html(run: Mapping[str, Any], stats: Mapping[str, Any] | None) -> str:
     items = []
     details = "code_sandbox_details" if run.get("code_sandbox_details") else "code_sandbox"
-    for key in ("num_fewshot", "limit", "generation", "seed", "correction", "data", "lm_eval_version", "machine", details):
+    for key in ("num_fewshot", "limit", "generation", "seed", "correction", "data", "lm_eval_version", "machine", details, "baseline"):
         if key not in run or run[key] in (None, {}, ""):
             continue
         value = run[key]

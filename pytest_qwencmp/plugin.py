@@ -416,6 +416,13 @@ class QwencmpPlugin:
             terminalreporter.write_line(f"qwencmp: shard {plan['index']}/{plan['count']} ran {', '.join(mine) or 'nothing'}")
         for warning in dict.fromkeys(self.run.baseline_warnings + self.worker_baseline_warnings):
             terminalreporter.write_line(f"qwencmp: baseline settings differ (allowed): {warning}")
+        checks = [r["baseline"] for r in self.records.values() if isinstance(r.get("baseline"), dict)]
+        if checks:
+            regressed = sum(bool(c.get("regressed")) for c in checks)
+            terminalreporter.write_line(
+                f"qwencmp: model B compared with baseline {checks[0].get('baseline')!r} on {len(checks)} item(s): "
+                f"{regressed} regressed beyond their tolerance (column \"B − baseline\" above)"
+            )
         for warning in dict.fromkeys(w for r in self.records.values() for w in r.get("warnings", ())):
             terminalreporter.write_line(f"qwencmp: WARNING: {warning}")
         for line in self.closing_lines:

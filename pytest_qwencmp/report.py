@@ -252,7 +252,24 @@ def _adjusted_cells(record: Record) -> tuple[str, str]:
     return fmt_ci(record.get("adjusted_ci_low"), record.get("adjusted_ci_high")), fmt_p(record.get("adjusted_p"))
 
 
+def baseline_name(records: Sequence[Record]) -> str | None:
+    """The baseline the rows were compared with (--qwencmp-baseline-compare), None without one."""
+    return next((r["baseline"].get("baseline") for r in records if isinstance(r.get("baseline"), Mapping)), None)
+
+
+def baseline_cell(record: Record) -> str:
+    """B now against B in the baseline: the delta in points, a significant change, a regression."""
+    check = record.get("baseline")
+    if not isinstance(check, Mapping) or check.get("delta") is None:
+        return "—"
+    cell = f"{check['delta']:+.2f}"
+    if check.get("significance") in ("better", "worse"):
+        cell += f" ({check['significance']})"
+    return cell + (" REGRESSED" if check.get("regressed") else "")
+
+
 def table_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
+    with_baseline = baseline_name(records) is not None
     return [
         (
             str(r["item"]),
@@ -263,6 +280,7 @@ def table_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
             fmt_p(r.get("p_value")),
             *_adjusted_cells(r),
             fmt_mde(r),
+            *((baseline_cell(r),) if with_baseline else ()),
             _verdict(r),
         )
         for r in records
@@ -289,6 +307,7 @@ def _headers(records: Sequence[Record]) -> tuple[str, ...]:
         adjusted_header(records),
         "adj. p",
         "MDE",
+        *((f"B − baseline {name!r}",) if (name := baseline_name(records)) else ()),
         "Verdict",
     )
 
@@ -330,7 +349,7 @@ def settings_lines(run: Mapping[str, Any]) -> list[str]:
             lines.append(f"  {name}: {text}")
     if shared_notice:
         lines.append(f"note (both models): {shared_notice}")
-    for key in ("num_fewshot", "limit", "generation", "seed", "data", "lm_eval_version", "correction", "code_sandbox"):
+    for key in ("num_fewshot", "limit", "generation", "seed", "data", "lm_eval_version", "correction", "code_sandbox", "baseline"):
         if key in run and run[key] not in (None, {}, ""):
             value = run[key]
             if isinstance(value, Mapping):

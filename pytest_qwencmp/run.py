@@ -325,7 +325,15 @@ class ComparisonRun:
             "machine": f"{platform.node()} ({platform.machine()}, Python {platform.python_version()})",
             **self._sandbox_description(),
             **({"shard": self.shard_plan.to_json()} if self.shard_plan is not None else {}),
+            **({"baseline": self._baseline_description()} if self.baseline is not None else {}),
         }
+
+    def _baseline_description(self) -> str:
+        """Which saved run model B was compared with (--qwencmp-baseline-compare), in one line."""
+        saved = self.baseline
+        model = (saved.models.get("b") or {}).get("label") or (saved.models.get("b") or {}).get("name_or_path") or "model B"
+        commit = f", commit {saved.project_commit[:12]}" if saved.project_commit else ""
+        return f"model B against {saved.name!r} ({model}, saved {saved.created[:19].replace('T', ' ')}{commit})"
 
     def _sandbox_description(self) -> dict[str, str]:
         """Which protections model-written code ran under, only when a generation benchmark is selected:

@@ -389,6 +389,11 @@ def test_baselines_save_compare_and_refuse_mismatches(pytester, suite, fresh_cac
     same = pytester.runpytest_inprocess(*models, *common, "--qwencmp-baseline-compare", "main")
     same.assert_outcomes(passed=3, deselected=58)
     assert stats(same) == (0, 0, 4)
+    out = same.stdout.str()
+    assert "baseline: model B against 'main' (" in out  # the settings name the baseline
+    assert "qwencmp: model B compared with baseline 'main' on 3 item(s): 0 regressed beyond their tolerance" in out
+    assert re.search(r"MDE\s+B − baseline 'main'\s+Verdict", out)  # a column per table: B now − B then
+    assert re.search(r"^acc\s.*\s\+0\.00\s+PASS", out, re.M), out
 
     # The candidate is now the weaker model: B fell against its own baseline.
     worse = [f"--model-a={demo_assets.model_a}", f"--model-b={demo_assets.model_a}"]
@@ -396,6 +401,8 @@ def test_baselines_save_compare_and_refuse_mismatches(pytester, suite, fresh_cac
     regressed.assert_outcomes(failed=3, deselected=58)
     out = regressed.stdout.str()
     assert "B regressed against baseline 'main'" in out and "Against the baseline:" in out
+    assert "on 3 item(s): 3 regressed beyond their tolerance" in out
+    assert re.search(r"^acc\s.*\s-\d+\.\d\d( \(worse\))? REGRESSED\s+FAIL", out, re.M), out
     assert "matched documents" in out
 
     changed = [c if c != "5" else "4" for c in common]
