@@ -455,7 +455,7 @@ def combine_stats(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 def reuse_lines(stats: Mapping[str, Any]) -> list[str]:
     """Per model, which evaluations ran here and which were reused, and from where (the cache, or an import)."""
-    lines = []
+    said: dict[str, str] = {}
     for side in ("a", "b"):
         segments = []
         evaluated = (stats.get("evaluated") or {}).get(side) or []
@@ -467,8 +467,10 @@ def reuse_lines(stats: Mapping[str, Any]) -> list[str]:
         for origin, names in by_origin.items():
             segments.append(f"reused {', '.join(names)} " + ("from the cache" if origin == "cache" else origin))
         if segments:
-            lines.append(f"qwencmp: model {side.upper()}: " + "; ".join(segments))
-    return lines
+            said[side] = "; ".join(segments)
+    if len(said) == 2 and said["a"] == said["b"]:
+        return [f"qwencmp: models A and B: {said['a']}"]
+    return [f"qwencmp: model {side.upper()}: {text}" for side, text in said.items()]
 
 
 def html_page(records: Iterable[Record], run: Mapping[str, Any], stats: Mapping[str, Any] | None = None, title: str = "Model comparison") -> str:
