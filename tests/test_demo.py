@@ -282,3 +282,16 @@ def test_importing_the_module_is_cheap():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_demo_expectations_state_the_demo_models_true_sizes(demo_assets):
+    """The header of evals/demo-expectations.toml names the models' parameter counts; they must be true."""
+    import re as _re
+
+    from pytest_qwencmp.models import read_parameter_count
+    from pytest_qwencmp.settings import ModelRef
+
+    header = (Path(__file__).resolve().parents[1] / "evals" / "demo-expectations.toml").read_text(encoding="utf-8")
+    stated = [int(k) * 1000 for k in _re.findall(r"\((?:A|B), (\d+)k\b", header)]
+    counted = [read_parameter_count(ModelRef.parse(str(folder), "--model")) for folder in (demo_assets.model_a, demo_assets.model_b)]
+    assert len(stated) == 2 and all(abs(s - c) < 500 for s, c in zip(stated, counted)), (stated, counted)
