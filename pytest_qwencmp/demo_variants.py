@@ -19,7 +19,8 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from .demo import MODEL_A, ModelRecipe, deterministic_torch, demo_documents, demo_training_items, fit, quiet_progress_bars
+from .demo_data import demo_documents
+from .demo_training import MODEL_A, ModelRecipe, deterministic_torch, demo_training_items, fit, quiet_progress_bars
 
 # Qwen's ChatML format (a default system turn, then <|im_start|>role ... <|im_end|> turns).
 CHATML_TEMPLATE = (

@@ -180,15 +180,15 @@ def known_size(data: TaskData) -> int | None:
 
 
 def demo_size(data: TaskData) -> int | None:
-    """The size of a split of the embedded demo's data, from ``pytest_qwencmp.demo`` (for a demo not built yet)."""
-    from . import demo
+    """The size of a split of the embedded demo's data, from ``pytest_qwencmp.demo_data`` (for a demo not built yet)."""
+    from . import demo_data
 
-    splits = {demo.MMLU_PATH: demo.MMLU_SPLIT_SIZES, demo.HELLASWAG_PATH: demo.HELLASWAG_SPLIT_SIZES,
-              demo.MBPP_PATH: demo.MBPP_SPLIT_SIZES}.get(data.dataset_path, {})
+    splits = {demo_data.MMLU_PATH: demo_data.MMLU_SPLIT_SIZES, demo_data.HELLASWAG_PATH: demo_data.HELLASWAG_SPLIT_SIZES,
+              demo_data.MBPP_PATH: demo_data.MBPP_SPLIT_SIZES}.get(data.dataset_path, {})
     return splits.get(data.split)
 
 
-DEMO_SIZES = "the demo's split sizes in pytest_qwencmp/demo.py (the demo is not built yet)"
+DEMO_SIZES = "the demo's split sizes in pytest_qwencmp/demo_data.py (the demo is not built yet)"
 
 
 def demo_data_dir(cache_dir: Path) -> Path | None:

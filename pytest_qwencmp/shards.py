@@ -59,7 +59,7 @@ KNOWN_SIZES: Mapping[str, KnownSize] = {
 
 
 def _demo_sizes() -> dict[str, int]:
-    from .demo import HELLASWAG_SPLIT_SIZES, MBPP_SPLIT_SIZES, MMLU_SPLIT_SIZES
+    from .demo_data import HELLASWAG_SPLIT_SIZES, MBPP_SPLIT_SIZES, MMLU_SPLIT_SIZES
 
     return {"mmlu": MMLU_SPLIT_SIZES["test"], "hellaswag": HELLASWAG_SPLIT_SIZES["validation"], "mbpp": MBPP_SPLIT_SIZES["test"]}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_qwencmp import demo
+from pytest_qwencmp import demo, demo_data, demo_training
 from pytest_qwencmp.benchmarks import builtin_registry
 
 WEIGHT_FILES = ("model_a/model.safetensors", "model_b/model.safetensors")
@@ -24,7 +24,7 @@ def torch_settings_before():
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(demo.BUILD_THREADS + 1)
+    torch.set_num_threads(demo_training.BUILD_THREADS + 1)
     yield torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(threads)
 
@@ -64,7 +64,7 @@ def test_layout_and_manifest(built, assets):
     for model_dir in (assets.model_a, assets.model_b):
         for name in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json"):
             assert (model_dir / name).is_file()
-    for path in (demo.MMLU_PATH, demo.HELLASWAG_PATH, demo.MBPP_PATH):
+    for path in (demo_data.MMLU_PATH, demo_data.HELLASWAG_PATH, demo_data.MBPP_PATH):
         assert (assets.data_dir / path / "README.md").is_file()
     manifest = json.loads((assets.root / "manifest.json").read_text())
     assert manifest["version"] == demo.DEMO_VERSION
@@ -89,7 +89,7 @@ def test_models_and_tokenizers_load(assets):
         model = AutoModelForCausalLM.from_pretrained(model_dir)
         assert type(model).__name__ == "Qwen2ForCausalLM"
         assert model.config.num_hidden_layers == 1
-        assert tokenizer.eos_token == demo.EOS_TOKEN and tokenizer.eos_token_id is not None
+        assert tokenizer.eos_token == demo_training.EOS_TOKEN and tokenizer.eos_token_id is not None
         assert tokenizer.pad_token_id is not None
         assert model.config.vocab_size == len(tokenizer)
         text = "What is the colour of Bako?\nA. red\nAnswer: A"
@@ -107,15 +107,16 @@ def test_loaded_tokenizer_splits_like_the_training_one(assets):
 
     from transformers import AutoTokenizer
 
-    rng = random.Random(demo.SEED)
-    mmlu = demo.make_mmlu_docs(rng, demo.mmlu_subjects())
-    hellaswag = demo.make_hellaswag_docs(rng)
-    mbpp = demo.make_mbpp_docs(rng)
-    items = demo.training_items(mmlu, hellaswag, mbpp, demo.mbpp_fewshot_examples(), random.Random(demo.SEED + 1))
-    trained = demo.train_tokenizer(demo.tokenizer_corpus(items, mmlu, hellaswag, mbpp))
+    rng = random.Random(demo_data.SEED)
+    mmlu = demo_data.make_mmlu_docs(rng, demo_data.mmlu_subjects())
+    hellaswag = demo_data.make_hellaswag_docs(rng)
+    mbpp = demo_data.make_mbpp_docs(rng)
+    fewshot = demo_training.mbpp_fewshot_examples()
+    items = demo_training.training_items(mmlu, hellaswag, mbpp, fewshot, random.Random(demo_data.SEED + 1))
+    trained = demo_training.train_tokenizer(demo_training.tokenizer_corpus(items, mmlu, hellaswag, mbpp))
     loaded = AutoTokenizer.from_pretrained(assets.model_b)
     for item in items[::25]:
-        assert demo.encode_pair(loaded, item.context, item.continuation) == demo.encode_pair(
+        assert demo_training.encode_pair(loaded, item.context, item.continuation) == demo_training.encode_pair(
             trained, item.context, item.continuation
         )
 
@@ -123,7 +124,7 @@ def test_loaded_tokenizer_splits_like_the_training_one(assets):
 def test_mmlu_schema(assets, datasets_cache):
     import datasets
 
-    folder = assets.data_dir / demo.MMLU_PATH
+    folder = assets.data_dir / demo_data.MMLU_PATH
     subjects = builtin_registry().get("mmlu").subjects
     assert len(subjects) == 57
     assert sorted(datasets.get_dataset_config_names(str(folder))) == sorted(subjects)
@@ -139,7 +140,7 @@ def test_mmlu_schema(assets, datasets_cache):
 
 
 def test_hellaswag_schema(assets, datasets_cache):
-    data = load(assets.data_dir / demo.HELLASWAG_PATH, datasets_cache)
+    data = load(assets.data_dir / demo_data.HELLASWAG_PATH, datasets_cache)
     assert len(data["validation"]) == 40 and len(data["train"]) > 0
     fields = ["ind", "activity_label", "ctx_a", "ctx_b", "ctx", "endings", "source_id", "split", "split_type", "label"]
     for row in data["validation"]:
@@ -151,7 +152,7 @@ def test_hellaswag_schema(assets, datasets_cache):
 
 
 def test_mbpp_schema_and_reference_code_passes(assets, datasets_cache):
-    data = load(assets.data_dir / demo.MBPP_PATH, datasets_cache, demo.MBPP_CONFIG)
+    data = load(assets.data_dir / demo_data.MBPP_PATH, datasets_cache, demo_data.MBPP_CONFIG)
     assert len(data["test"]) == 15
     assert {"train", "validation", "prompt"} <= set(data)
     fields = ["task_id", "text", "code", "test_list", "test_setup_code", "challenge_test_list"]
@@ -168,15 +169,15 @@ def test_mbpp_schema_and_reference_code_passes(assets, datasets_cache):
 
 def test_prompts_are_rendered_as_lm_eval_renders_them():
     doc = {"question": " Q? ", "subject": "high_school_physics", "choices": ["w", "x", "y", "z"], "answer": 2}
-    assert demo.mmlu_context(doc) == (
+    assert demo_training.mmlu_context(doc) == (
         "The following are multiple choice questions (with answers) about high school physics.\n\n"
         "Q?\nA. w\nB. x\nC. y\nD. z\nAnswer:"
     )
-    assert demo.mmlu_gold(doc) == " C"
-    fewshot = demo.mbpp_fewshot_examples()
+    assert demo_training.mmlu_gold(doc) == " C"
+    fewshot = demo_training.mbpp_fewshot_examples()
     assert [shot["task_id"] for shot in fewshot[:2]] == [2, 3]
     mbpp_doc = {"text": "Do it.", "code": "def f():\n  pass", "test_list": ["assert a", "assert b", "assert c"]}
-    context = demo.mbpp_context(mbpp_doc, fewshot)
+    context = demo_training.mbpp_context(mbpp_doc, fewshot)
     assert context.count("[DONE]\n\n") == 2 and fewshot[2]["code"] not in context
     assert context.endswith(
         "here is your task: Do it. Your code should pass these tests:\n\nassert a\nassert b\nassert c\n[BEGIN]\n"
@@ -274,9 +275,9 @@ def test_waiting_for_another_process_that_builds_the_demo_says_so(tmp_path, monk
     assert f"holds {tmp_path / ('demo-' + demo.DEMO_VERSION + '.lock')}" in lines[0]
 
 
-def test_importing_the_module_is_cheap():
+def test_importing_the_modules_is_cheap():
     code = (
-        "import sys, pytest_qwencmp.demo; "
+        "import sys, pytest_qwencmp.demo, pytest_qwencmp.demo_data, pytest_qwencmp.demo_training; "
         "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])

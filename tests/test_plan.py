@@ -69,7 +69,7 @@ def test_plan_demo_without_a_built_demo_uses_its_fixed_sizes(tmp_path, capsys, m
     monkeypatch.chdir(REPO)
     assert main(["plan", "--demo", f"--eval-cache-dir={tmp_path}"]) == 0
     out = capsys.readouterr().out
-    assert "the demo's split sizes in pytest_qwencmp/demo.py (the demo is not built yet)" in out
+    assert "the demo's split sizes in pytest_qwencmp/demo_data.py (the demo is not built yet)" in out
     assert "expectations: evals/demo-expectations.toml" in out
     assert row(out, "overall")[0] == "456" and row(out, "acc")[0] == "40" and row(out, "pass@1")[0] == "15"
     assert not (tmp_path / "demo").exists()  # nothing was built
