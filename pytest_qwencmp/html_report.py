@@ -182,7 +182,7 @@ def comparison_table(rows: Sequence[Record], slug: str, label_a: str, label_b: s
         (adjusted_header(rows) if rows else "adj. CI", "num"),
         ("adj. p", "num"),
         ("MDE", "num"),
-        *(((f"B − baseline {name!r}", "num"),) if (name := baseline_name(rows)) else ()),
+        *(((f"B − baseline {compared_with!r}", "num"),) if (compared_with := baseline_name(rows)) else ()),
         ("Verdict", "text"),
     ]
     ordered = [r for r in rows if is_overall(r)] + [r for r in rows if not is_overall(r)]
@@ -217,7 +217,7 @@ def comparison_table(rows: Sequence[Record], slug: str, label_a: str, label_b: s
             f'<td data-v="{_fmt(r.get("p_value"), ".9g", "")}">{esc(_fmt_p(r.get("p_value")))}</td>',
             *_adjusted_cells(r),
             f'<td data-v="{_fmt(r.get("mde"), ".6f", "")}"{weak_cls}>{esc(fmt_mde(r))}</td>',
-            *((f'<td data-v="{_fmt((r.get("baseline") or {}).get("delta"), ".6f", "")}">{esc(baseline_cell(r))}</td>',) if name else ()),
+            *((f'<td data-v="{_fmt((r.get("baseline") or {}).get("delta"), ".6f", "")}">{esc(baseline_cell(r))}</td>',) if compared_with else ()),
             f'<td data-v="{esc(_verdict_text(r))}" title="{title}"><span class="qc-outcome {"qc-o-fail" if not r.get("passed") else "qc-o-pass"}">'
             f'{"FAIL" if not r.get("passed") else "PASS"}</span> '
             f'{_sig_badge(sig) if sig and sig != "n/a" else ""}'

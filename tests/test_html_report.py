@@ -362,3 +362,21 @@ def test_nice_ticks_cover_the_range():
     for low, high in [(-7.3, 22.1), (0, 1), (35.2, 96.8), (-0.4, 0.0), (5, 5)]:
         ticks = html_report.nice_ticks(low, high)
         assert ticks[0] <= low and ticks[-1] >= high and ticks == sorted(ticks)
+
+
+@pytest.mark.parametrize("with_baseline", [False, True])
+def test_every_row_has_as_many_cells_as_the_header(with_baseline):
+    records = make_records()
+    if with_baseline:
+        for r in records:
+            r["baseline"] = {"baseline": "main", "delta": -1.25, "significance": "no detectable difference", "regressed": False}
+        records[0]["baseline"].update(delta=-9.5, significance="worse", regressed=True)
+    out = html_summary(records, make_run(), STATS)
+    for name in ("mmlu", "hellaswag", "mbpp"):
+        section = table(out, name)
+        heads = re.findall(r'<th scope="col"', section)
+        assert ("B − baseline &#x27;main&#x27;" in section) == with_baseline
+        for row in re.findall(r'<tr class="qc-item[^"]*".*?</tr>', section, re.S):
+            assert len(re.findall(r"<td[^>]*>", row)) == len(heads), row[:200]
+    if with_baseline:
+        assert "-9.50 (worse) REGRESSED" in out and "-1.25</td>" in out
