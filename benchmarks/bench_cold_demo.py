@@ -12,7 +12,7 @@ Two runs, each on a fresh evaluation cache (nothing built, nothing evaluated):
        task setup      TaskManager indexing, task construction, datasets' loading (lm_eval.tasks,
                        lm_eval.api.task, datasets), the plugin's local-data overrides
        model compute   torch (forward passes, generation)
-       code execution  MBPP candidates run in the sandbox (pytest_qwencmp.executor)
+       code execution  MBPP candidates run in the sandbox (pytest_qwencmp.executor, .sandbox_launch)
        lm-eval other   the rest of simple_evaluate (requests, metrics, aggregation)
      plugin, per evaluation  cache keys and fingerprints, result extraction, cache writes
      statistics        pytest_qwencmp.comparison.compare_benchmark
@@ -62,7 +62,7 @@ _CONTAINERS = (
 _EVALUATION_PARTS = (
     ("task setup", lambda f, fn: any(k in f for k in ("lm_eval/tasks/", "lm_eval/api/task.py", "/datasets/", "pytest_qwencmp/lm_tasks.py"))),
     ("model compute", lambda f, fn: "/torch/" in f or "/transformers/" in f),
-    ("code execution", lambda f, fn: f.endswith("pytest_qwencmp/executor.py") or f.endswith("pytest_qwencmp/code_eval.py")),
+    ("code execution", lambda f, fn: f.endswith(tuple(f"pytest_qwencmp/{m}.py" for m in ("executor", "sandbox_launch", "code_eval")))),
     ("imports", lambda f, fn: fn == "_find_and_load" and "importlib" in f),
 )
 REST = "pytest & rest"

@@ -465,7 +465,8 @@ def bare_lm_eval(lm, benchmark, settings):
 def plugin_run_with(lm, info_fields: dict, settings, registry):
     """A ComparisonRun whose model A is the already-built HFLM (no weights on disk to load)."""
     from pytest_qwencmp.expectations import load_expectations
-    from pytest_qwencmp.models import ModelHandle, ModelInfo, plan_execution
+    from pytest_qwencmp.execution_plan import plan_execution
+    from pytest_qwencmp.models import ModelHandle, ModelInfo
     from pytest_qwencmp.run import ComparisonRun
 
     class PreloadedHandle(ModelHandle):

@@ -173,7 +173,12 @@ def load_once(folder: str, dtype: str) -> dict:
     from lm_eval.models.huggingface import HFLM  # noqa: F401
     from transformers import AutoModelForCausalLM  # noqa: F401
 
-    from pytest_qwencmp.models import load_model, plan_execution
+    from pytest_qwencmp.models import load_model
+
+    try:
+        from pytest_qwencmp.execution_plan import plan_execution
+    except ImportError:  # a --code checkout from before models.py was split
+        from pytest_qwencmp.models import plan_execution
     from pytest_qwencmp.settings import ModelRef
 
     ref = ModelRef(folder)

@@ -3,7 +3,7 @@
 ``attach_adapter`` wraps a loaded transformers model with ``peft.PeftModel.from_pretrained``
 (as lm-eval's own ``HFLM(peft=...)`` does), optionally merged into the base
 weights for backends that need plain linear layers. The adapter's identity in
-the cache key is its weights' fingerprint (``models.model_fingerprint``).
+the cache key is its weights' fingerprint (``weights.model_fingerprint``).
 """
 
 from __future__ import annotations

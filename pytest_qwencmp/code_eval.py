@@ -22,7 +22,8 @@ from typing import Any, Iterator, Sequence
 from unittest import mock
 
 from .errors import QwencmpError
-from .executor import ExecutionResult, Limits, Sandbox, detect_sandbox, run_programs
+from .executor import detect_sandbox, run_programs
+from .sandbox import ExecutionResult, Limits, Sandbox
 
 __all__ = ["SandboxedCodeEval", "estimate_pass_at_k", "install_sandboxed_code_eval", "sandboxed_code_eval"]
 

@@ -1,62 +1,34 @@
 """Loading a model once and wrapping it as lm-eval's ``HFLM``.
 
-``plan_execution`` decides, without touching torch's heavy parts, what will
-actually run (backend, dtype, device, tensor-parallel GPUs) for the requested
-settings: FP16 through ``deepspeed.init_inference`` on CUDA; plain
-transformers on CPU, where FP16 is mapped to float32 with a one-line notice.
+``load_model`` reads weights and tokenizer as an ``ExecutionPlan``
+(``execution_plan``) says and wraps them for lm-eval: on a single CUDA device
+the weights load straight onto it (``device_map``), never staged in host memory;
+with the DeepSpeed backend the model becomes an FP16 inference engine.
 ``ModelHandle`` holds one side's model in this process: it loads lazily, so a
 run whose evaluations are all cached loads nothing, and counts its loads. A
 model split across GPUs lives in a group of processes instead
 (``tensor_parallel.TensorParallelHandle``, the same ``ModelSide`` interface).
 A side's ``ModelOptions`` (chat template, adapter, model arguments) are applied
 here: checked before the weights load (``preflight``), then passed to
-transformers, peft (``adapters``) and ``HFLM``. On a single CUDA device the
-weights load straight onto it (``device_map``), never staged in host memory.
+transformers, peft (``adapters``) and ``HFLM``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from .errors import ModelUnavailable, QwencmpError
+from .execution_plan import ExecutionPlan
 from .model_options import ModelOptions
-from .model_sources import WEIGHT_SUFFIXES, HubAccess, ModelSource, check_local_folder, check_model_source
+from .model_sources import HubAccess, ModelSource, check_local_folder, check_model_source
 from .settings import ModelRef
+from .weights import model_fingerprint, weights_folder
 
 if TYPE_CHECKING:  # pragma: no cover
     from .harness import EvaluationRequest
-
-CPU_BATCH_SIZE = 16  # used for --batch-size auto on CPU (lm-eval's detection is for GPUs)
-TENSOR_PARALLEL_BATCH_SIZE = 16  # used for --batch-size auto when a model is split across GPUs
-_CONTENT_HASH_LIMIT = 64 << 20  # hash whole files up to 64 MiB; larger ones by size, mtime, head and tail
-
-
-@dataclass(frozen=True)
-class ExecutionPlan:
-    """What actually runs for a model: may differ from what was asked for on CPU."""
-
-    backend: str  # "deepspeed" | "hf"
-    dtype: str  # the dtype the weights run in
-    device: str  # "cpu" | "cuda" | "cuda:N"
-    batch_size: int | str
-    notice: str = ""  # one line when the plan differs from the request
-    tensor_parallel: int = 1  # processes (GPUs) the weights are split across
-    gpus: tuple[int, ...] = ()  # with tensor parallelism on CUDA: the GPU indices the group uses
-
-    @property
-    def summary(self) -> str:
-        """One line for progress output: ``deepspeed, float16, cuda:0,1, tensor parallel x2``."""
-        parts = [self.backend, self.dtype, self.device]
-        if self.tensor_parallel > 1:
-            parts.append(f"tensor parallel x{self.tensor_parallel}")
-        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -79,235 +51,6 @@ class ModelInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def nvidia_driver_absent() -> bool:
-    """True when this Linux machine certainly has no NVIDIA GPU: no driver is loaded.
-
-    Decided from ``/proc`` and ``/dev`` without importing torch (~2 s), so that a
-    CPU run whose evaluations are all cached stays fast. Elsewhere, or with a
-    driver present, torch decides.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    return not Path("/proc/driver/nvidia").exists() and not any(Path("/dev").glob("nvidia[0-9]*"))
-
-
-def cuda_available() -> bool:
-    if nvidia_driver_absent():
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
-def cuda_device_count() -> int:
-    if not cuda_available():
-        return 0
-    import torch
-
-    return int(torch.cuda.device_count())
-
-
-def deepspeed_available() -> bool:
-    from importlib.util import find_spec
-
-    return find_spec("deepspeed") is not None
-
-
-def plan_execution(
-    *,
-    dtype: str,
-    backend: str,
-    device: str,
-    batch_size: int | str,
-    has_cuda: bool,
-    has_deepspeed: bool,
-    worker_index: int | None = None,
-    cuda_devices: int = 1,
-    tensor_parallel: int = 1,
-    gpus: tuple[int, ...] | None = None,
-) -> ExecutionPlan:
-    """Decide backend, dtype, device and batch size; pure, so it is unit-tested directly.
-
-    Under pytest-xdist (``worker_index`` = N of worker gwN) with ``--device auto``,
-    each worker pins its own GPU: ``cuda:N mod <number of GPUs>``. With
-    ``tensor_parallel`` = T > 1 the weights are split by DeepSpeed across T
-    processes; on CUDA worker N uses GPUs ``N*T .. N*T+T-1`` (mod the count).
-    ``gpus`` (from ``spread_gpus``) overrides both choices on CUDA.
-    """
-    if tensor_parallel > 1:
-        return _plan_tensor_parallel(
-            dtype=dtype, backend=backend, device=device, batch_size=batch_size, has_cuda=has_cuda,
-            has_deepspeed=has_deepspeed, worker_index=worker_index, cuda_devices=cuda_devices,
-            tensor_parallel=tensor_parallel, gpus=gpus,
-        )
-    if device in ("auto", "cuda") and has_cuda and gpus:
-        device = f"cuda:{gpus[0]}"
-    if device == "auto":
-        if not has_cuda:
-            device = "cpu"
-        elif worker_index is not None and cuda_devices > 1:
-            device = f"cuda:{worker_index % cuda_devices}"
-        else:
-            device = "cuda"
-    if device.startswith("cuda") and not has_cuda:
-        raise _no_cuda(device)
-    notices = []
-    if device.startswith("cuda"):
-        if backend == "auto":
-            backend = "deepspeed" if has_deepspeed else "hf"
-            if not has_deepspeed:
-                notices.append("DeepSpeed is not installed: plain transformers ran on CUDA")
-        elif backend == "deepspeed" and not has_deepspeed:
-            raise QwencmpError("--backend deepspeed was asked for but DeepSpeed is not installed; pip install deepspeed.")
-        run_dtype = dtype
-    else:
-        if backend == "deepspeed" and not has_deepspeed:
-            raise QwencmpError("--backend deepspeed was asked for but DeepSpeed is not installed; pip install deepspeed.")
-        backend = "deepspeed" if backend == "deepspeed" else "hf"
-        run_dtype, notice = _cpu_dtype(dtype, backend)
-        notices += [notice] if notice else []
-    if batch_size == "auto" and not device.startswith("cuda"):
-        batch_size = CPU_BATCH_SIZE
-    return ExecutionPlan(backend, run_dtype, device, batch_size, "; ".join(notices))
-
-
-def _cpu_dtype(dtype: str, backend: str) -> tuple[str, str]:
-    """The dtype a CPU run uses, and a notice when it is not the one asked for.
-
-    CPUs do not run FP16 inference usefully, and DeepSpeed's CPU accelerator
-    supports fp32 and bf16, not fp16: FP16 becomes float32.
-    """
-    run_dtype = "float32" if dtype == "float16" else dtype
-    notice = f"{dtype} requested, but this CPU run used {run_dtype} ({backend} backend)" if run_dtype != dtype else ""
-    return run_dtype, notice
-
-
-def _no_cuda(device: str) -> QwencmpError:
-    return QwencmpError(f"--device {device} was asked for but torch sees no CUDA device; use --device cpu or auto.")
-
-
-def spread_gpus(sizes: Mapping[str, int], cuda_devices: int, worker_index: int | None = None) -> dict[str, tuple[int, ...]]:
-    """GPUs for each side when a model is split: side by side when there are enough, so the
-    models do not share memory (``{"a": 1, "b": 4}`` on 8 GPUs: A on 0, B on 1-4; xdist worker N
-    takes the N-th such block); otherwise every side starts at the worker's first GPU.
-    """
-    need = sum(sizes.values())
-    worker = worker_index or 0
-    if cuda_devices >= need:
-        spread: dict[str, tuple[int, ...]] = {}
-        next_gpu = worker * need
-        for side, size in sizes.items():
-            spread[side] = tuple((next_gpu + i) % cuda_devices for i in range(size))
-            next_gpu += size
-        return spread
-    first = worker * max(sizes.values())
-    return {side: tuple((first + i) % cuda_devices for i in range(size)) for side, size in sizes.items()}
-
-
-def _plan_tensor_parallel(
-    *,
-    dtype: str,
-    backend: str,
-    device: str,
-    batch_size: int | str,
-    has_cuda: bool,
-    has_deepspeed: bool,
-    worker_index: int | None,
-    cuda_devices: int,
-    tensor_parallel: int,
-    gpus: tuple[int, ...] | None,
-) -> ExecutionPlan:
-    """The plan for a model split across ``tensor_parallel`` processes: always DeepSpeed (AutoTP)."""
-    option = f"--tp {tensor_parallel}"
-    if backend == "hf":
-        raise QwencmpError(
-            f"{option} splits the model across processes with DeepSpeed, but --backend hf was asked for; "
-            "drop --backend hf (or use --backend deepspeed), or drop the tensor-parallel option."
-        )
-    if not has_deepspeed:
-        raise QwencmpError(f"{option} needs DeepSpeed, which is not installed; pip install deepspeed.")
-    if device == "auto":
-        device = "cuda" if has_cuda else "cpu"
-    if device.startswith("cuda:"):
-        raise QwencmpError(
-            f"--device {device} names one GPU, but {option} needs {tensor_parallel}; use --device cuda or auto "
-            "(restrict the GPUs with CUDA_VISIBLE_DEVICES)."
-        )
-    notice = ""
-    if device == "cuda":
-        if not has_cuda:
-            raise _no_cuda(device)
-        if cuda_devices < tensor_parallel:
-            raise QwencmpError(
-                f"{option} needs {tensor_parallel} GPUs but torch sees {cuda_devices}; lower the tensor-parallel "
-                "size or run on a machine with more GPUs."
-            )
-        if not gpus or len(gpus) != tensor_parallel:
-            gpus = spread_gpus({"split": tensor_parallel}, cuda_devices, worker_index)["split"]
-        run_dtype = dtype
-        device = "cuda:" + ",".join(str(g) for g in gpus)
-        if batch_size == "auto":
-            # lm-eval's detection retries after an out-of-memory error in each rank on its own;
-            # ranks that retry at different points leave the group's collectives out of step.
-            batch_size = TENSOR_PARALLEL_BATCH_SIZE
-            notice = (f"--batch-size auto is not used with {option} (ranks must stay in step); "
-                      f"batch size {batch_size}, set --batch-size to tune")
-    else:
-        gpus = ()
-        run_dtype, notice = _cpu_dtype(dtype, "deepspeed")
-        if batch_size == "auto":
-            batch_size = CPU_BATCH_SIZE
-    return ExecutionPlan("deepspeed", run_dtype, device, batch_size, notice, tensor_parallel, gpus)
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        if size <= _CONTENT_HASH_LIMIT:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        else:
-            digest.update(f"{size}:{path.stat().st_mtime_ns}".encode())
-            digest.update(handle.read(1 << 20))
-            handle.seek(size - (1 << 20))
-            digest.update(handle.read(1 << 20))
-    return digest.hexdigest()
-
-
-def model_fingerprint(ref: ModelRef) -> str:
-    """Identity of the weights: a content hash for local folders, the resolved revision for hub ids."""
-    if ref.is_local:
-        folder = ref.path
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.suffix == ".json"))
-        if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
-            raise ModelUnavailable(
-                f"Model directory {folder} holds no weights (no *.safetensors or *.bin files), so model "
-                f"{ref.label!r} cannot be loaded. Fix: point --model-a/--model-b at a folder written by "
-                "save_pretrained or a complete hub snapshot (`python -m pytest_qwencmp mirror --out DIR --model "
-                "ORG/NAME` writes one to DIR/models/ORG/NAME)."
-            )
-        digest = hashlib.sha256()
-        for path in files:
-            digest.update(str(path.relative_to(folder)).encode() + b"\0" + _file_digest(path).encode())
-        return "local:" + digest.hexdigest()
-    revision = ref.revision or "main"
-    return f"hub:{ref.name_or_path}@{_resolve_hub_revision(ref.name_or_path, revision)}"
-
-
-def _resolve_hub_revision(repo_id: str, revision: str) -> str:
-    """The commit a branch or tag points to in the local HF cache, else the name as given."""
-    try:
-        from huggingface_hub.constants import HF_HUB_CACHE
-    except ImportError:  # pragma: no cover
-        return revision
-    ref_file = Path(HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / revision
-    try:
-        return ref_file.read_text().strip() or revision
-    except OSError:
-        return revision
 
 
 def _torch_dtype(name: str):
@@ -613,38 +356,3 @@ class ModelHandle:
             "tensor_parallel": self.plan.tensor_parallel,
             "setup": self.setup(),
         }
-
-
-def weights_folder(ref: ModelRef) -> Path | None:
-    """Where the model's files are on this machine: its local directory, or its snapshot in the
-    Hugging Face cache; ``None`` when a hub model is not downloaded yet."""
-    if ref.is_local:
-        return ref.path
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(ref.name_or_path, revision=ref.revision, local_files_only=True))
-    except Exception:  # not in the cache (or no huggingface_hub): unknown
-        return None
-
-
-def read_parameter_count(ref: ModelRef) -> int | None:
-    """Parameter count from the safetensors headers (local folder or cached snapshot), without loading weights."""
-    folder = weights_folder(ref)
-    if folder is None:
-        return None
-    total = 0
-    try:
-        for path in folder.glob("*.safetensors"):
-            with path.open("rb") as handle:
-                header_len = int.from_bytes(handle.read(8), "little")
-                header = json.loads(handle.read(header_len))
-            for name, meta in header.items():
-                if name != "__metadata__":
-                    count = 1
-                    for dim in meta["shape"]:
-                        count *= dim
-                    total += count
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # unreadable: loading will say why
-        return None
-    return total or None

@@ -17,21 +17,20 @@ from typing import TYPE_CHECKING, Any
 from .benchmarks import Registry
 from .cache import EvaluationCache
 from .errors import QwencmpError
-from .expectations import Expectations
-from .failures import FailureMemory
-from .model_sources import HubAccess
-from .models import (
+from .execution_plan import (
     ExecutionPlan,
-    ModelHandle,
-    ModelSide,
     cuda_available,
     cuda_device_count,
     deepspeed_available,
     plan_execution,
-    read_parameter_count,
     spread_gpus,
 )
+from .expectations import Expectations
+from .failures import FailureMemory
+from .model_sources import HubAccess
+from .models import ModelHandle, ModelSide
 from .settings import ModelRef, RunSettings
+from .weights import read_parameter_count
 
 if TYPE_CHECKING:  # pragma: no cover
     from .comparison import ItemComparison

@@ -50,10 +50,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import ModelUnavailable, OutOfMemory, QwencmpError
+from .execution_plan import ExecutionPlan
 from .harness import EvaluationRequest, run_request
 from .model_sources import HubAccess
 from .model_options import ModelOptions
-from .models import ExecutionPlan, ModelHandle, ModelInfo, load_model
+from .models import ModelHandle, ModelInfo, load_model
 from .settings import ModelRef
 
 ADDRESS_ENV = "QWENCMP_TP_ADDRESS"

@@ -18,7 +18,7 @@ from pytest_qwencmp.code_eval import (
     mbpp_utils_path,
 )
 from pytest_qwencmp.errors import QwencmpError
-from pytest_qwencmp.executor import Limits
+from pytest_qwencmp.sandbox import Limits
 
 MODULE = "lm_eval.tasks.mbpp.utils"
 

@@ -289,7 +289,7 @@ def test_the_demo_expectations_state_the_demo_models_true_sizes(demo_assets):
     """The header of evals/demo-expectations.toml names the models' parameter counts; they must be true."""
     import re as _re
 
-    from pytest_qwencmp.models import read_parameter_count
+    from pytest_qwencmp.weights import read_parameter_count
     from pytest_qwencmp.settings import ModelRef
 
     header = (Path(__file__).resolve().parents[1] / "evals" / "demo-expectations.toml").read_text(encoding="utf-8")

@@ -20,14 +20,8 @@ import time
 import pytest
 
 from pytest_qwencmp.errors import QwencmpError
-from pytest_qwencmp.executor import (
-    ExecutionResult,
-    Limits,
-    Sandbox,
-    detect_sandbox,
-    run_program,
-    run_programs,
-)
+from pytest_qwencmp.executor import detect_sandbox, run_program, run_programs
+from pytest_qwencmp.sandbox import ExecutionResult, Limits, Sandbox
 
 FAST = Limits(wall_seconds=5.0, cpu_seconds=5)
 

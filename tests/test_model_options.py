@@ -11,8 +11,9 @@ import pytest
 
 from pytest_qwencmp.benchmarks import load_registry
 from pytest_qwencmp.errors import QwencmpError
+from pytest_qwencmp.execution_plan import ExecutionPlan
 from pytest_qwencmp.model_options import ModelOptions, describe_setup
-from pytest_qwencmp.models import ExecutionPlan, placement
+from pytest_qwencmp.models import placement
 from pytest_qwencmp.numerical_health import (
     NumericalHealthError,
     check_loglikelihoods,

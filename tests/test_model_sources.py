@@ -10,8 +10,9 @@ import pytest
 
 import pytest_qwencmp.model_sources as sources
 from pytest_qwencmp.errors import ModelUnavailable
+from pytest_qwencmp.execution_plan import ExecutionPlan
 from pytest_qwencmp.model_sources import HubAccess, check_model_source, probe_hub
-from pytest_qwencmp.models import ExecutionPlan, ModelHandle
+from pytest_qwencmp.models import ModelHandle
 from pytest_qwencmp.settings import ModelRef
 
 PLAN = ExecutionPlan("hf", "float32", "cpu", 1)
