@@ -349,13 +349,27 @@ def settings_lines(run: Mapping[str, Any]) -> list[str]:
             lines.append(f"  {name}: {text}")
     if shared_notice:
         lines.append(f"note (both models): {shared_notice}")
-    for key in ("num_fewshot", "limit", "generation", "seed", "data", "lm_eval_version", "correction", "code_sandbox", "baseline"):
-        if key in run and run[key] not in (None, {}, ""):
-            value = run[key]
-            if isinstance(value, Mapping):
-                value = ", ".join(f"{k}={v}" for k, v in value.items())
-            lines.append(f"{key.replace('_', ' ')}: {value}")
+    for group in _SETTING_LINES:  # related settings share a line: a CI log stays short
+        parts = []
+        for key in group:
+            if key in run and run[key] not in (None, {}, ""):
+                value = run[key]
+                if isinstance(value, Mapping):
+                    value = ", ".join(f"{k}={v}" for k, v in value.items())
+                parts.append(f"{key.replace('_', ' ')}: {value}")
+        if parts:
+            lines.append(" · ".join(parts))
     return lines
+
+
+# The run-wide settings, by line: what the models were asked; where the data and the method came from;
+# the sandbox model-written code ran in; the baseline model B was compared with.
+_SETTING_LINES = (
+    ("num_fewshot", "limit", "generation", "seed"),
+    ("data", "lm_eval_version", "correction"),
+    ("code_sandbox",),
+    ("baseline",),
+)
 
 
 def html_summary(records: Iterable[Record], run: Mapping[str, Any], stats: Mapping[str, Any] | None = None) -> str:
@@ -468,6 +482,8 @@ def reuse_lines(stats: Mapping[str, Any]) -> list[str]:
             segments.append(f"reused {', '.join(names)} " + ("from the cache" if origin == "cache" else origin))
         if segments:
             said[side] = "; ".join(segments)
+    if not (stats.get("reused") or {}).get("a") and not (stats.get("reused") or {}).get("b"):
+        return []  # everything was evaluated here: the counts line says it all
     if len(said) == 2 and said["a"] == said["b"]:
         return [f"qwencmp: models A and B: {said['a']}"]
     return [f"qwencmp: model {side.upper()}: {text}" for side, text in said.items()]

@@ -79,6 +79,7 @@ def test_a_logged_cold_run_has_no_bars_and_a_cached_rerun_imports_no_model_stack
     progress = [line for line in out.splitlines() if "qwencmp: " in line and " × model_" in line]
     assert len(progress) == 8, progress  # start and end of 2 benchmarks x 2 models
     assert all(line.startswith("qwencmp: ") for line in progress), progress  # not glued to pytest's dots
+    assert len(cold.stdout.lines) <= 48, cold.stdout.str()  # a CI log: no bars, settings on a few lines (46 measured)
     lone = [line for line in out.splitlines() if re.fullmatch(r"[.FEsx]+\s*(\[\s*\d+%\])?", line)]
     assert lone == [], lone  # each result letter follows its file name, also after progress lines
     assert re.search(r"^evals/test_hellaswag\.py \.\.\s+\[", out, re.M) or re.search(r"^test_hellaswag\.py \.\.\s+\[", out, re.M), out
