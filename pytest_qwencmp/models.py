@@ -15,15 +15,17 @@ transformers, peft (``adapters``) and ``HFLM``.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol
 
 from .errors import ModelUnavailable, QwencmpError
 from .execution_plan import ExecutionPlan
 from .model_options import ModelOptions
-from .model_sources import HubAccess, ModelSource, check_local_folder, check_model_source
+from .model_sources import ADAPTER, HubAccess, ModelSource, check_local_folder, check_model_source
 from .settings import ModelRef
 from .weights import model_fingerprint, weights_folder
 
@@ -83,6 +85,27 @@ def placement(plan: ExecutionPlan) -> dict[str, Any]:
     return {}
 
 
+# What HFLM logs when it is handed a loaded model, as the plugin always does: advice for other callers.
+_HANDOVER_WARNINGS = ("`pretrained` model kwarg is not of type `str`", "Passed an already-initialized model through `pretrained`")
+
+
+class _HandoverFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in _HANDOVER_WARNINGS)
+
+
+@contextmanager
+def _without_handover_warnings() -> Iterator[None]:
+    """Keep lm-eval's two warnings about an already-loaded model out of every report's captured log."""
+    logger = logging.getLogger("lm_eval.models.huggingface")
+    handover = _HandoverFilter()
+    logger.addFilter(handover)
+    try:
+        yield
+    finally:
+        logger.removeFilter(handover)
+
+
 def load_model(
     ref: ModelRef,
     plan: ExecutionPlan,
@@ -132,7 +155,8 @@ def load_model(
         model = model.to(plan.device)
     from lm_eval.models.huggingface import HFLM
 
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=plan.batch_size, device=plan.device, **options.lm_kwargs())
+    with _without_handover_warnings():
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=plan.batch_size, device=plan.device, **options.lm_kwargs())
     info = ModelInfo(
         label=options.label(ref.label),
         name_or_path=ref.name_or_path,
@@ -289,12 +313,16 @@ class ModelHandle:
         check_model(self.ref.label, weights_folder(self.ref), self.options, self.plan.device.split(",")[0], option)
 
     def check(self) -> ModelSource:
-        """Where the model will be read from; ``ModelUnavailable`` (remembered) if it cannot be loaded here."""
+        """Where the model will be read from; ``ModelUnavailable`` (remembered) if it or its PEFT adapter
+        cannot be read here."""
         if self._error is not None:
             raise self._error
         if self._source is None:
             try:
-                self._source = check_model_source(self.ref, self.option, self.hub)
+                source = check_model_source(self.ref, self.option, self.hub)
+                if self.options.peft is not None:
+                    check_model_source(self.options.peft, f"--peft-{self.side}", self.hub, ADAPTER)
+                self._source = source
             except QwencmpError as exc:
                 self._error = exc
                 raise

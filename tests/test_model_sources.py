@@ -72,7 +72,7 @@ def test_unreachable_hub_and_uncached_model_names_the_offline_path(online):
 
 
 def test_cached_model_loads_without_network_when_the_hub_is_unreachable(online, monkeypatch):
-    monkeypatch.setattr(sources, "in_hub_cache", lambda ref: True)
+    monkeypatch.setattr(sources, "in_hub_cache", lambda ref, config_file="config.json": True)
     unreachable = HubAccess(probe=lambda endpoint, timeout: "refused")
     reachable = HubAccess(probe=lambda endpoint, timeout: None)
     assert check_model_source(ModelRef("Qwen/Qwen2.5-7B"), "--model-b", unreachable).local_files_only
@@ -114,3 +114,23 @@ def test_a_handle_fails_before_reading_weights_and_remembers_it(online, monkeypa
         handle.load()
     assert again.value is first.value and handle.loads == 0
     assert handle.fingerprint == "hub:org/not-here@main"  # a cached evaluation of this model can still be found
+
+
+def test_an_adapter_that_cannot_be_read_fails_the_side_before_any_weights(monkeypatch):
+    """A PEFT adapter is checked like its model (the hub cache by adapter_config.json), with its own option and fix."""
+    import pytest_qwencmp.models as models
+    from pytest_qwencmp.model_options import ModelOptions
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("weights were read"))
+    asked = []
+    monkeypatch.setattr(sources, "in_hub_cache", lambda ref, config_file="config.json": asked.append(config_file) or ref.name_or_path == "Qwen/Qwen2.5-7B")
+    hub = HubAccess(probe=lambda endpoint, timeout: pytest.fail("probed although HF_HUB_OFFLINE is set"))
+    options = ModelOptions(peft=ModelRef("org/lora-7"))
+    handle = ModelHandle("b", ModelRef("Qwen/Qwen2.5-7B"), PLAN, "float32", options, hub=hub)
+    with pytest.raises(ModelUnavailable) as info:
+        handle.load()
+    message = info.value.message
+    assert message.startswith("Could not load PEFT adapter 'org/lora-7' (--peft-b, a hub id): HF_HUB_OFFLINE is set")
+    assert "give --peft-b a local PEFT adapter directory" in message and "--peft-b=DIR/models/org/lora-7" in message
+    assert asked == ["config.json", "adapter_config.json"]
