@@ -281,7 +281,8 @@ class Evaluator:
             "generation": self.settings.generation.as_gen_kwargs() if benchmark.generation else None,
             "seed": self.settings.seed,
             "data": source.data_fingerprints() if self.settings.data_dir else "hub",
-            **({"setup": handle.setup()} if handle.setup() else {}),  # adapter, chat template, model args
+            # chat template, system instruction, model args, the adapter's fingerprint (not where it was read from)
+            **({"setup": {k: v for k, v in handle.setup().items() if k != "adapter"}} if handle.setup() else {}),
         }
 
     def evaluate(self, side: str, benchmark_name: str) -> BenchmarkEvaluation:

@@ -285,4 +285,7 @@ def test_cache_key_follows_adapter_weights_template_and_instruction_but_not_for_
             key(apply_chat_template_b=True, fewshot_as_multiturn="false")[1], key(system_instruction_b="Be brief.")[1],
             key(model_args_b="max_length=512")[1]]
     assert len(set(keys)) == len(keys)
+    moved = tmp_path / "adapter-elsewhere"
+    shutil.copytree(adapter, moved)
+    assert key(peft_b=str(moved))[1] == keys[2]  # the same adapter weights read from another folder: the same key
     shutil.rmtree(adapter)
