@@ -578,20 +578,19 @@ def comparison(request: pytest.FixtureRequest, qwencmp_run: ComparisonRun, model
         pytest.fail(qwencmp_run.failures.message(error, request.node.nodeid), pytrace=False)
     benchmark = qwencmp_run.registry.get(benchmark_name)
     record = ordered_record(result.to_record(), [i.id for i in benchmark.items], qwencmp_run.registry.names())
-    warnings = [w for side in ("a", "b") for w in qwencmp_run.evaluator.evaluate(side, benchmark_name).warnings]
+    evaluations = {side: qwencmp_run.evaluator.evaluate(side, benchmark_name) for side in ("a", "b")}
+    warnings = [w for evaluation in evaluations.values() for w in evaluation.warnings]
     if warnings:
         record["warnings"] = warnings  # degenerate generations (numerical_health)
     node = request.node
-    evaluated = {}
-    for side in ("a", "b"):
-        evaluation = qwencmp_run.evaluator.evaluate(side, benchmark_name)
-        evaluated[side] = {k: evaluation.model.get(k) for k in ("backend", "dtype", "device", "tensor_parallel", "parameters", "notice", "setup")}
+    evaluated = {
+        side: {k: evaluation.model.get(k) for k in ("backend", "dtype", "device", "tensor_parallel", "parameters", "notice", "setup")}
+        for side, evaluation in evaluations.items()
+    }
     node.user_properties.append((RUN_PROPERTY, json.dumps(qwencmp_run.describe(evaluated))))
     if benchmark_name not in plugin.attached_lm_eval:
         plugin.attached_lm_eval.add(benchmark_name)
-        results = {
-            side: qwencmp_run.evaluator.evaluate(side, benchmark_name).lm_eval_results for side in ("a", "b")
-        }
+        results = {side: evaluation.lm_eval_results for side, evaluation in evaluations.items()}
         node.user_properties.append((LM_EVAL_PROPERTY, json.dumps({"benchmark": benchmark_name, **results})))
     node.user_properties.append(record_property(record))
     node.user_properties += item_properties(record)

@@ -63,6 +63,7 @@ class ComparisonRun:
         self.baseline_warnings: list[str] = []
         self.shard_plan = None  # a shards.ShardPlan when --qwencmp-shard splits the benchmarks over jobs
         self._handles: dict[str, ModelSide] | None = None
+        self._parameter_counts: dict[str, int] = {}  # per side, read once from the safetensors headers
         self._evaluator = None
         self._compared: dict[str, dict[str, "ItemComparison"]] = {}
         self.hub = HubAccess()  # asked at most once per session, and only for a hub model that must be loaded
@@ -303,7 +304,11 @@ class ComparisonRun:
         models = {}
         for side, handle in (self._handles or {}).items():
             info = handle.describe()
-            info["parameters"] = read_parameter_count(handle.ref)
+            if side not in self._parameter_counts:  # every item describes the run: read the headers once
+                count = read_parameter_count(handle.ref)
+                if count is not None:  # a hub model not downloaded yet has none so far
+                    self._parameter_counts[side] = count
+            info["parameters"] = self._parameter_counts.get(side)
             models[side] = info
         if evaluated:
             for side, info in evaluated.items():
