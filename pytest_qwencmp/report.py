@@ -469,6 +469,9 @@ def combine_stats(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 def reuse_lines(stats: Mapping[str, Any]) -> list[str]:
     """Per model, which evaluations ran here and which were reused, and from where (the cache, or an import)."""
+    reused = stats.get("reused") or {}
+    if not reused.get("a") and not reused.get("b"):
+        return []  # everything was evaluated here: the counts line says it all
     said: dict[str, str] = {}
     for side in ("a", "b"):
         segments = []
@@ -476,14 +479,12 @@ def reuse_lines(stats: Mapping[str, Any]) -> list[str]:
         if evaluated:
             segments.append("evaluated " + ", ".join(evaluated))
         by_origin: dict[str, list[str]] = {}
-        for benchmark, origin in ((stats.get("reused") or {}).get(side) or {}).items():
+        for benchmark, origin in (reused.get(side) or {}).items():
             by_origin.setdefault(origin, []).append(benchmark)
         for origin, names in by_origin.items():
             segments.append(f"reused {', '.join(names)} " + ("from the cache" if origin == "cache" else origin))
         if segments:
             said[side] = "; ".join(segments)
-    if not (stats.get("reused") or {}).get("a") and not (stats.get("reused") or {}).get("b"):
-        return []  # everything was evaluated here: the counts line says it all
     if len(said) == 2 and said["a"] == said["b"]:
         return [f"qwencmp: models A and B: {said['a']}"]
     return [f"qwencmp: model {side.upper()}: {text}" for side, text in said.items()]
