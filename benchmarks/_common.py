@@ -56,7 +56,7 @@ def apply_env(threads: int | None) -> None:
 
 def build_demo(cache_root: Path):
     """Build (or reuse) the demo under cache_root/'demo'; returns (assets, seconds)."""
-    from pytest_qwencmp.demo import build_demo_assets
+    from pytest_qwencmp.demo.build import build_demo_assets
 
     started = time.perf_counter()
     assets = build_demo_assets(cache_root / "demo")

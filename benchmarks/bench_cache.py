@@ -48,7 +48,7 @@ def main() -> int:
     import torch  # noqa: F401  (import cost reported apart from the build)
     import transformers  # noqa: F401
 
-    from pytest_qwencmp.demo import build_demo_assets
+    from pytest_qwencmp.demo.build import build_demo_assets
 
     imports_s = time.perf_counter() - started
     started = time.perf_counter()

@@ -1,7 +1,7 @@
 """What the local-data check costs on real-size copies (a benchmark script, not a test).
 
 Before the first evaluation that must run, the plugin checks every selected
-benchmark's local copy (``pytest_qwencmp.data_checks``): the splits lm-eval's
+benchmark's local copy (``pytest_qwencmp.lmeval.data_checks``): the splits lm-eval's
 task reads are listed and present, and every row is a JSON object with the
 fields and values the benchmark allows. This script writes synthetic copies
 of the real sizes in the layout ``python -m pytest_qwencmp mirror`` writes
@@ -33,9 +33,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_qwencmp.benchmarks import builtin_registry  # noqa: E402
-from pytest_qwencmp.data_checks import check_benchmark_data  # noqa: E402
-from pytest_qwencmp.mirror import card_text, dataset_spec  # noqa: E402
+from pytest_qwencmp.config.benchmarks import builtin_registry  # noqa: E402
+from pytest_qwencmp.lmeval.data_checks import check_benchmark_data  # noqa: E402
+from pytest_qwencmp.lmeval.mirror import card_text, dataset_spec  # noqa: E402
 
 MMLU_TEST, MMLU_DEV_PER_SUBJECT, MMLU_VALIDATION = 14_042, 5, 1_531
 HELLASWAG_TRAIN, HELLASWAG_VALIDATION = 39_905, 10_042

@@ -53,8 +53,8 @@ GOAL = 1.05
 
 
 def make_settings(assets, cache_dir: Path, limit: int | None):
-    from pytest_qwencmp.benchmarks import load_registry
-    from pytest_qwencmp.settings import parse_settings
+    from pytest_qwencmp.config.benchmarks import load_registry
+    from pytest_qwencmp.config.settings import parse_settings
 
     registry = load_registry([REPO / "evals" / "benchmarks.toml"])
     raw = {
@@ -89,8 +89,8 @@ def bare_evaluate(lm, benchmark, settings):
     """What a user would write by hand: same task manager, same arguments, same sandboxed code_eval."""
     import lm_eval
 
-    from pytest_qwencmp.code_eval import SandboxedCodeEval, sandboxed_code_eval
-    from pytest_qwencmp.lm_tasks import TaskSource
+    from pytest_qwencmp.lmeval.code_eval import SandboxedCodeEval, sandboxed_code_eval
+    from pytest_qwencmp.lmeval.tasks import TaskSource
 
     shots = settings.shots_for(benchmark.name, benchmark.num_fewshot)
     gen_kwargs = settings.generation.as_gen_kwargs() if benchmark.generation else None
@@ -119,14 +119,14 @@ def bare_evaluate(lm, benchmark, settings):
 
 
 def new_run(settings, registry):
-    from pytest_qwencmp.expectations import load_expectations
-    from pytest_qwencmp.run import ComparisonRun
+    from pytest_qwencmp.config.expectations import load_expectations
+    from pytest_qwencmp.session import ComparisonRun
 
     return ComparisonRun(settings, registry, load_expectations(None, registry))
 
 
 def same_scores(benchmark, bare_output, evaluation) -> bool:
-    from pytest_qwencmp.evaluation import extract_item_scores
+    from pytest_qwencmp.evaluation.evaluator import extract_item_scores
 
     bare = {s.item_id: (round(s.value, 12), s.per_doc, s.doc_keys) for s in extract_item_scores(benchmark, bare_output)}
     plug = {s.item_id: (round(s.value, 12), s.per_doc, s.doc_keys) for s in evaluation.items}
@@ -135,9 +135,9 @@ def same_scores(benchmark, bare_output, evaluation) -> bool:
 
 def breakdown(run, side: str, benchmark, bare_output, evaluation, scratch: Path) -> dict[str, float]:
     """The plugin's work outside simple_evaluate, each part timed on its own (seconds)."""
-    from pytest_qwencmp import evaluation as ev_mod
-    from pytest_qwencmp.cache import EvaluationCache, cache_key
-    from pytest_qwencmp.lm_tasks import TaskSource, task_definitions_fingerprint
+    from pytest_qwencmp.evaluation import evaluator as ev_mod
+    from pytest_qwencmp.evaluation.cache import EvaluationCache, cache_key
+    from pytest_qwencmp.lmeval.tasks import TaskSource, task_definitions_fingerprint
 
     evaluator = run.evaluator
     parts: dict[str, float] = {}
@@ -183,7 +183,7 @@ def test_bare_evaluations_inside_pytest():
     import logging
     import torch
     import bench_overhead as bo
-    from pytest_qwencmp.demo import assets_at
+    from pytest_qwencmp.demo.build import assets_at
 
     torch.set_num_threads({threads})
     logging.getLogger("lm_eval.evaluator").setLevel(logging.ERROR)
@@ -244,8 +244,8 @@ def main() -> int:
     from lm_eval.models.huggingface import HFLM  # noqa: F401
     from transformers import AutoModelForCausalLM  # noqa: F401
 
-    import pytest_qwencmp.code_eval  # noqa: F401
-    import pytest_qwencmp.evaluation  # noqa: F401
+    import pytest_qwencmp.lmeval.code_eval  # noqa: F401
+    import pytest_qwencmp.evaluation.evaluator  # noqa: F401
 
     torch.set_num_threads(args.threads)
     # The plugin silences lm-eval's per-subject "num_fewshot set explicitly" warnings; do so for both paths.

@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 
-from pytest_qwencmp import power as power_module
-from pytest_qwencmp.power import Design, mde
-from pytest_qwencmp.statistics import adjust_p_values, compare_paired, family_levels, paired_test
+from pytest_qwencmp.stats import power as power_module
+from pytest_qwencmp.stats.power import Design, mde
+from pytest_qwencmp.stats.paired import adjust_p_values, compare_paired, family_levels, paired_test
 
 
 def best_of(runs, fn):

@@ -33,10 +33,10 @@ from _common import apply_env, build_demo, work_root  # noqa: E402
 
 
 def measure(model_dir: Path, data_dir: Path, cache: Path, tp: int, device: str, limit, benchmarks: list[str], dtype: str):
-    from pytest_qwencmp.benchmarks import builtin_registry
-    from pytest_qwencmp.expectations import NO_EXPECTATIONS
-    from pytest_qwencmp.run import ComparisonRun
-    from pytest_qwencmp.settings import parse_settings
+    from pytest_qwencmp.config.benchmarks import builtin_registry
+    from pytest_qwencmp.config.expectations import NO_EXPECTATIONS
+    from pytest_qwencmp.session import ComparisonRun
+    from pytest_qwencmp.config.settings import parse_settings
 
     registry = builtin_registry()
     raw = {"model_a": str(model_dir), "model_b": str(model_dir), "data_dir": str(data_dir), "cache_dir": str(cache),

@@ -426,7 +426,7 @@ def free() -> None:
 
 
 def demo_assets(given: str | None, scratch: Path):
-    from pytest_qwencmp.demo import assets_at, build_demo_assets, is_complete
+    from pytest_qwencmp.demo.build import assets_at, build_demo_assets, is_complete
 
     candidates = [Path(given)] if given else [REPO / ".qwencmp" / "demo"]
     for root in candidates:
@@ -443,8 +443,8 @@ def demo_assets(given: str | None, scratch: Path):
 def bare_lm_eval(lm, benchmark, settings):
     import lm_eval
 
-    from pytest_qwencmp.code_eval import SandboxedCodeEval, sandboxed_code_eval
-    from pytest_qwencmp.lm_tasks import TaskSource
+    from pytest_qwencmp.lmeval.code_eval import SandboxedCodeEval, sandboxed_code_eval
+    from pytest_qwencmp.lmeval.tasks import TaskSource
 
     shots = settings.shots_for(benchmark.name, benchmark.num_fewshot)
     gen_kwargs = settings.generation.as_gen_kwargs() if benchmark.generation else None
@@ -464,10 +464,10 @@ def bare_lm_eval(lm, benchmark, settings):
 
 def plugin_run_with(lm, info_fields: dict, settings, registry):
     """A ComparisonRun whose model A is the already-built HFLM (no weights on disk to load)."""
-    from pytest_qwencmp.expectations import load_expectations
-    from pytest_qwencmp.execution_plan import plan_execution
-    from pytest_qwencmp.models import ModelHandle, ModelInfo
-    from pytest_qwencmp.run import ComparisonRun
+    from pytest_qwencmp.config.expectations import load_expectations
+    from pytest_qwencmp.models.placement import plan_execution
+    from pytest_qwencmp.models.loading import ModelHandle, ModelInfo
+    from pytest_qwencmp.session import ComparisonRun
 
     class PreloadedHandle(ModelHandle):
         @property
@@ -499,8 +499,8 @@ def lm_eval_section(model, device, dtype_name, args, results, budget, scratch: P
 
     from transformers import AutoTokenizer
 
-    from pytest_qwencmp.benchmarks import load_registry
-    from pytest_qwencmp.settings import parse_settings
+    from pytest_qwencmp.config.benchmarks import load_registry
+    from pytest_qwencmp.config.settings import parse_settings
 
     os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
     logging.getLogger("lm_eval.evaluator").setLevel(logging.ERROR)

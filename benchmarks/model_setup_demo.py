@@ -62,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     work, created = work_root(args.work_dir, "qwencmp-model-setup-")
     try:
-        from pytest_qwencmp import demo_variants
+        from pytest_qwencmp.demo import variants as demo_variants
 
         assets, _ = build_demo(Path(args.demo_cache) if args.demo_cache else work / "cache")
         chat = demo_variants.chat_variant(assets.model_b, work / "variants" / "model_b_chat")

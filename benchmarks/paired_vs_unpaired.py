@@ -20,13 +20,13 @@ import os
 import statistics as pystats
 from pathlib import Path
 
-from pytest_qwencmp.benchmarks import builtin_registry
+from pytest_qwencmp.config.benchmarks import builtin_registry
 from pytest_qwencmp.comparison import compare_benchmark
-from pytest_qwencmp.demo import build_demo_assets
-from pytest_qwencmp.expectations import NO_EXPECTATIONS
-from pytest_qwencmp.run import ComparisonRun
-from pytest_qwencmp.settings import parse_settings
-from pytest_qwencmp.statistics import Score, compare_unpaired
+from pytest_qwencmp.demo.build import build_demo_assets
+from pytest_qwencmp.config.expectations import NO_EXPECTATIONS
+from pytest_qwencmp.session import ComparisonRun
+from pytest_qwencmp.config.settings import parse_settings
+from pytest_qwencmp.stats.paired import Score, compare_unpaired
 
 REGISTRY = builtin_registry()
 

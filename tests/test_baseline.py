@@ -1,4 +1,4 @@
-"""Unit tests of baselines across runs (pytest_qwencmp.baseline): no model runs."""
+"""Unit tests of baselines across runs (pytest_qwencmp.store.baselines): no model runs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_qwencmp import baseline as bl
+from pytest_qwencmp.store import baselines as bl
 from pytest_qwencmp.errors import QwencmpError
-from pytest_qwencmp.evaluation import BenchmarkEvaluation, ItemScore
-from pytest_qwencmp.settings import RunSettings
+from pytest_qwencmp.evaluation.evaluator import BenchmarkEvaluation, ItemScore
+from pytest_qwencmp.config.settings import RunSettings
 
 SUBJECTS = ("abstract_algebra", "anatomy", "astronomy")
 CREATED = "2025-01-02T03:04:05+00:00"

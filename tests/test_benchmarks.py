@@ -2,7 +2,7 @@
 
 import pytest
 
-from pytest_qwencmp.benchmarks import builtin_registry, load_registry, registry_from_toml
+from pytest_qwencmp.config.benchmarks import builtin_registry, load_registry, registry_from_toml
 from pytest_qwencmp.errors import QwencmpError
 
 

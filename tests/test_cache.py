@@ -4,7 +4,7 @@ import json
 import multiprocessing
 import time
 
-from pytest_qwencmp.cache import EvaluationCache, cache_key
+from pytest_qwencmp.evaluation.cache import EvaluationCache, cache_key
 
 
 def test_key_is_order_independent_and_sensitive_to_every_part():

@@ -11,14 +11,14 @@ import time
 import numpy as np
 import pytest
 
-from pytest_qwencmp.code_eval import (
+from pytest_qwencmp.lmeval.code_eval import (
     SandboxedCodeEval,
     estimate_pass_at_k,
     install_sandboxed_code_eval,
     mbpp_utils_path,
 )
 from pytest_qwencmp.errors import QwencmpError
-from pytest_qwencmp.sandbox import Limits
+from pytest_qwencmp.sandbox.policy import Limits
 
 MODULE = "lm_eval.tasks.mbpp.utils"
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_qwencmp import power as pw
-from pytest_qwencmp.benchmarks import builtin_registry
+from pytest_qwencmp.stats import power as pw
+from pytest_qwencmp.config.benchmarks import builtin_registry
 from pytest_qwencmp.comparison import compare_benchmark
-from pytest_qwencmp.evaluation import BenchmarkEvaluation, ItemScore
-from pytest_qwencmp.expectations import NO_EXPECTATIONS, parse_expectations
-from pytest_qwencmp.report import counts, html_summary, markdown_tables, results_document, text_tables
+from pytest_qwencmp.evaluation.evaluator import BenchmarkEvaluation, ItemScore
+from pytest_qwencmp.config.expectations import NO_EXPECTATIONS, parse_expectations
+from pytest_qwencmp.report.text import counts, html_summary, markdown_tables, results_document, text_tables
 
 REGISTRY = builtin_registry()
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_qwencmp import demo, demo_data, demo_training
-from pytest_qwencmp.benchmarks import builtin_registry
+from pytest_qwencmp.demo import build as demo, data as demo_data, training as demo_training
+from pytest_qwencmp.config.benchmarks import builtin_registry
 
 WEIGHT_FILES = ("model_a/model.safetensors", "model_b/model.safetensors")
 
@@ -277,7 +277,7 @@ def test_waiting_for_another_process_that_builds_the_demo_says_so(tmp_path, monk
 
 def test_importing_the_modules_is_cheap():
     code = (
-        "import sys, pytest_qwencmp.demo, pytest_qwencmp.demo_data, pytest_qwencmp.demo_training; "
+        "import sys, pytest_qwencmp.demo.build, pytest_qwencmp.demo.data, pytest_qwencmp.demo.training; "
         "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
@@ -289,8 +289,8 @@ def test_the_demo_expectations_state_the_demo_models_true_sizes(demo_assets):
     """The header of evals/demo-expectations.toml names the models' parameter counts; they must be true."""
     import re as _re
 
-    from pytest_qwencmp.weights import read_parameter_count
-    from pytest_qwencmp.settings import ModelRef
+    from pytest_qwencmp.models.weights import read_parameter_count
+    from pytest_qwencmp.config.settings import ModelRef
 
     header = (Path(__file__).resolve().parents[1] / "evals" / "demo-expectations.toml").read_text(encoding="utf-8")
     stated = [int(k) * 1000 for k in _re.findall(r"\((?:A|B), (\d+)k\b", header)]

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from pytest_qwencmp.benchmarks import builtin_registry
-from pytest_qwencmp.cache import cache_key
-from pytest_qwencmp.expectations import NO_EXPECTATIONS
-from pytest_qwencmp.run import ComparisonRun
-from pytest_qwencmp.settings import parse_settings
+from pytest_qwencmp.config.benchmarks import builtin_registry
+from pytest_qwencmp.evaluation.cache import cache_key
+from pytest_qwencmp.config.expectations import NO_EXPECTATIONS
+from pytest_qwencmp.session import ComparisonRun
+from pytest_qwencmp.config.settings import parse_settings
 
 REGISTRY = builtin_registry()
 
@@ -135,7 +135,7 @@ def test_ctrl_c_keeps_finished_evaluations(demo_assets, fresh_cache, offline, mo
 
 def test_cuda_out_of_memory_becomes_one_actionable_paragraph():
     from pytest_qwencmp.errors import OutOfMemory
-    from pytest_qwencmp.harness import translate_error as _translate
+    from pytest_qwencmp.lmeval.harness import translate_error as _translate
 
     class OutOfMemoryError(RuntimeError):
         pass
@@ -223,7 +223,7 @@ def test_an_unexpected_failure_shows_its_traceback_once_then_one_line(demo_asset
 def test_a_lock_held_by_another_run_is_announced_and_bounded(demo_assets, fresh_cache, offline):
     import threading
 
-    from pytest_qwencmp.locks import LockTimeout
+    from pytest_qwencmp.files import LockTimeout
 
     run = make_run(demo_assets, fresh_cache, limit="1", lock_timeout="1")
     lines = []

@@ -20,8 +20,8 @@ import time
 import pytest
 
 from pytest_qwencmp.errors import QwencmpError
-from pytest_qwencmp.executor import detect_sandbox, run_program, run_programs
-from pytest_qwencmp.sandbox import ExecutionResult, Limits, Sandbox
+from pytest_qwencmp.sandbox.executor import detect_sandbox, run_program, run_programs
+from pytest_qwencmp.sandbox.policy import ExecutionResult, Limits, Sandbox
 
 FAST = Limits(wall_seconds=5.0, cpu_seconds=5)
 
@@ -122,7 +122,7 @@ def test_run_programs_keeps_input_order_in_parallel():
 def test_every_fallback_configuration_keeps_the_verdicts_right():
     """The weaker configurations used where namespaces or root are missing
     (each verified by the same probe) still tell passing from failing."""
-    from pytest_qwencmp.executor import _candidate_configs, _probe_one
+    from pytest_qwencmp.sandbox.executor import _candidate_configs, _probe_one
 
     unshare = shutil.which("unshare", path="/usr/bin:/bin:/usr/sbin:/sbin")
     tried = 0

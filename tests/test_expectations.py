@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_qwencmp import power as pw
-from pytest_qwencmp.benchmarks import builtin_registry
+from pytest_qwencmp.stats import power as pw
+from pytest_qwencmp.config.benchmarks import builtin_registry
 from pytest_qwencmp.errors import QwencmpError
-from pytest_qwencmp.expectations import Expectation, assess, check, load_expectations, parse_expectations
-from pytest_qwencmp.statistics import clopper_pearson_delta
+from pytest_qwencmp.config.expectations import Expectation, assess, check, load_expectations, parse_expectations
+from pytest_qwencmp.stats.paired import clopper_pearson_delta
 
 REPO = Path(__file__).resolve().parents[1]
 REGISTRY = builtin_registry()

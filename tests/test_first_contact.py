@@ -38,7 +38,7 @@ def test_a_users_suite_help_shows_no_pytester_options():
 
 def test_mirror_help_suggests_the_option_form_the_readme_recommends():
     """Path options given as ``--data-dir=OUT``: with a space, pytest may take OUT as a rootdir candidate."""
-    from pytest_qwencmp.__main__ import build_parser
+    from pytest_qwencmp.cli import build_parser
 
     commands = build_parser()._subparsers._group_actions[0].choices
     text = commands["mirror"].format_help()

@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from pytest_qwencmp import html_report
-from pytest_qwencmp.report import html_summary
+from pytest_qwencmp.report import html as html_report
+from pytest_qwencmp.report.text import html_summary
 
 SUBJECTS = [f"subject_{i:02d}" for i in range(57)]
 HOSTILE = "<script>alert(1)</script>"
@@ -196,7 +196,7 @@ def test_every_benchmark_says_what_no_detectable_difference_means(page):
 
 
 def test_css_and_script_are_the_package_assets_inlined(page):
-    from pytest_qwencmp.html_report import ASSETS
+    from pytest_qwencmp.report.html import ASSETS
 
     css, js = (ASSETS / "report.css").read_text(), (ASSETS / "report.js").read_text()
     assert f"<style>{css}</style>" in page and f"<script>{js}</script>" in page

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pytest_qwencmp.errors import QwencmpError
-from pytest_qwencmp.local_data import load_json_lines
+from pytest_qwencmp.lmeval.local_data import load_json_lines
 
 ROWS = [
     {"question": "q1", "choices": ["a", "b", "c", "d"], "answer": 2, "tests": []},

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pytest_qwencmp.locks import LockTimeout, holding
+from pytest_qwencmp.files import LockTimeout, holding
 
 
 def hold_in_thread(path, seconds: float, what: str = "the evaluation of MMLU × model_a", release=None):

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_qwencmp.__main__ import main
-from pytest_qwencmp.benchmarks import builtin_registry
-from pytest_qwencmp.cache_exchange import ImportedEntries
+from pytest_qwencmp.cli import main
+from pytest_qwencmp.config.benchmarks import builtin_registry
+from pytest_qwencmp.store.exchange import ImportedEntries
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "pytest_qwencmp" / "results.schema.json"
+SCHEMA = REPO / "pytest_qwencmp" / "report" / "results.schema.json"
 # A fails its MBPP floor (it never finishes a program): the merge must report the same failure as the single run.
 EXPECTATIONS = """
 [hellaswag]
@@ -237,7 +237,7 @@ def test_unusable_files_are_one_paragraph(capsys, tmp_path, content, fragment):
 
 def test_merge_loads_no_model_stack(sharded, tmp_path):
     script = (
-        "import sys\nfrom pytest_qwencmp.__main__ import main\n"
+        "import sys\nfrom pytest_qwencmp.cli import main\n"
         f"status = main(['merge', {str(sharded.path('shard-1.json'))!r}, {str(sharded.path('shard-2.json'))!r}, "
         f"'--json', {str(tmp_path / 'm.json')!r}])\n"
         f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))\nsys.exit(status)\n"

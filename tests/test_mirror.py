@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_qwencmp import mirror
-from pytest_qwencmp.__main__ import main
+from pytest_qwencmp.lmeval import mirror
+from pytest_qwencmp.cli import main
 
 datasets = pytest.importorskip("datasets")
 from datasets import ClassLabel, Dataset, Features, List, Value  # noqa: E402
@@ -348,8 +348,8 @@ def test_a_split_lm_eval_does_not_read_may_be_absent(tmp_path):
 def test_lm_eval_reads_the_copy_through_data_dir(full_mirror, tmp_path):
     """The REAL task definitions, pointed at the copy the way --data-dir does it."""
     pytest.importorskip("lm_eval")
-    from pytest_qwencmp.benchmarks import builtin_registry
-    from pytest_qwencmp.lm_tasks import TaskSource
+    from pytest_qwencmp.config.benchmarks import builtin_registry
+    from pytest_qwencmp.lmeval.tasks import TaskSource
 
     for benchmark, task, expected in [
         ("hellaswag", "hellaswag", hellaswag_rows("validation")),

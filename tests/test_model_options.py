@@ -9,20 +9,20 @@ import re
 
 import pytest
 
-from pytest_qwencmp.benchmarks import load_registry
+from pytest_qwencmp.config.benchmarks import load_registry
 from pytest_qwencmp.errors import QwencmpError
-from pytest_qwencmp.execution_plan import ExecutionPlan
-from pytest_qwencmp.model_options import ModelOptions, describe_setup
-from pytest_qwencmp.models import placement
-from pytest_qwencmp.numerical_health import (
+from pytest_qwencmp.models.placement import ExecutionPlan
+from pytest_qwencmp.config.sides import ModelOptions, describe_setup
+from pytest_qwencmp.models.loading import placement
+from pytest_qwencmp.evaluation.health import (
     NumericalHealthError,
     check_loglikelihoods,
     degenerate_kind,
     generation_warnings,
     nonfinite_documents,
 )
-from pytest_qwencmp.preflight import chat_template_names, check_chat_template, check_model, check_quantization
-from pytest_qwencmp.settings import parse_settings
+from pytest_qwencmp.models.preflight import chat_template_names, check_chat_template, check_model, check_quantization
+from pytest_qwencmp.config.settings import parse_settings
 
 REGISTRY = load_registry()
 
@@ -210,8 +210,8 @@ def test_a_single_gpu_gets_its_weights_straight_from_the_checkpoint():
 
 
 def test_per_side_dtype_from_model_args_reaches_the_plan():
-    from pytest_qwencmp.expectations import load_expectations
-    from pytest_qwencmp.run import ComparisonRun
+    from pytest_qwencmp.config.expectations import load_expectations
+    from pytest_qwencmp.session import ComparisonRun
 
     s = parse_settings({"model_a": "org/a", "model_b": "org/b", "model_args_b": "dtype=bfloat16", "device": "cpu"}, REGISTRY.names())
     plans = ComparisonRun(s, REGISTRY, load_expectations(None, REGISTRY)).plan_models()
@@ -260,9 +260,9 @@ def test_degenerate_generations_warn_only_when_most_outputs_are_degenerate():
 def test_cache_key_follows_adapter_weights_template_and_instruction_but_not_for_plain_models(demo_assets, tmp_path):
     import shutil
 
-    from pytest_qwencmp.cache import EvaluationCache, cache_key
-    from pytest_qwencmp.evaluation import Evaluator
-    from pytest_qwencmp.models import ModelHandle
+    from pytest_qwencmp.evaluation.cache import EvaluationCache, cache_key
+    from pytest_qwencmp.evaluation.evaluator import Evaluator
+    from pytest_qwencmp.models.loading import ModelHandle
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_qwencmp import demo_variants
+from pytest_qwencmp.demo import variants as demo_variants
 
 from test_plugin import stats  # tests/ is on sys.path (rootdir conftest)
 

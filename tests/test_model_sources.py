@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-import pytest_qwencmp.model_sources as sources
+import pytest_qwencmp.models.sources as sources
 from pytest_qwencmp.errors import ModelUnavailable
-from pytest_qwencmp.execution_plan import ExecutionPlan
-from pytest_qwencmp.model_sources import HubAccess, check_model_source, probe_hub
-from pytest_qwencmp.models import ModelHandle
-from pytest_qwencmp.settings import ModelRef
+from pytest_qwencmp.models.placement import ExecutionPlan
+from pytest_qwencmp.models.sources import HubAccess, check_model_source, probe_hub
+from pytest_qwencmp.models.loading import ModelHandle
+from pytest_qwencmp.config.settings import ModelRef
 
 PLAN = ExecutionPlan("hf", "float32", "cpu", 1)
 
@@ -103,7 +103,7 @@ def test_local_folders_must_hold_config_and_weights(tmp_path, demo_assets):
 
 
 def test_a_handle_fails_before_reading_weights_and_remembers_it(online, monkeypatch):
-    import pytest_qwencmp.models as models
+    import pytest_qwencmp.models.loading as models
 
     monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("weights were read"))
     hub = HubAccess(probe=lambda endpoint, timeout: "refused")
@@ -118,8 +118,8 @@ def test_a_handle_fails_before_reading_weights_and_remembers_it(online, monkeypa
 
 def test_an_adapter_that_cannot_be_read_fails_the_side_before_any_weights(monkeypatch):
     """A PEFT adapter is checked like its model (the hub cache by adapter_config.json), with its own option and fix."""
-    import pytest_qwencmp.models as models
-    from pytest_qwencmp.model_options import ModelOptions
+    import pytest_qwencmp.models.loading as models
+    from pytest_qwencmp.config.sides import ModelOptions
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("weights were read"))

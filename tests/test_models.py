@@ -5,9 +5,9 @@ import re
 import pytest
 
 from pytest_qwencmp.errors import QwencmpError
-from pytest_qwencmp.execution_plan import plan_execution, spread_gpus
-from pytest_qwencmp.settings import ModelRef
-from pytest_qwencmp.weights import model_fingerprint
+from pytest_qwencmp.models.placement import plan_execution, spread_gpus
+from pytest_qwencmp.config.settings import ModelRef
+from pytest_qwencmp.models.weights import model_fingerprint
 
 
 def plan(**kw):
@@ -114,7 +114,7 @@ def test_split_and_whole_models_get_their_own_gpus_when_there_are_enough():
 def test_parameter_count_is_read_from_safetensors_headers_and_unknown_when_unreadable(demo_assets, tmp_path):
     import shutil
 
-    from pytest_qwencmp.weights import read_parameter_count
+    from pytest_qwencmp.models.weights import read_parameter_count
 
     assert read_parameter_count(ModelRef(str(demo_assets.model_b))) == 690_688
     broken = tmp_path / "broken"

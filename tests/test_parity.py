@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from pytest_qwencmp.benchmarks import builtin_registry
-from pytest_qwencmp.expectations import NO_EXPECTATIONS
-from pytest_qwencmp.lm_tasks import TaskSource
-from pytest_qwencmp.run import ComparisonRun
-from pytest_qwencmp.settings import parse_settings
+from pytest_qwencmp.config.benchmarks import builtin_registry
+from pytest_qwencmp.config.expectations import NO_EXPECTATIONS
+from pytest_qwencmp.lmeval.tasks import TaskSource
+from pytest_qwencmp.session import ComparisonRun
+from pytest_qwencmp.config.settings import parse_settings
 
 REGISTRY = builtin_registry()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_qwencmp.__main__ import main
+from pytest_qwencmp.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ def row(out: str, item: str) -> list[str]:
 
 PROBE = """
 import sys
-from pytest_qwencmp.__main__ import main
+from pytest_qwencmp.cli import main
 status = main(sys.argv[1:])
 heavy = [m for m in ("torch", "lm_eval", "transformers", "datasets", "deepspeed", "scipy.stats") if m in sys.modules]
 print("HEAVY-MODULES:", heavy)
@@ -39,7 +39,7 @@ def test_plan_on_the_shipped_expectations_loads_nothing_heavy(tmp_path):
     out = proc.stdout
     assert "HEAVY-MODULES: []" in out
     assert "expectations: evals/expectations.toml" in out
-    assert "sizes of cais/mmlu: known sizes (pytest_qwencmp/dataset_sizes.toml" in out
+    assert "sizes of cais/mmlu: known sizes (pytest_qwencmp/config/dataset_sizes.toml" in out
     assert "MMLU: 57 items form one family (holm): MDEs at α/57 = 0.00088" in out
     for item, n, mde in (("abstract_algebra", "100", "±20.0"), ("professional_law", "1,534", "±5.4"),
                          ("overall", "14,042", "±1.2"), ("acc", "10,042", "±1.5"), ("pass@1", "500", "±6.4")):
@@ -69,7 +69,7 @@ def test_plan_demo_without_a_built_demo_uses_its_fixed_sizes(tmp_path, capsys, m
     monkeypatch.chdir(REPO)
     assert main(["plan", "--demo", f"--eval-cache-dir={tmp_path}"]) == 0
     out = capsys.readouterr().out
-    assert "the demo's split sizes in pytest_qwencmp/demo_data.py (the demo is not built yet)" in out
+    assert "the demo's split sizes in pytest_qwencmp/demo/data.py (the demo is not built yet)" in out
     assert "expectations: evals/demo-expectations.toml" in out
     assert row(out, "overall")[0] == "456" and row(out, "acc")[0] == "40" and row(out, "pass@1")[0] == "15"
     assert not (tmp_path / "demo").exists()  # nothing was built

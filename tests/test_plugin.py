@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-SCHEMA = Path(__file__).resolve().parents[1] / "pytest_qwencmp" / "results.schema.json"
+SCHEMA = Path(__file__).resolve().parents[1] / "pytest_qwencmp" / "report" / "results.schema.json"
 STATS = re.compile(r"qwencmp: (\d+) model load\(s\), (\d+) evaluation\(s\) \([\d.]+s\), (\d+) cached evaluation\(s\) reused")
 
 
@@ -84,7 +84,7 @@ def test_demo_run_compares_caches_and_reports(pytester, suite, fresh_cache, monk
     cases = ET.parse(junit).getroot().iter("testcase")
     properties = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")} for c in cases}
     overall = properties["test_mmlu[overall]"]
-    from pytest_qwencmp.junit import SCORE_PROPERTIES
+    from pytest_qwencmp.report.junit import SCORE_PROPERTIES
 
     # The documented scalar properties only: the record (prompts, answers) stays in the results JSON.
     assert set(overall) == {f"qwencmp_{k}" for k in SCORE_PROPERTIES} | {"qwencmp_verdict"}

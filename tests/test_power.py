@@ -1,4 +1,4 @@
-"""Power and MDE (pytest_qwencmp.power): exact against the tests' own decisions, and against Monte Carlo runs of them."""
+"""Power and MDE (pytest_qwencmp.stats.power): exact against the tests' own decisions, and against Monte Carlo runs of them."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 from scipy import optimize
 from scipy import stats as sps
 
-from pytest_qwencmp import planning
-from pytest_qwencmp import power as pw
-from pytest_qwencmp.benchmarks import builtin_registry
-from pytest_qwencmp.expectations import load_expectations
-from pytest_qwencmp.statistics import clopper_pearson_delta, paired_test
+from pytest_qwencmp.stats import planning
+from pytest_qwencmp.stats import power as pw
+from pytest_qwencmp.config.benchmarks import builtin_registry
+from pytest_qwencmp.config.expectations import load_expectations
+from pytest_qwencmp.stats.paired import clopper_pearson_delta, paired_test
 
 REPO = Path(__file__).resolve().parents[1]
 REGISTRY = builtin_registry()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_qwencmp.report import reuse_lines, settings_lines
+from pytest_qwencmp.report.text import reuse_lines, settings_lines
 
 
 def model(notice: str | None) -> dict:

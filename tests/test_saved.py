@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from pytest_qwencmp import compatibility, saved
-from pytest_qwencmp.evaluation import BenchmarkEvaluation
+from pytest_qwencmp.store import compatibility, format as saved
+from pytest_qwencmp.evaluation.evaluator import BenchmarkEvaluation
 from test_baseline import full_run, mbpp, pattern, run_settings
 
 MACHINE = {"hostname": "gpu-7"}
@@ -99,7 +99,7 @@ def test_strict_checks_key_parts_both_ways_and_names_the_sides():
 
 
 def test_model_identity_is_compared_between_shards_but_not_against_a_baseline():
-    from pytest_qwencmp import baseline as bl
+    from pytest_qwencmp.store import baselines as bl
 
     base = compatibility.number_settings(full_run(), run_settings())
     other = [replace(e, model={**e.model, "fingerprint": "hub:Qwen/Qwen2.5-7B@cafe"}) if e.side == "b" else e for e in full_run()]
@@ -112,7 +112,7 @@ def test_model_identity_is_compared_between_shards_but_not_against_a_baseline():
 def test_a_sides_setup_is_compared_and_its_adapter_is_identity():
     """Chat template, system instruction and model args change numbers everywhere; the adapter's weights are
     identity (shards and cache entries agree on it, a baseline of model B does not); its path is neither."""
-    from pytest_qwencmp import baseline as bl
+    from pytest_qwencmp.store import baselines as bl
 
     def with_setup(evaluations, **setup):
         return [replace(e, model={**e.model, "setup": dict(setup)}) if e.side == "b" else replace(e, model={**e.model, "setup": {}}) for e in evaluations]

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from pytest_qwencmp.errors import QwencmpError
-from pytest_qwencmp.settings import GenerationSettings, ModelRef, parse_settings
+from pytest_qwencmp.config.settings import GenerationSettings, ModelRef, parse_settings
 
 KNOWN = ("mmlu", "hellaswag", "mbpp")
 

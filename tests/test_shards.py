@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from pytest_qwencmp import shards
-from pytest_qwencmp.benchmarks import builtin_registry, benchmark_from_table
+from pytest_qwencmp.store import shards
+from pytest_qwencmp.config.benchmarks import builtin_registry, benchmark_from_table
 from pytest_qwencmp.errors import QwencmpError
 
 REGISTRY = builtin_registry()

@@ -1,4 +1,4 @@
-"""Tests of pytest_qwencmp.statistics: reference values, the interval-test duality, properties."""
+"""Tests of pytest_qwencmp.stats.paired: reference values, the interval-test duality, properties."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from pytest_qwencmp.statistics import (
+from pytest_qwencmp.stats.paired import (
     PairedComparison,
     Score,
     adjust_p_values,

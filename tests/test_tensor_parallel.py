@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_qwencmp.benchmarks import builtin_registry
+from pytest_qwencmp.config.benchmarks import builtin_registry
 from pytest_qwencmp.errors import QwencmpError
-from pytest_qwencmp.expectations import NO_EXPECTATIONS
-from pytest_qwencmp.run import ComparisonRun
-from pytest_qwencmp.settings import parse_settings
-from pytest_qwencmp.tensor_parallel import (
+from pytest_qwencmp.config.expectations import NO_EXPECTATIONS
+from pytest_qwencmp.session import ComparisonRun
+from pytest_qwencmp.config.settings import parse_settings
+from pytest_qwencmp.models.tensor_parallel import (
     ADDRESS_ENV,
     AUTHKEY_ENV,
     GroupFailed,
@@ -33,7 +33,7 @@ from pytest_qwencmp.tensor_parallel import (
 )
 
 REGISTRY = builtin_registry()
-SCHEMA = Path(__file__).resolve().parents[1] / "pytest_qwencmp" / "results.schema.json"
+SCHEMA = Path(__file__).resolve().parents[1] / "pytest_qwencmp" / "report" / "results.schema.json"
 
 
 def make_run(model_a: Path, model_b: Path, data_dir: Path, cache: Path, **raw) -> ComparisonRun:
@@ -56,7 +56,7 @@ def test_rank_environment_is_torch_distributed_and_maps_gpus_through_visible_dev
 
 
 def test_an_eight_gpu_runner_puts_each_model_on_its_own_gpus(monkeypatch, demo_assets, tmp_path):
-    import pytest_qwencmp.run as run_module
+    import pytest_qwencmp.session as run_module
 
     monkeypatch.setattr(run_module, "cuda_available", lambda: True)
     monkeypatch.setattr(run_module, "cuda_device_count", lambda: 8)
@@ -114,7 +114,7 @@ def test_idle_ranks_exit_when_the_pytest_process_that_launched_them_is_killed(tm
     launcher = subprocess.Popen(
         [sys.executable, "-c", (
             "import sys, time; from pathlib import Path\n"
-            "from pytest_qwencmp.tensor_parallel import ProcessGroup\n"
+            "from pytest_qwencmp.models.tensor_parallel import ProcessGroup\n"
             f"group = ProcessGroup(2, (), Path({str(tmp_path)!r}), 'm', start_timeout=120)\n"
             "group.start()\n"
             "print('PIDS', *(r.pid for r in group.ranks), flush=True)\n"
@@ -236,7 +236,7 @@ def group_ranks_running() -> list[int]:
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
-            if b"pytest_qwencmp.tensor_parallel" in command and mine in (entry / "environ").read_bytes().split(b"\0"):
+            if b"pytest_qwencmp.models.tensor_parallel" in command and mine in (entry / "environ").read_bytes().split(b"\0"):
                 found.append(int(entry.name))
         except OSError:
             continue

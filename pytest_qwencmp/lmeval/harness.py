@@ -1,0 +1,194 @@
+"""One ``lm_eval.simple_evaluate`` call on an already loaded model.
+
+``EvaluationRequest`` says everything the call needs besides the model — the
+benchmark, where its data lives, shots, limit, generation settings, seed, and
+the side's prompting (chat template, few-shot as multi-turn, system
+instruction, passed exactly as lm-eval's CLI passes them) — and
+is plain, picklable data, so the same request runs in this process or in every
+rank of a tensor-parallel group (``tensor_parallel``). ``run_request`` builds
+the task manager over the real task definitions (``lm_tasks``), runs MBPP's
+code through the sandbox (``code_eval``), translates the failures a user can
+fix into one-paragraph errors, and returns only the parts of lm-eval's output
+this project reads.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import math
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from ..config.benchmarks import Benchmark
+from ..errors import DataError, OutOfMemory, QwencmpError
+from .tasks import TaskSource
+
+# The parts of simple_evaluate's output that the evaluation, the reports and the cache use.
+OUTPUT_KEYS = ("results", "groups", "n-shot", "n-samples", "versions", "higher_is_better", "config", "samples")
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """One benchmark to evaluate on a loaded model; picklable."""
+
+    benchmark: Benchmark
+    label: str  # the model's display name, for error messages
+    data_dir: Path | None
+    datasets_cache: Path
+    num_fewshot: int | None
+    limit: int | None
+    gen_kwargs: Mapping[str, Any] | None
+    seed: int
+    data_fingerprints: Mapping[str, str] | None = None  # content hashes of the local data, when already computed
+    apply_chat_template: bool | str = False  # lm-eval's apply_chat_template: False, True or a template name
+    fewshot_as_multiturn: bool = False
+    system_instruction: str | None = None
+
+
+def run_request(lm, request: EvaluationRequest) -> dict[str, Any] | None:
+    """Evaluate ``request`` on ``lm`` (lm-eval's HFLM); ``None`` on a tensor-parallel rank other than 0.
+
+    Under a tensor-parallel launch every rank runs the same call (each holds a
+    shard of the weights); lm-eval returns the results on local rank 0 only.
+    """
+    if isinstance(getattr(lm, "batch_sizes", None), dict):
+        # With --batch-size auto, detect per benchmark: a size found on short HellaSwag
+        # requests must not be reused for long MMLU/MBPP prompts (lm-eval #1678, #3654).
+        lm.batch_sizes = {}
+    # lm-eval warns once per MMLU subject that num_fewshot was set explicitly; that is the point.
+    logging.getLogger("lm_eval.evaluator").setLevel(logging.ERROR)
+    # ... and that each local-data override replaces the built-in task of the same name: by design.
+    logging.getLogger("lm_eval.tasks._index").setLevel(logging.ERROR)
+    # ... and, per task, that a custom_dataset function (our local-data reader) takes --metadata.
+    task_logger = logging.getLogger("lm_eval.api.task")
+    if not any(isinstance(f, _CustomDatasetNotice) for f in task_logger.filters):
+        task_logger.addFilter(_CustomDatasetNotice())
+    with tempfile.TemporaryDirectory(prefix="qwencmp-tasks-") as tmp:
+        fingerprints = None if request.data_fingerprints is None else dict(request.data_fingerprints)
+        source = TaskSource(request.benchmark, request.data_dir)
+        manager = source.build_manager(Path(tmp), request.datasets_cache, fingerprints)
+        output = _simple_evaluate(lm, request, manager)
+    if output is None:
+        if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+            return None
+        raise QwencmpError(f"lm-eval returned no results for {request.benchmark.name} on {request.label}.")
+    return {key: output.get(key, {}) for key in OUTPUT_KEYS}
+
+
+@contextmanager
+def _progress_bars_as_tqdm_says(lm) -> Iterator[None]:
+    """Honour ``TQDM_DISABLE`` (set by the plugin for non-terminal output) for lm-eval's own bars.
+
+    lm-eval's HFLM passes ``disable=`` explicitly to its request bars, which
+    overrides tqdm's environment defaults; its request methods take
+    ``disable_tqdm``, so this evaluation's calls get it.
+    """
+    if os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes"):
+        yield
+        return
+    patched = []
+    for name in ("loglikelihood", "loglikelihood_rolling", "generate_until"):
+        method = getattr(lm, name, None)
+        if method is not None and "disable_tqdm" in inspect.signature(method).parameters:
+            setattr(lm, name, functools.partial(method, disable_tqdm=True))
+            patched.append(name)
+    try:
+        yield
+    finally:
+        for name in patched:
+            delattr(lm, name)  # the class's method again
+
+
+class _CustomDatasetNotice(logging.Filter):
+    """Drops lm-eval's per-task advice about ``--metadata`` for tasks with a ``custom_dataset`` function."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Custom kwargs can be passed to `--metadata`" not in record.getMessage()
+
+
+def _simple_evaluate(lm, request: EvaluationRequest, manager):
+    import lm_eval
+
+    from .code_eval import SandboxedCodeEval, sandboxed_code_eval
+
+    try:
+        with sandboxed_code_eval(SandboxedCodeEval()), _progress_bars_as_tqdm_says(lm):
+            return lm_eval.simple_evaluate(
+                model=lm,
+                tasks=list(request.benchmark.request),
+                num_fewshot=request.num_fewshot,
+                limit=request.limit,
+                task_manager=manager,
+                log_samples=True,
+                gen_kwargs=None if request.gen_kwargs is None else dict(request.gen_kwargs),
+                random_seed=request.seed,
+                numpy_random_seed=request.seed,
+                torch_random_seed=request.seed,
+                fewshot_random_seed=request.seed,
+                confirm_run_unsafe_code=True,
+                apply_chat_template=request.apply_chat_template,
+                fewshot_as_multiturn=request.fewshot_as_multiturn,
+                system_instruction=request.system_instruction,
+            )
+    except QwencmpError:
+        raise
+    except Exception as exc:  # translate the known, user-fixable failures; re-raise the rest
+        error = translate_error(exc, request.benchmark, request.label, lm)
+        if error is exc:
+            raise
+    raise error from None  # one paragraph, no "during handling of the above exception" chain
+
+
+def translate_error(exc: Exception, benchmark: Benchmark, label: str, lm) -> Exception:
+    """A one-paragraph ``QwencmpError`` for failures the user can fix; ``exc`` itself otherwise."""
+    text = " ".join(str(exc).split())[:300]
+    name = type(exc).__name__
+    if name == "OutOfMemoryError" or "out of memory" in text.lower():
+        batch = getattr(lm, "batch_size", "?")
+        return OutOfMemory(
+            f"CUDA ran out of memory evaluating {benchmark.name} on {label} with batch size {batch}. "
+            "Lower --batch-size (or use --batch-size auto), free the GPU, run fewer models per GPU "
+            "(pytest-xdist with one GPU per worker), or split the model across GPUs with --tp N. "
+            "Finished evaluations are cached and will be reused."
+        )
+    if name in ("ConnectionError", "OfflineModeIsEnabled", "LocalEntryNotFoundError") or "offline" in text.lower():
+        return DataError(
+            f"lm-eval could not fetch the data of {benchmark.name} ({name}: {text}). This machine cannot reach the "
+            "Hugging Face hub: pass --data-dir with local copies of the datasets in their hub layout "
+            "(`python -m pytest_qwencmp mirror --out DIR` writes them where the hub can be reached)."
+        )
+    if name in (
+        "DatasetNotFoundError", "FileNotFoundError", "DatasetGenerationError", "SplitsNotFoundError",
+        "ArrowInvalid", "JSONDecodeError", "UnicodeDecodeError",
+    ):
+        return DataError(
+            f"The dataset of {benchmark.name} could not be read ({name}: {text}). Check the local copy under "
+            "--data-dir: it needs the files and a README.md whose YAML header lists the configs and splits "
+            "(`python -m pytest_qwencmp mirror --out DIR` writes a complete copy)."
+        )
+    if name == "KeyError" and text.strip("'\"") in ("train", "validation", "test", "dev"):
+        return DataError(
+            f"The dataset of {benchmark.name} has no split {text} that lm-eval's task definition reads. Add that "
+            "split to the local copy under --data-dir (files plus its entry in README.md's configs header), or "
+            "write a complete copy with `python -m pytest_qwencmp mirror --out DIR`."
+        )
+    return exc
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as JSON data: str keys, lists for tuples, None for non-finite floats, str for the rest."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)

@@ -1,0 +1,501 @@
+"""Rendering comparison records as the study's tables: terminal text, Markdown, JSON (HTML in ``html_report``).
+
+Input is plain data — the JSON-able records each item attaches to its test
+report (``ItemComparison.to_record``) and the run's settings — so the same
+tables render on the xdist controller, in pytest-html and in CI summaries.
+This module is the one source of every count (:func:`counts`) and of the
+wording of an item's numbers (:func:`item_lines`, :func:`short_line`) and of
+a benchmark's family and noise level (:func:`benchmark_lines`): the terminal,
+HTML, Markdown, JSON and the failure message all call these.
+
+Counts: ``passed``/``failed``/``underpowered`` are over every item;
+``better``/``worse``/``undetermined`` over the benchmark's family (its
+non-overall items, the ones adjusted together). ``overall`` — lm-eval's group
+score, a size-weighted micro-average over all questions — is tested alone,
+unadjusted, and reported on its own line.
+"""
+
+from __future__ import annotations
+
+import statistics as pystats
+from collections import OrderedDict
+from typing import Any, Iterable, Mapping, Sequence
+
+from ..config.sides import describe_setup
+
+Record = Mapping[str, Any]
+OVERALL = "overall"
+
+
+# --------------------------------------------------------------------------- records
+
+
+def is_overall(record: Record) -> bool:
+    """The benchmark's aggregate item(s): ``overall`` or ``overall:<metric>``."""
+    return str(record.get("item", "")).split(":")[0] == OVERALL
+
+
+def group_by_benchmark(records: Iterable[Record]) -> "OrderedDict[str, list[Record]]":
+    groups: OrderedDict[str, list[Record]] = OrderedDict()
+    for record in sorted(records, key=lambda r: (r.get("benchmark_order", 0), r.get("order", 0))):
+        groups.setdefault(str(record.get("benchmark", "")), []).append(record)
+    return groups
+
+
+def record_bound(value: float) -> float:
+    """A bound of B − A (fraction) in points for a record: 4 decimals, never rounded across 0.
+
+    Keeps ``0 ∉ [low, high] ⟺ p < level`` true of the recorded numbers too.
+    """
+    points = round(value * 100.0, 4)
+    if value > 0 and points <= 0:
+        return 0.0001
+    if value < 0 and points >= 0:
+        return -0.0001
+    return points
+
+
+def counts(records: Iterable[Record]) -> dict[str, int]:
+    """The one tally behind every report (see the module docstring for what each count covers)."""
+    rows = list(records)
+    family = [r for r in rows if not is_overall(r)]
+    result = {
+        "items": len(rows),
+        "passed": sum(1 for r in rows if r.get("passed")),
+        "failed": sum(1 for r in rows if not r.get("passed")),
+        "underpowered": sum(1 for r in rows if r.get("underpowered")),
+        "family": len(family),
+        "better": 0,
+        "worse": 0,
+        "undetermined": 0,
+    }
+    for r in family:
+        sig = r.get("significance")
+        result[sig if sig in ("better", "worse") else "undetermined"] += 1
+    return result
+
+
+# --------------------------------------------------------------------------- numbers as text
+
+
+def fmt_bound(value: Any) -> str:
+    """A bound in points: ``+1.23``; a bound within 0.005 of 0 keeps its side (``+0.003``)."""
+    if value is None:
+        return "—"
+    value = float(value)
+    if value != 0 and abs(value) < 0.005:
+        return f"{value:+.1g}"
+    return f"{value:+.2f}"
+
+
+def fmt_ci(low: Any, high: Any) -> str:
+    if low is None or high is None:
+        return "—"
+    return f"[{fmt_bound(low)}, {fmt_bound(high)}]"
+
+
+def fmt_p(p: Any) -> str:
+    if p is None:
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def fmt_mde(record: Record) -> str:
+    """``±12.3`` points; ``none`` when no difference is detectable at this size; ``—`` without per-document data."""
+    if record.get("mde_level") is None:
+        return "—"
+    mde = record.get("mde")
+    return "none" if mde is None else f"±{mde:.1f}"
+
+
+def _score(value: float | None, stderr: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.2f} ± {stderr:.2f}" if stderr is not None else f"{value:.2f}"
+
+
+def _confidence(record: Record) -> str:
+    return f"{1 - float(record.get('alpha') or 0.05):.0%}"
+
+
+def adjustment_phrase(record: Record) -> str:
+    """How an item's adjusted pair was obtained, in words."""
+    if is_overall(record):
+        return "tested alone (group score), unadjusted"
+    size = int(record.get("family_size") or 1)
+    if size <= 1:
+        return "alone in its family, no adjustment"
+    return f"{record.get('correction')}-adjusted over {size} items"
+
+
+def item_lines(record: Record) -> list[str]:
+    """An item's story in two to four short lines: scores and test; adjusted test, verdict, MDE; expectations; power."""
+    r = record
+    first = (f"{r['benchmark']}[{r['item']}] {r['metric']}: A ({r['model_a']}) {_score(r['a'], r.get('a_stderr'))}, "
+             f"B ({r['model_b']}) {_score(r['b'], r.get('b_stderr'))} over {r['n']} documents; B − A = {r['delta']:+.2f} points")
+    if r.get("delta_stderr") is not None:
+        kind = "paired" if r.get("p_value") is not None else "unpaired"
+        first += f" (± {r['delta_stderr']:.2f} {kind} stderr"
+        if r.get("ci_low") is not None:
+            first += f", {_confidence(r)} CI {fmt_ci(r['ci_low'], r['ci_high'])}, p = {r['p_value']:.3g}"
+        first += ")"
+    lines = [first + "."]
+    if r.get("adjusted_p") is not None:
+        adjusted = ""
+        if not is_overall(r) and int(r.get("family_size") or 1) > 1:
+            adjusted = f": CI {fmt_ci(r.get('adjusted_ci_low'), r.get('adjusted_ci_high'))}, p = {r['adjusted_p']:.3g}"
+        mde = fmt_mde(r)
+        power = "" if mde == "—" else (f"; MDE {mde} points (80% power at α = {r['mde_level']:.2g})" if mde != "none"
+                                       else f"; MDE none: no difference is detectable at α = {r['mde_level']:.2g} with {r['n']} documents")
+        lines.append(f"  {adjustment_phrase(r)}{adjusted} → {r.get('significance')}{power}.")
+    if r.get("failures"):
+        lines.append("  Missed: " + "; ".join(r["failures"]) + ".")
+    elif r.get("checked"):
+        lines.append("  Expected: " + "; ".join(r["checked"]) + ".")
+    weak = [note for note in r.get("power_notes") or [] if note.endswith("underpowered")]
+    if weak:
+        lines.append("  Power: " + "; ".join(weak) + ".")
+    return lines
+
+
+def short_line(record: Record) -> str:
+    """One line for pytest's short summary (``-rA``): the item's numbers and verdict."""
+    r = record
+    parts = [f"B − A {r['delta']:+.2f}"]
+    if r.get("ci_low") is not None:
+        parts[0] += f" {_confidence(r)} CI {fmt_ci(r['ci_low'], r['ci_high'])} p {fmt_p(r.get('p_value'))}"
+    if r.get("adjusted_p") is not None and not is_overall(r) and int(r.get("family_size") or 1) > 1:
+        parts.append(f"{r.get('correction')} CI {fmt_ci(r.get('adjusted_ci_low'), r.get('adjusted_ci_high'))} "
+                     f"p {fmt_p(r.get('adjusted_p'))}")
+    parts.append(str(r.get("significance")))
+    if fmt_mde(r) != "—":
+        parts.append(f"MDE {fmt_mde(r)}")
+    if r.get("underpowered"):
+        parts.append("underpowered")
+    return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- per benchmark
+
+
+def _family_noun(rows: Sequence[Record]) -> str:
+    return "subjects" if any(is_overall(r) for r in rows) else "metrics" if len(rows) > 1 else "item"
+
+
+def family_sentence(rows: Sequence[Record]) -> str:
+    """Which items form the family and how they were adjusted."""
+    family = [r for r in rows if not is_overall(r)]
+    if not family:
+        return ""
+    noun = _family_noun(rows)
+    if len(family) == 1:
+        return "1 item, tested alone (no multiplicity adjustment)"
+    correction = next((r.get("correction") for r in family if r.get("correction")), "none")
+    how = "unadjusted (--correction none)" if correction == "none" else f"adjusted together ({correction})"
+    return f"{len(family)} {noun} form one family, {how}"
+
+
+def noise_sentence(rows: Sequence[Record]) -> str:
+    """What 'no detectable difference' means at this benchmark's sizes, in plain words."""
+    family = [r for r in rows if not is_overall(r) and r.get("mde_level") is not None]
+    if not family:
+        return ""
+    mdes = [float(r["mde"]) for r in family if r.get("mde") is not None]
+    level = float(family[0]["mde_level"])
+    sizes = sorted({int(r["n"]) for r in family})
+    n_text = f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,}–{sizes[-1]:,}"
+    if not mdes:
+        return (f"With {n_text} documents per item no difference of any size can be told apart from noise at "
+                f"α = {level:.2g}, so \"no detectable difference\" says nothing about these items.")
+    typical = pystats.median(mdes)
+    spread = "" if f"{min(mdes):.1f}" == f"{max(mdes):.1f}" else f" (per item {min(mdes):.1f}–{max(mdes):.1f})"
+    missing = len(family) - len(mdes)
+    extra = f"; {missing} item(s) cannot detect any difference" if missing else ""
+    return (f"\"No detectable difference\" here means: with {n_text} documents per item, true differences smaller than "
+            f"about ±{typical:.1f} points{spread} cannot be told apart from noise (80% power at α = {level:.2g}){extra}.")
+
+
+def overall_sentence(record: Record) -> str:
+    return (f"{record['item']}: lm-eval's group score, a size-weighted micro-average over all {record['n']:,} questions; "
+            f"tested alone, unadjusted → {record.get('significance')}.")
+
+
+def benchmark_lines(rows: Sequence[Record]) -> list[str]:
+    """The headline of one benchmark: counts, the family, overall, and what 'no detectable difference' means."""
+    c = counts(rows)
+    title = rows[0].get("benchmark_title", rows[0].get("benchmark"))
+    head = f"{title}: {c['items']} item{'s' if c['items'] != 1 else ''}, {c['passed']} passed, {c['failed']} failed"
+    if c["underpowered"]:
+        head += f", {c['underpowered']} underpowered"
+    lines = [head + "."]
+    family = family_sentence(rows)
+    if family:
+        lines.append(f"  {family}: B significantly better on {c['better']}, worse on {c['worse']}, "
+                     f"no detectable difference on {c['undetermined']}.")
+    lines += ["  " + overall_sentence(r) for r in rows if is_overall(r)]
+    noise = noise_sentence(rows)
+    if noise:
+        lines.append("  " + noise)
+    return lines
+
+
+def _verdict(record: Record) -> str:
+    outcome = "PASS" if record["passed"] else "FAIL"
+    significance = record.get("significance") or ""
+    text = f"{outcome} · {significance}" if significance and significance != "n/a" else outcome
+    return text + (" · underpowered" if record.get("underpowered") else "")
+
+
+def _adjusted_cells(record: Record) -> tuple[str, str]:
+    if is_overall(record):
+        return "— (alone)", "—"
+    return fmt_ci(record.get("adjusted_ci_low"), record.get("adjusted_ci_high")), fmt_p(record.get("adjusted_p"))
+
+
+def baseline_name(records: Sequence[Record]) -> str | None:
+    """The baseline the rows were compared with (--qwencmp-baseline-compare), None without one."""
+    return next((r["baseline"].get("baseline") for r in records if isinstance(r.get("baseline"), Mapping)), None)
+
+
+def baseline_cell(record: Record) -> str:
+    """B now against B in the baseline: the delta in points, a significant change, a regression."""
+    check = record.get("baseline")
+    if not isinstance(check, Mapping) or check.get("delta") is None:
+        return "—"
+    cell = f"{check['delta']:+.2f}"
+    if check.get("significance") in ("better", "worse"):
+        cell += f" ({check['significance']})"
+    return cell + (" REGRESSED" if check.get("regressed") else "")
+
+
+def table_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
+    with_baseline = baseline_name(records) is not None
+    return [
+        (
+            str(r["item"]),
+            _score(r["a"], r.get("a_stderr")),
+            _score(r["b"], r.get("b_stderr")),
+            f"{r['delta']:+.2f}",
+            fmt_ci(r.get("ci_low"), r.get("ci_high")),
+            fmt_p(r.get("p_value")),
+            *_adjusted_cells(r),
+            fmt_mde(r),
+            *((baseline_cell(r),) if with_baseline else ()),
+            _verdict(r),
+        )
+        for r in records
+    ]
+
+
+def adjusted_header(rows: Sequence[Record]) -> str:
+    family = [r for r in rows if not is_overall(r)]
+    if len(family) <= 1:
+        return "adj. CI (alone)"
+    return f"{family[0].get('correction')} CI (×{len(family)})"
+
+
+def _headers(records: Sequence[Record]) -> tuple[str, ...]:
+    first = records[0]
+    metric = first.get("metric", "acc")
+    return (
+        "Task",
+        f"{first['model_a']} {metric} ± stderr",
+        f"{first['model_b']} {metric} ± stderr",
+        "B − A",
+        f"{_confidence(first)} CI (paired)",
+        "p",
+        adjusted_header(records),
+        "adj. p",
+        "MDE",
+        *((f"B − baseline {name!r}",) if (name := baseline_name(records)) else ()),
+        "Verdict",
+    )
+
+
+def text_tables(records: Iterable[Record], width: int = 120) -> list[str]:
+    lines: list[str] = []
+    for benchmark, rows in group_by_benchmark(records).items():
+        headers = _headers(rows)
+        body = table_rows(rows)
+        widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(headers)]
+        lines += benchmark_lines(rows)
+        lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+        lines.append("  ".join("-" * w for w in widths))
+        for row in body:
+            lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        lines.append("")
+    return lines
+
+
+def settings_lines(run: Mapping[str, Any]) -> list[str]:
+    """The run's settings as 'key: value' lines (models, backend, dtype, shots, generation, versions)."""
+    lines = []
+    models = {side: run.get("models", {}).get(side) for side in ("a", "b")}
+    notices = {side: model.get("notice") for side, model in models.items() if model and model.get("notice")}
+    shared_notice = notices.get("a") if len(notices) == 2 and notices["a"] == notices["b"] else None
+    for side, model in models.items():
+        if not model:
+            continue
+        revision = f" @ {model['revision']}" if model.get("revision") else ""
+        params = f", {model['parameters']:,} parameters" if model.get("parameters") else ""
+        split = f", tensor parallel x{model['tensor_parallel']}" if (model.get("tensor_parallel") or 1) > 1 else ""
+        lines.append(
+            f"model {side.upper()}: {model['name_or_path']}{revision} — {model['backend']} backend, "
+            f"{model['dtype']} on {model['device']}{split}{params}"
+        )
+        if model.get("notice") and not shared_notice:
+            lines.append(f"  note: {model['notice']}")
+        for name, text in describe_setup(model.get("setup") or {}):  # adapter, chat template, model args
+            lines.append(f"  {name}: {text}")
+    if shared_notice:
+        lines.append(f"note (both models): {shared_notice}")
+    for group in _SETTING_LINES:  # related settings share a line: a CI log stays short
+        parts = []
+        for key in group:
+            if key in run and run[key] not in (None, {}, ""):
+                value = run[key]
+                if isinstance(value, Mapping):
+                    value = ", ".join(f"{k}={v}" for k, v in value.items())
+                parts.append(f"{key.replace('_', ' ')}: {value}")
+        if parts:
+            lines.append(" · ".join(parts))
+    return lines
+
+
+# The run-wide settings, by line: what the models were asked; where the data and the method came from;
+# the sandbox model-written code ran in; the baseline model B was compared with.
+_SETTING_LINES = (
+    ("num_fewshot", "limit", "generation", "seed"),
+    ("data", "lm_eval_version", "correction"),
+    ("code_sandbox",),
+    ("baseline",),
+)
+
+
+def html_summary(records: Iterable[Record], run: Mapping[str, Any], stats: Mapping[str, Any] | None = None) -> str:
+    """One self-contained HTML block for pytest-html: headline, charts and a table per benchmark.
+
+    Rendered by ``html_report.render_summary`` (inline CSS, SVG and JS; no external resources).
+    """
+    from .html import render_summary
+
+    return render_summary(records, run, stats)
+
+
+def markdown_tables(records: Iterable[Record], run: Mapping[str, Any]) -> str:
+    """GitHub-flavoured Markdown: settings, then one table per benchmark."""
+    lines = ["## Model comparison", ""]
+    lines += [f"- {s}" for s in settings_lines(run)]
+    lines.append("")
+    for benchmark, rows in group_by_benchmark(records).items():
+        headers = _headers(rows)
+        lines.append(f"### {rows[0].get('benchmark_title', benchmark)}")
+        lines.append("")
+        head, *rest = benchmark_lines(rows)
+        lines += [f"**{head}**", ""] + [f"- {line.strip()}" for line in rest] + [""]
+        lines.append("| " + " | ".join(headers) + " |")
+        lines.append("|" + "|".join([":---"] + ["---:"] * (len(headers) - 1)) + "|")
+        for row in table_rows(rows):
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+RESULTS_SCHEMA_VERSION = 1
+
+
+def results_document(
+    records: Iterable[Record],
+    run: Mapping[str, Any],
+    lm_eval_results: Mapping[str, Mapping[str, Any]],
+    stats: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The ``--qwencmp-json`` document (schema: ``results.schema.json`` beside this module).
+
+    ``models.<side>.lm_eval`` holds, per benchmark, lm-eval's own results object
+    (``results``, ``groups``, ``n-shot``, ``n-samples``, ``versions``,
+    ``higher_is_better``, ``config``), so tools that read lm-eval output read it.
+    """
+    rows = list(records)
+    benchmarks = {}
+    for name, group in group_by_benchmark(rows).items():
+        family = [r for r in group if not is_overall(r)]
+        correction = family[0].get("correction", "none") if len(family) > 1 else "none"
+        benchmarks[name] = {"title": group[0].get("benchmark_title", name), **counts(group), "correction": correction}
+    models: dict[str, Any] = {}
+    for side in ("a", "b"):
+        models[side] = {
+            **dict(run.get("models", {}).get(side, {})),
+            "lm_eval": {name: payload.get(side, {}) for name, payload in lm_eval_results.items()},
+        }
+    comparisons = [
+        {k: v for k, v in r.items() if k not in ("order", "benchmark_order")} for r in sorted(
+            rows, key=lambda r: (r.get("benchmark_order", 0), r.get("order", 0))
+        )
+    ]
+    return {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "settings": {k: v for k, v in run.items() if k != "models"},
+        "models": models,
+        "benchmarks": benchmarks,
+        "comparisons": comparisons,
+        "stats": dict(stats),
+        "passed": all(r["passed"] for r in rows),
+    }
+
+
+def ordered_record(record: Mapping[str, Any], item_ids: Sequence[str], benchmark_names: Sequence[str]) -> dict[str, Any]:
+    """``record`` with its place in the tables: ``order`` among its benchmark's items, ``benchmark_order`` in the registry."""
+    return {**record, "order": list(item_ids).index(record["item"]), "benchmark_order": list(benchmark_names).index(record["benchmark"])}
+
+
+_COUNTED = ("model_loads", "evaluations", "cache_hits", "evaluation_seconds")
+
+
+def combine_stats(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Several processes' (xdist workers') or jobs' (shards') stats as one: counts added, reuse listed."""
+    total: dict[str, Any] = {key: 0 for key in _COUNTED}
+    total.update(evaluated={}, reused={}, ignored=[])
+    for part in parts:
+        for key in _COUNTED:
+            total[key] = round(total[key] + (part.get(key) or 0), 2)
+        for side, names in (part.get("evaluated") or {}).items():
+            total["evaluated"].setdefault(side, []).extend(names)
+        for side, by_benchmark in (part.get("reused") or {}).items():
+            total["reused"].setdefault(side, {}).update(by_benchmark)
+        total["ignored"] += list(part.get("ignored") or [])
+    return total
+
+
+def reuse_lines(stats: Mapping[str, Any]) -> list[str]:
+    """Per model, which evaluations ran here and which were reused, and from where (the cache, or an import)."""
+    reused = stats.get("reused") or {}
+    if not reused.get("a") and not reused.get("b"):
+        return []  # everything was evaluated here: the counts line says it all
+    said: dict[str, str] = {}
+    for side in ("a", "b"):
+        segments = []
+        evaluated = (stats.get("evaluated") or {}).get(side) or []
+        if evaluated:
+            segments.append("evaluated " + ", ".join(evaluated))
+        by_origin: dict[str, list[str]] = {}
+        for benchmark, origin in (reused.get(side) or {}).items():
+            by_origin.setdefault(origin, []).append(benchmark)
+        for origin, names in by_origin.items():
+            segments.append(f"reused {', '.join(names)} " + ("from the cache" if origin == "cache" else origin))
+        if segments:
+            said[side] = "; ".join(segments)
+    if len(said) == 2 and said["a"] == said["b"]:
+        return [f"qwencmp: models A and B: {said['a']}"]
+    return [f"qwencmp: model {side.upper()}: {text}" for side, text in said.items()]
+
+
+def html_page(records: Iterable[Record], run: Mapping[str, Any], stats: Mapping[str, Any] | None = None, title: str = "Model comparison") -> str:
+    """A standalone HTML page around the same summary block the pytest-html report carries."""
+    from html import escape
+
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title></head><body>{html_summary(records, run, stats)}</body></html>\n"
+    )

@@ -1,0 +1,305 @@
+"""Power and minimum detectable effect (MDE) of the paired tests in ``statistics``.
+
+One source for "what can this item detect?", used by the run (per item, from
+the observed data) and by ``python -m pytest_qwencmp plan`` (before a run,
+from dataset sizes and an assumed discordance). All differences are fractions
+(0.05 = 5 points); callers convert.
+
+A check asks whether the interval of B − A at some ``level`` lies beyond a
+threshold ``τ`` on one side: ``side=+1`` "lower bound > τ" (B better than
+``τ``), ``side=-1`` "upper bound < τ" (B worse than ``τ``). ``τ = 0`` is the
+test itself. :func:`power` is the probability of that event for a true
+difference ``Δ``; :func:`detectable` inverts it: the true ``Δ`` at which the
+check fires with probability ``target`` (80 %); :func:`mde` is the smallest
+true improvement the two-sided test detects with that power.
+
+* Binary metrics (exact): documents are discordant with probability ``r``
+  (the discordance); given ``m`` discordant documents, ``b ~ Bin(m, π)`` with
+  ``π = (r + Δ)/(2r)``, so ``|Δ| <= r``. The Clopper–Pearson bound of
+  ``statistics.clopper_pearson_delta`` beats ``τ`` exactly when ``b`` reaches
+  a critical count ``u(m)`` (its duality with the binomial tail: lower bound
+  of π above ``π0 = (1 + τ n/m)/2`` ⟺ ``P(Bin(m, π0) >= b) < level/2``), so
+  ``power = Σ_m P(M = m) · P(Bin(m, π) >= u(m))``, summed over ``m`` within
+  8 standard deviations of ``n r``. The normal approximation of the same
+  design is Connor (1987), Biometrics 43:207–211.
+* Other metrics: a location shift of the differences with standard deviation
+  ``sd``; the permutation test is approximated by the paired t-test, power
+  from the noncentral t distribution; ``min_p`` (the smallest p-value the
+  permutation test can give, ``2/(resamples+1)``) caps what is detectable.
+
+numpy and ``scipy.special`` only (no scipy.stats: the planner must start fast).
+Monte Carlo tests check the numbers against simulated runs of the real tests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+from scipy import special
+
+from .paired import clopper_pearson_delta
+
+__all__ = ["Design", "power", "detectable", "mde", "mde_level", "point_pass_probability", "smallest_n"]
+
+DEFAULT_POWER = 0.8
+_BISECTIONS = 26
+
+
+@dataclass(frozen=True)
+class Design:
+    """What a paired comparison's power depends on.
+
+    ``n`` documents; ``discordance`` (binary metrics: the share of documents
+    where exactly one model scores) or ``sd`` (other metrics: standard
+    deviation of the per-document differences); ``min_p`` the smallest p-value
+    the test can produce (0 for the exact binomial machinery, which handles it
+    itself).
+    """
+
+    n: int
+    discordance: float | None = None
+    sd: float | None = None
+    min_p: float = 0.0
+
+    @property
+    def binary(self) -> bool:
+        return self.discordance is not None
+
+
+def mde_level(alpha: float, correction: str, family_size: int) -> float:
+    """The per-item level an MDE is computed at: ``α/m`` under Holm or BH (one true effect in a family of ``m``), else ``α``.
+
+    For Holm this is exact when a single item of the family differs (it is
+    tested first, at ``α/m``); for BH it is the level of a family with one
+    rejection. It is conservative when several items differ at once.
+    """
+    if correction in ("holm", "bh") and family_size > 1:
+        return alpha / family_size
+    return alpha
+
+
+# --------------------------------------------------------------------------- binary (exact)
+
+
+def _binom_sf(k: np.ndarray, m: np.ndarray, p: float | np.ndarray) -> np.ndarray:
+    """P(X > k) for X ~ Bin(m, p); 1 for k < 0, 0 for k >= m."""
+    safe = np.clip(k, 0, np.maximum(m - 1, 0)).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        out = special.betainc(safe + 1.0, np.maximum(m - safe, 1.0), p)  # = bdtrc(k, m, p), ~3x faster
+    return np.where(k < 0, 1.0, np.where(k >= m, 0.0, out))
+
+
+@lru_cache(maxsize=4096)
+def _discordant_counts(n: int, r: float) -> tuple[np.ndarray, np.ndarray]:
+    """(m values, P(M = m)) for M ~ Bin(n, r), over the range holding all but ~1e-15 of the mass."""
+    if r >= 1.0:
+        return np.array([n]), np.array([1.0])
+    mean, sd = n * r, math.sqrt(n * r * (1.0 - r))
+    low = max(0, math.floor(mean - 8.0 * sd - 5))
+    high = min(n, math.ceil(mean + 8.0 * sd + 5))
+    m = np.arange(low, high + 1)
+    log_pmf = (special.gammaln(n + 1) - special.gammaln(m + 1) - special.gammaln(n - m + 1)
+               + m * math.log(r) + (n - m) * math.log1p(-r))
+    return m, np.exp(log_pmf)
+
+
+@lru_cache(maxsize=4096)
+def _critical_counts(n: int, r: float, level: float, tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(m, P(M = m), u(m)): ``lower bound > τ`` exactly when ``b >= u(m)`` (``u = m + 1``: never)."""
+    m, weight = _discordant_counts(n, r)
+    u = np.full(m.shape, 0, dtype=np.int64)
+    positive = m > 0
+    mp = m[positive].astype(np.float64)
+    pi0 = (1.0 + tau * n / mp) / 2.0
+    up = np.zeros(mp.shape, dtype=np.int64)
+    never = pi0 >= 1.0
+    always = pi0 < 0.0
+    inner = ~(never | always)
+    if np.any(inner):
+        mi, pi = mp[inner], pi0[inner]
+        # smallest b with P(X >= b) = sf(b − 1) < level/2; start from the continuous inverse, then step
+        guess = np.nan_to_num(special.bdtrik(1.0 - level / 2.0, mi, pi), nan=0.0)
+        b = np.clip(np.floor(guess).astype(np.int64), 0, mi.astype(np.int64) + 1)
+        for _ in range(64):
+            up_step = _binom_sf(b - 1, mi.astype(np.int64), pi) >= level / 2.0
+            if not np.any(up_step):
+                break
+            b = np.where(up_step, b + 1, b)
+        for _ in range(64):
+            down_step = (b > 0) & (_binom_sf(b - 2, mi.astype(np.int64), pi) < level / 2.0)
+            if not np.any(down_step):
+                break
+            b = np.where(down_step, b - 1, b)
+        up[inner] = b
+    up[never] = mp[never].astype(np.int64) + 1
+    up[always] = 0
+    u[positive] = _exact_boundary(up, m[positive], n, level, tau)
+    u[~positive] = 0 if tau < 0 else 1  # m = 0: the interval is [0, 0]
+    return m, weight, u
+
+
+def _exact_boundary(u: np.ndarray, m: np.ndarray, n: int, level: float, tau: float) -> np.ndarray:
+    """``u`` moved to the smallest b whose interval, as ``statistics`` computes it in floating point, lies above τ.
+
+    The duality gives ``u`` exactly in real arithmetic; at a bound equal to τ to rounding the run's own
+    comparison decides, so power is the probability of exactly the run's decision.
+    """
+    def beyond(b: np.ndarray) -> np.ndarray:
+        inside = (b >= 0) & (b <= m)
+        safe = np.clip(b, 0, m)
+        low, _ = clopper_pearson_delta(safe, m - safe, n, level)
+        return inside & (np.asarray(low) > tau)
+
+    for _ in range(8):
+        up = (u <= m) & ~beyond(u)
+        down = (u >= 1) & beyond(u - 1)
+        if not (np.any(up) or np.any(down)):
+            break
+        u = np.where(up, u + 1, np.where(down, u - 1, u))
+    return u
+
+
+def _binary_power(n: int, r: float, delta: float, level: float, tau: float) -> float:
+    """P(lower bound of the exact interval > τ) when the true B − A is ``delta``."""
+    m, weight, u = _critical_counts(n, r, level, tau)
+    pi = min(1.0, max(0.0, (r + delta) / (2.0 * r)))
+    hit = _binom_sf(u - 1, m, pi)
+    hit = np.where(u <= 0, 1.0, np.where(u > m, 0.0, hit))
+    return float(np.clip(np.sum(weight * hit), 0.0, 1.0))
+
+
+# --------------------------------------------------------------------------- other metrics (t approximation)
+
+
+def _continuous_power(design: Design, delta: float, level: float, tau: float) -> float:
+    if design.min_p >= level or design.n < 2:
+        return 0.0
+    df = design.n - 1
+    se = float(design.sd) / math.sqrt(design.n)
+    if se <= 0.0:
+        return 1.0 if delta > tau else 0.0
+    critical = float(special.stdtrit(df, 1.0 - level / 2.0))
+    return float(1.0 - special.nctdtr(df, (delta - tau) / se, critical))
+
+
+# --------------------------------------------------------------------------- public
+
+
+def power(design: Design, delta: float, level: float, *, threshold: float = 0.0, side: int = 1) -> float:
+    """P(the interval at ``level`` lies beyond ``threshold`` on ``side``) when the true B − A is ``delta``."""
+    if side not in (1, -1):
+        raise ValueError("side must be +1 (lower bound above the threshold) or -1 (upper bound below it)")
+    if side == -1:  # upper bound of (A, B) below τ ⟺ lower bound of (B, A) above −τ
+        delta, threshold = -delta, -threshold
+    if design.binary:
+        r = float(design.discordance)
+        if r <= 0.0 or design.n < 1:
+            return 1.0 if threshold < 0 else 0.0
+        return _binary_power(int(design.n), r, float(delta), float(level), float(threshold))
+    return _continuous_power(design, float(delta), float(level), float(threshold))
+
+
+@lru_cache(maxsize=4096)
+def detectable(design: Design, level: float, target: float = DEFAULT_POWER, *, threshold: float = 0.0,
+               side: int = 1) -> float | None:
+    """The true B − A at which the check fires with probability ``target``; None if no possible difference does.
+
+    ``side=+1``: the smallest ``Δ`` with ``P(lower bound > threshold) >= target``;
+    ``side=-1``: the largest ``Δ`` with ``P(upper bound < threshold) >= target``.
+    Binary designs search ``|Δ| <= discordance``; others ``threshold ± 40 sd``.
+    """
+    if side == -1:  # by symmetry: the mirror image of a side +1 check
+        found = detectable(design, level, target, threshold=-threshold, side=1)
+        return None if found is None else -found
+    if design.binary:
+        return _detect_binary(design, level, target, threshold)
+    if design.sd is None or design.sd <= 0 or design.n < 2 or design.min_p >= level:
+        return None
+    span = 40.0 * float(design.sd)
+    return _bisect(lambda d: power(design, d, level, threshold=threshold), threshold - span, threshold + span, target)
+
+
+def _detect_binary(design: Design, level: float, target: float, tau: float) -> float | None:
+    r = float(design.discordance)
+    if r <= 0.0:
+        return None
+    return _bisect(lambda d: power(design, d, level, threshold=tau), -r, r, target)
+
+
+def _bisect(f: Callable[[float], float], low: float, high: float, target: float) -> float | None:
+    """Smallest x in [low, high] with f(x) >= target, f non-decreasing; None if f(high) < target.
+
+    The Illinois variant of regula falsi (a few evaluations for a smooth power
+    curve), falling back to bisection steps, to a bracket of 1e-7 (0.00001 points).
+    """
+    f_high = f(high) - target
+    if f_high < 0:
+        return None
+    f_low = f(low) - target
+    if f_low >= 0:
+        return low
+    side = 0
+    for step in range(_BISECTIONS * 2):
+        if high - low <= 1e-7:
+            break
+        mid = (low * f_high - high * f_low) / (f_high - f_low) if step % 4 != 3 else (low + high) / 2.0
+        if not low < mid < high:
+            mid = (low + high) / 2.0
+        f_mid = f(mid) - target
+        if f_mid >= 0:
+            high, f_high = mid, f_mid
+            if side == 1:
+                f_low /= 2.0
+            side = 1
+        else:
+            low, f_low = mid, f_mid
+            if side == -1:
+                f_high /= 2.0
+            side = -1
+    return high
+
+
+def mde(design: Design, level: float, target: float = DEFAULT_POWER) -> float | None:
+    """Minimum detectable effect: the smallest true improvement the two-sided test at ``level`` detects with ``target`` power.
+
+    By symmetry it is also the smallest true regression detected. None when
+    nothing is detectable at this ``n`` (too few documents, or no discordance).
+    """
+    found = detectable(design, level, target, threshold=0.0, side=1)
+    return None if found is None else max(found, 0.0)
+
+
+def point_pass_probability(design: Design, delta: float, threshold: float) -> float:
+    """P(point estimate of B − A >= threshold) for true ``delta`` (normal approximation).
+
+    Standard error ``sqrt(r − Δ²)/√n`` for binary designs (multinomial
+    variance of the per-document difference), ``sd/√n`` otherwise.
+    """
+    if design.binary:
+        var = max(float(design.discordance) - delta * delta, 0.0)
+    else:
+        var = float(design.sd or 0.0) ** 2
+    se = math.sqrt(var / design.n) if design.n > 0 else 0.0
+    if se == 0.0:
+        return 1.0 if delta >= threshold else 0.0
+    return float(special.ndtr((delta - threshold) / se))
+
+
+def smallest_n(ok: Callable[[int], bool], start: int = 1, limit: int = 10_000_000) -> int | None:
+    """The smallest n in [start, limit] with ``ok(n)``, assuming ``ok`` turns true and stays true (None if never)."""
+    low, high = start, max(start, 1)
+    while not ok(high):
+        if high >= limit:
+            return None
+        low, high = high + 1, min(limit, high * 2)
+    while low < high:
+        mid = (low + high) // 2
+        if ok(mid):
+            high = mid
+        else:
+            low = mid + 1
+    return high

@@ -1,0 +1,376 @@
+"""Merging shards into one comparison: ``python -m pytest_qwencmp merge SHARD.json…``.
+
+Each shard's ``--qwencmp-json`` carries its evaluations in the full saved form
+(``saved``). :func:`merge_shards` reads them (:func:`read_shard`), checks that
+they belong together (:func:`check_shards`) — one plan of N shards with every
+shard given once, the same number-changing settings and models
+(``compatibility.settings_mismatches``, the one check baselines and cache
+imports use too), the same correction and expectations unless the merge sets
+them, every item of every benchmark present exactly once — and then compares
+each benchmark with the SAME core the plugin uses: ``comparison.compare_benchmark``
+on the rebuilt ``BenchmarkEvaluation``s, ``report.ordered_record`` for each
+item's record, ``report.results_document`` / ``markdown_tables`` /
+``html_page`` and ``junit.write_junit`` for the outputs. So every number
+equals a single run's on the same evaluations, to the last digit.
+
+A problem with the inputs raises ``QwencmpError`` with one paragraph (the
+command exits 4). Pure: no pytest, no lm-eval task, no model, no torch — a
+merge job runs on a GitHub-hosted runner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config.benchmarks import Registry, benchmark_from_table
+from .compatibility import settings_mismatches
+from ..errors import QwencmpError
+from ..evaluation.evaluator import BenchmarkEvaluation
+from ..report.junit import Case, item_properties, write_junit
+from ..report.text import combine_stats, html_page, markdown_tables, ordered_record, results_document
+from .format import SavedEvaluations, SavedFormatError, saved_from_json, write_atomic
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..comparison import ItemComparison
+
+SAVED_KEY = "saved_evaluations"  # where a results JSON carries its evaluations
+ADVICE = (
+    "Merge the --qwencmp-json files of ONE run of every shard (same models, settings and plan; "
+    "rerun a failed or missing shard job first)."
+)
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """One shard's results file: the results document and its saved evaluations."""
+
+    path: Path
+    document: Mapping[str, Any]
+    saved: SavedEvaluations
+
+    @property
+    def plan(self) -> Mapping[str, Any] | None:
+        plan = self.document.get("settings", {}).get("shard")
+        return plan if isinstance(plan, Mapping) else None
+
+    @property
+    def label(self) -> str:
+        plan = self.plan
+        return f"{self.path.name} (shard {plan['index']}/{plan['count']})" if plan else self.path.name
+
+    @property
+    def records(self) -> list[Mapping[str, Any]]:
+        return list(self.document.get("comparisons") or [])
+
+    @property
+    def run_info(self) -> dict[str, Any]:
+        models = self.document.get("models") or {}
+        return {
+            **self.document.get("settings", {}),
+            "models": {side: {k: v for k, v in (models.get(side) or {}).items() if k != "lm_eval"} for side in models},
+        }
+
+
+def read_shard(path: Path) -> ShardResult:
+    """Read one shard's results JSON; :class:`QwencmpError` (one paragraph) when it cannot be merged."""
+    path = Path(path)
+
+    def fail(problem: str) -> QwencmpError:
+        return QwencmpError(f"Cannot merge {path}: {problem} {ADVICE}")
+
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise fail("the file does not exist.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"it cannot be read ({getattr(exc, 'strerror', None) or exc}).") from None
+    except json.JSONDecodeError as exc:
+        raise fail(f"it is not valid JSON ({exc.msg} at line {exc.lineno}): truncated or not a results file.") from None
+    if not isinstance(document, dict) or not isinstance(document.get("comparisons"), list) or not isinstance(document.get("settings"), dict):
+        raise fail("it is not a pytest-qwencmp results file (written by --qwencmp-json).")
+    if SAVED_KEY not in document:
+        raise fail(
+            "it holds no per-document evaluations (it was written without --qwencmp-shard K/N, by an older "
+            "pytest-qwencmp, or by a run that could not read its evaluations back from the cache)."
+        )
+    try:
+        saved = saved_from_json(document[SAVED_KEY], "saved-evaluations")
+    except SavedFormatError as exc:
+        raise fail(f"its {SAVED_KEY} block {exc}") from None
+    if saved.items and not saved.is_full:
+        raise fail(f"its {SAVED_KEY} block lacks the evaluation records (the lean form a baseline uses).")
+    return ShardResult(path, document, saved)
+
+
+# --------------------------------------------------------------------------
+# checks
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def _identity(shard: ShardResult, overrides: Iterable[str]) -> dict[str, Any]:
+    """What must agree between shards: the number-changing settings, and the comparison settings the merge does not set."""
+    identity = dict(shard.saved.settings)
+    comparison = shard.saved.comparison
+    if "correction" not in overrides:
+        identity["correction"] = comparison.get("correction")
+    if "expectations" not in overrides:
+        rules = comparison.get("expectations")
+        identity["expectations"] = None if not rules else f"{rules.get('name')} (sha256 {_digest(str(rules.get('text', '')))})"
+    return identity
+
+
+def _plan_text(plan: Mapping[str, Any]) -> str:
+    groups = plan.get("benchmarks") or []
+    return ", ".join(f"{i}/{plan.get('count')} {'+'.join(g) or 'nothing'}" for i, g in enumerate(groups, 1))
+
+
+def _plan_problems(shards: Sequence[ShardResult]) -> list[str]:
+    planned = [s for s in shards if s.plan is not None]
+    if not planned:
+        return []
+    if len(planned) != len(shards):
+        plain = ", ".join(s.path.name for s in shards if s.plan is None)
+        return [f"{plain} did not run with --qwencmp-shard while {planned[0].label} did"]
+    first = planned[0].plan
+    problems = []
+    for shard in planned[1:]:
+        plan = shard.plan
+        if plan.get("count") != first.get("count") or plan.get("benchmarks") != first.get("benchmarks"):
+            problems.append(
+                f"the shards were planned differently ({planned[0].path.name}: {_plan_text(first)}; "
+                f"{shard.path.name}: {_plan_text(plan)}), so they come from different selections, limits or data"
+            )
+    if problems:
+        return problems
+    by_index: dict[int, list[ShardResult]] = {}
+    for shard in planned:
+        by_index.setdefault(int(shard.plan["index"]), []).append(shard)
+    for index, group in sorted(by_index.items()):
+        if len(group) > 1:
+            problems.append(f"shard {index}/{first['count']} is given {len(group)} times ({', '.join(s.path.name for s in group)})")
+    for index, benchmarks in enumerate(first.get("benchmarks") or [], 1):
+        if index not in by_index and benchmarks:
+            problems.append(f"shard {index}/{first['count']} ({', '.join(benchmarks)}) is missing")
+    return problems
+
+
+def _settings_problems(shards: Sequence[ShardResult], overrides: Iterable[str]) -> list[str]:
+    first = shards[0]
+    reference = _identity(first, overrides)
+    problems = []
+    for shard in shards[1:]:
+        diffs = settings_mismatches(reference, _identity(shard, overrides), names=(first.path.name, shard.path.name))
+        if diffs:
+            problems.append(
+                f"settings that change the numbers differ between {first.path.name} and {shard.path.name} — " + "; ".join(diffs)
+            )
+    return problems
+
+
+def _coverage_problems(shards: Sequence[ShardResult], registry: Registry) -> list[str]:
+    problems = []
+    evaluated: dict[tuple[str, str], list[str]] = {}
+    recorded: dict[tuple[str, str], list[str]] = {}
+    for shard in shards:
+        for side, benchmark in shard.saved.records:
+            evaluated.setdefault((side, benchmark), []).append(shard.path.name)
+        for record in shard.records:
+            recorded.setdefault((record.get("benchmark"), record.get("item")), []).append(shard.path.name)
+    for (side, benchmark), files in sorted(evaluated.items()):
+        if len(files) > 1:
+            problems.append(f"model {side.upper()}'s {benchmark} evaluation is in {len(files)} files ({', '.join(files)})")
+    for (benchmark, item), files in sorted(recorded.items()):
+        if len(files) > 1:
+            problems.append(f"item {benchmark}[{item}] is duplicated ({', '.join(files)})")
+    # Benchmarks the given shards were to run (a missing shard is reported by the plan check).
+    planned = {b for s in shards if s.plan for b in (s.plan.get("benchmarks") or [])[int(s.plan["index"]) - 1]}
+    benchmarks = list(dict.fromkeys([b for b, _ in recorded] + sorted(planned)))
+    for name in benchmarks:
+        if name not in registry.names():
+            problems.append(f"benchmark {name} has results but no definition in the saved evaluations")
+            continue
+        ids = [item.id for item in registry.get(name).items]
+        missing = [i for i in ids if (name, i) not in recorded]
+        if missing:
+            shown = ", ".join(f"{name}[{i}]" for i in missing[:5]) + (", …" if len(missing) > 5 else "")
+            problems.append(
+                f"{len(missing)} of the {len(ids)} items of {name} are missing ({shown}): deselected (-k, --lf) "
+                "or not run because the job stopped early"
+            )
+        sides = [s for s in ("a", "b") if (s, name) not in evaluated]
+        if len(missing) < len(ids) and sides:
+            problems.append(f"{name} has results but not model {' and '.join(s.upper() for s in sides)}'s per-document evaluations")
+    return problems
+
+
+def check_shards(shards: Sequence[ShardResult], registry: Registry, *, overrides: Iterable[str] = ()) -> None:
+    """Raise one :class:`QwencmpError` paragraph naming every reason these shards cannot be merged."""
+    overrides = tuple(overrides)
+    problems = _plan_problems(shards) + _settings_problems(shards, overrides) + _coverage_problems(shards, registry)
+    if problems:
+        names = ", ".join(s.path.name for s in shards)
+        raise QwencmpError(f"Cannot merge {names}: " + "; ".join(problems) + f". {ADVICE}")
+
+
+# --------------------------------------------------------------------------
+# the merge
+
+
+def merged_registry(shards: Sequence[ShardResult]) -> Registry:
+    """The benchmarks the shards knew, in their registry order, as each shard that ran one defined it."""
+    defined: dict[str, Mapping[str, Any]] = {}
+    for shard in shards:
+        ran = {b for _, b in shard.saved.records}
+        for name, entry in shard.saved.benchmarks_defined.items():
+            if name not in defined or name in ran:
+                defined[name] = entry
+    try:
+        ordered = sorted(defined.items(), key=lambda kv: (int(kv[1]["order"]), kv[0]))
+        return Registry(tuple(benchmark_from_table(name, entry["definition"], "saved evaluations") for name, entry in ordered))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise QwencmpError(f"Cannot merge: a shard's benchmark definitions are malformed ({exc}). {ADVICE}") from None
+
+
+def _expectations(shards: Sequence[ShardResult], registry: Registry, path: Path | None):
+    from ..config.expectations import NO_EXPECTATIONS, load_expectations, parse_expectations
+
+    if path is not None:
+        return load_expectations(Path(path), registry)
+    rules = shards[0].saved.comparison.get("expectations")
+    if not rules:
+        return NO_EXPECTATIONS
+    return parse_expectations(str(rules.get("text", "")), Path(str(rules.get("name", "expectations.toml"))), registry)
+
+
+def _correction(shards: Sequence[ShardResult], given: str | None) -> str:
+    from ..stats.paired import adjust_p_values
+
+    correction = (given or shards[0].saved.comparison.get("correction") or "holm").lower()
+    try:
+        adjust_p_values([], method=correction)
+    except ValueError as exc:
+        raise QwencmpError(f"--correction {correction!r}: {exc}.") from None
+    return correction
+
+
+def _run_info(shards: Sequence[ShardResult], correction: str) -> dict[str, Any]:
+    ran = [s for s in shards if s.records] or list(shards)
+    info = ran[0].run_info
+    for shard in ran[1:]:
+        for side, model in shard.run_info.get("models", {}).items():
+            for key, value in model.items():
+                info["models"].setdefault(side, {}).setdefault(key, value)
+    info["num_fewshot"] = {k: v for s in ran for k, v in (s.run_info.get("num_fewshot") or {}).items()}
+    info["machine"] = "; ".join(dict.fromkeys(str(s.run_info["machine"]) for s in ran if s.run_info.get("machine")))
+    for key in ("code_sandbox", "code_sandbox_details"):
+        info[key] = next((s.run_info[key] for s in ran if s.run_info.get(key)), None)
+    info["correction"] = correction
+    info.pop("shard", None)
+    info["merged_from"] = [s.label for s in shards]
+    return info
+
+
+@dataclass(frozen=True)
+class MergedRun:
+    """The merged comparison: every item's result and record, the run's settings and stats."""
+
+    shards: tuple[ShardResult, ...]
+    comparisons: tuple["ItemComparison", ...]
+    records: tuple[dict[str, Any], ...]
+    run_info: dict[str, Any]
+    lm_eval_results: dict[str, dict[str, Any]]
+    stats: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return all(r["passed"] for r in self.records)
+
+    def document(self) -> dict[str, Any]:
+        return results_document(self.records, self.run_info, self.lm_eval_results, self.stats)
+
+    def junit_cases(self) -> list[Case]:
+        return [
+            Case(
+                record.get("nodeid") or f"test_{record['benchmark']}.py::test_{record['benchmark']}[{record['item']}]",
+                item_properties(record),
+                None if comparison.verdict.passed else comparison.describe(),
+            )
+            for comparison, record in zip(self.comparisons, self.records)
+        ]
+
+    def write(self, *, json_path: Path | None = None, html_path: Path | None = None,
+              markdown_path: Path | None = None, junit_path: Path | None = None) -> list[Path]:
+        """Write the outputs asked for; returns their paths."""
+        written = []
+        if json_path:
+            written.append(write_atomic(Path(json_path), json.dumps(self.document(), indent=2) + "\n", what="merged results"))
+        if html_path:
+            written.append(write_atomic(Path(html_path), html_page(self.records, self.run_info, self.stats), what="merged report"))
+        if markdown_path:
+            written.append(write_atomic(Path(markdown_path), self.markdown(), what="merged Markdown"))
+        if junit_path:
+            written.append(write_junit(self.junit_cases(), Path(junit_path), seconds=float(self.stats.get("wall_seconds") or 0)))
+        return written
+
+    def markdown(self) -> str:
+        return markdown_tables(self.records, self.run_info)
+
+
+def merge_shards(paths: Sequence[Path], *, expectations: Path | None = None, correction: str | None = None) -> MergedRun:
+    """Read, check and compare: the shards' results as one run (see the module docstring)."""
+    from ..comparison import compare_benchmark
+
+    started = time.perf_counter()
+    if not paths:
+        raise QwencmpError(f"Give the shards' results files to merge. {ADVICE}")
+    shards = tuple(read_shard(p) for p in paths)
+    registry = merged_registry(shards)
+    overrides = [name for name, value in (("correction", correction), ("expectations", expectations)) if value is not None]
+    check_shards(shards, registry, overrides=overrides)
+    method = _correction(shards, correction)
+    rules = _expectations(shards, registry, expectations)
+
+    evaluations: dict[tuple[str, str], BenchmarkEvaluation] = {}
+    seeds: dict[str, int] = {}
+    nodeids: dict[tuple[str, str], str] = {}
+    for shard in shards:
+        for evaluation in shard.saved.evaluations():
+            evaluations[(evaluation.side, evaluation.benchmark)] = evaluation
+            seeds[evaluation.benchmark] = int(shard.saved.settings.get("seed", 0))
+        for record in shard.records:
+            if record.get("nodeid"):
+                nodeids[(record["benchmark"], record["item"])] = record["nodeid"]
+
+    comparisons, records, lm_eval_results = [], [], {}
+    for benchmark in registry.benchmarks:
+        if ("a", benchmark.name) not in evaluations:
+            continue
+        evaluation_a, evaluation_b = evaluations[("a", benchmark.name)], evaluations[("b", benchmark.name)]
+        compared = compare_benchmark(
+            benchmark, evaluation_a, evaluation_b, rules, correction=method, seed=seeds[benchmark.name]
+        )
+        item_ids = [item.id for item in benchmark.items]
+        for item_id in item_ids:
+            comparison = compared[item_id]
+            record = ordered_record(comparison.to_record(), item_ids, registry.names())
+            record["outcome"] = "passed" if comparison.verdict.passed else "failed"
+            if (benchmark.name, item_id) in nodeids:
+                record["nodeid"] = nodeids[(benchmark.name, item_id)]
+            comparisons.append(comparison)
+            records.append(record)
+        lm_eval_results[benchmark.name] = {"a": evaluation_a.lm_eval_results, "b": evaluation_b.lm_eval_results}
+
+    stats = combine_stats(s.document.get("stats") or {} for s in shards)
+    stats["wall_seconds"] = max((float((s.document.get("stats") or {}).get("wall_seconds") or 0) for s in shards), default=0.0)
+    stats["shards"] = len(shards)
+    stats["merge_seconds"] = round(time.perf_counter() - started, 2)
+    return MergedRun(shards, tuple(comparisons), tuple(records), _run_info(shards, method), lm_eval_results, stats)
