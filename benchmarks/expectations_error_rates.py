@@ -47,7 +47,8 @@ sys.path.insert(0, str(REPO))
 from pytest_qwencmp.stats import planning, power as pw  # noqa: E402
 from pytest_qwencmp.stats import paired as stats  # noqa: E402
 from pytest_qwencmp.config.benchmarks import OVERALL, load_registry  # noqa: E402
-from pytest_qwencmp.config.expectations import check, load_expectations  # noqa: E402
+from pytest_qwencmp.config.expectations import load_expectations  # noqa: E402
+from pytest_qwencmp.stats.rules import check  # noqa: E402
 
 STUDY = {  # (A, B) in points, lm-eval FP16; MMLU subjects not listed use MMLU's overall numbers
     ("mmlu", OVERALL): (59.74, 71.90),

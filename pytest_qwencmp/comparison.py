@@ -20,12 +20,14 @@ from typing import Any, Mapping
 
 from .stats import power as pw
 from .stats import paired as stats
-from .config.benchmarks import OVERALL, Benchmark
+from .config.benchmarks import Benchmark
 from .evaluation.evaluator import BenchmarkEvaluation, ItemScore
-from .config.expectations import Expectation, Expectations, PowerNote, Verdict, assess, check
+from .config.expectations import Expectation, Expectations
+from .stats.rules import PowerNote, Verdict, assess, check
 from .report.text import item_lines, record_bound
+from .stats.multiplicity import adjust_family
+from .stats.paired import POINTS
 
-POINTS = 100.0
 RESAMPLES = 10_000
 
 
@@ -226,23 +228,16 @@ def compare_benchmark(
     for item in benchmark.items:
         a, b = evaluation_a.item(item.id), evaluation_b.item(item.id)
         pairs[item.id] = (item, a, b, _paired_test(a, b, seed))
-    family = [i for i, (*_, t) in pairs.items() if t is not None and i.split(":")[0] != OVERALL]
-    levels = dict(zip(family, stats.family_levels([pairs[i][3].p_value for i in family], correction, alpha)))
+    adjusted = adjust_family({item_id: pair[3] for item_id, pair in pairs.items()}, correction, alpha)
     comparisons = {}
     for item_id, (item, a, b, test) in pairs.items():
         expectation = expectations.for_item(benchmark.name, item_id)
         paired = adjusted_ci = adjusted_p = level = mde = mde_level = None
         family_size, method, notes, significance = 1, "none", (), "n/a"
-        if test is not None:
-            paired = test.comparison(level=alpha)
-            if item_id in levels:
-                family_size = len(family)
-                method = correction if family_size > 1 else "none"
-                adjusted_p, level = levels[item_id]
-            else:
-                adjusted_p, level = paired.p_value, alpha
-            adjusted_ci = test.interval(level, reject=adjusted_p < alpha)
-            significance = stats.verdict(paired, adjusted_p, alpha)
+        if item_id in adjusted:
+            result = adjusted[item_id]
+            paired, adjusted_p, level, adjusted_ci = result.paired, result.adjusted_p, result.level, result.adjusted_ci
+            family_size, method, significance = result.family_size, result.correction, result.significance
             mde_level = pw.mde_level(alpha, method, family_size)
             design = design_of(paired)
             if design is not None:

@@ -1,23 +1,31 @@
-"""Waiting for a file lock that another process holds: said at once, repeated, and bounded.
+"""Files shared between processes: one atomic write, one way to wait for a file lock, JSON-safe values.
 
-``holding(path, what=..., timeout=..., progress=...)`` takes an inter-process
-file lock (``filelock``). When another process has it, one line says at once
-what is waited for, which lock file, and who holds it (each holder writes its
-pid, host and start time beside the lock, ``<lock>.holder``); a "still waiting"
-line follows every ``note_every`` seconds; after ``timeout`` seconds a
-``LockTimeout`` paragraph says what to do. Used for the evaluation cache (one
-process computes an evaluation, the others reuse it) and the demo build.
+* :func:`write_atomic` — every file the plugin writes that another process (an
+  xdist worker, a later run, a merge job) may read at the same moment: a
+  temporary file in the same folder, flushed and renamed into place, so a
+  reader sees the old file or the new one, never a partial write.
+* :func:`holding` — an inter-process file lock (``filelock``). When another
+  process has it, one line says at once what is waited for, which lock file,
+  and who holds it (each holder writes its pid, host and start time beside the
+  lock, ``<lock>.holder``); a "still waiting" line follows every
+  ``note_every`` seconds; after ``timeout`` seconds a ``LockTimeout``
+  paragraph says what to do. Used for the evaluation cache (one process
+  computes an evaluation, the others reuse it) and the demo build.
+* :func:`json_safe` — a value as JSON data (what these files hold).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Mapping
 
 from filelock import FileLock, Timeout
 
@@ -30,6 +38,48 @@ HOLDER_SUFFIX = ".holder"
 
 class LockTimeout(QwencmpError):
     """A lock was still held by another process when the wait's bound ran out."""
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as JSON data: str keys, lists for tuples, None for non-finite floats, str for the rest."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def write_atomic(path: Path, text: str, *, what: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temporary file + ``os.replace``); returns the path.
+
+    The directory is created if needed; an existing file is replaced in one
+    step, so readers see the old file or the new one, never a partial write.
+    A failure raises :class:`QwencmpError` naming ``what`` was being written.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    except OSError as exc:
+        raise QwencmpError(f"Cannot write {what} to {path.parent}: {exc.strerror or exc}.") from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise QwencmpError(f"Cannot write {what} to {path}: {exc.strerror or exc}.") from None
+        raise
+    return path
 
 
 def describe_duration(seconds: float) -> str:

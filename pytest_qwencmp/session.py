@@ -1,40 +1,61 @@
-"""One comparison run: the two models, their evaluations and the comparisons.
+"""One comparison session: what runs, in which order, once — and what is said and written at its end.
 
 ``ComparisonRun`` ties the core together for a session — settings, registry,
 expectations, the evaluation cache, the two lazily loaded models — and answers
 ``comparison(benchmark, item)``: each (model, benchmark) is evaluated at most
-once, each benchmark compared once. It knows nothing of pytest.
+once, each benchmark compared once. :class:`Results` gathers what the items
+reported; :func:`summary_lines`, :func:`html_block` and :func:`finish` decide
+what the terminal summary says and which files the session writes (results
+JSON, Markdown, baseline). It knows nothing of pytest: ``plugin`` calls it.
 """
 
 from __future__ import annotations
 
+import json
 import platform
-from collections.abc import Callable
-from dataclasses import replace
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .config.benchmarks import Registry
-from .evaluation.cache import EvaluationCache
-from .errors import QwencmpError
-from .models.placement import (
-    ExecutionPlan,
-    cuda_available,
-    cuda_device_count,
-    deepspeed_available,
-    plan_execution,
-    spread_gpus,
-)
-from .config.expectations import Expectations
-from .failures import FailureMemory
-from .models.sources import HubAccess
+from .comparison import ItemComparison, compare_benchmark, with_baseline
+from .config.benchmarks import Registry, load_registry
+from .config.expectations import Expectations, load_expectations
+from .config.settings import ModelRef, RunSettings, parse_settings
+from .demo.build import build_demo_assets
+from .errors import FailureMemory, QwencmpError
+from .evaluation.cache import EvaluationCache, cache_key
+from .evaluation.evaluator import Evaluator
+from .files import write_atomic
+from .hub import HubAccess
+from .lmeval.tasks import TaskSource, lm_eval_version
 from .models.loading import ModelHandle, ModelSide
-from .config.settings import ModelRef, RunSettings
+from .models.placement import ExecutionPlan, plan_sides
+from .models.tensor_parallel import TensorParallelHandle
 from .models.weights import read_parameter_count
+from .report.junit import RECORD_PROPERTY, item_properties, record_property
+from .report.text import (
+    combine_stats,
+    html_summary,
+    markdown_tables,
+    ordered_record,
+    results_document,
+    reuse_lines,
+    settings_lines,
+    text_tables,
+)
+from .sandbox.executor import detect_sandbox
+from .stats.multiplicity import CORRECTIONS
+from .store.baselines import check_compatible, compare_to_baseline, load_baseline, save_baseline, validate_name
+from .store.compatibility import number_settings
+from .store.exchange import ImportedEntries
+from .store.format import SavedEvaluations, machine_info, project_commit, saved_from_evaluations
+from .store.shards import ShardSpec, ShardSplit, split_benchmarks
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .comparison import ItemComparison
-    from .store.format import SavedEvaluations
+RUN_PROPERTY = "qwencmp_run"
+LM_EVAL_PROPERTY = "qwencmp_lm_eval"
+BULKY_PROPERTIES = (RECORD_PROPERTY, RUN_PROPERTY, LM_EVAL_PROPERTY)  # consumed by the controller, kept out of JUnit XML
 
 
 class ComparisonRun:
@@ -61,18 +82,17 @@ class ComparisonRun:
         self.baseline = baseline
         self.baseline_allow_mismatch = baseline_allow_mismatch
         self.baseline_warnings: list[str] = []
-        self.shard_plan = None  # a shards.ShardPlan when --qwencmp-shard splits the benchmarks over jobs
+        self.shard_plan: ShardSplit | None = None  # when --qwencmp-shard splits the benchmarks over jobs
         self._handles: dict[str, ModelSide] | None = None
         self._parameter_counts: dict[str, int] = {}  # per side, read once from the safetensors headers
         self._evaluator = None
-        self._compared: dict[str, dict[str, "ItemComparison"]] = {}
+        self._compared: dict[str, dict[str, ItemComparison]] = {}
         self.hub = HubAccess()  # asked at most once per session, and only for a hub model that must be loaded
         self.failures = FailureMemory()  # each problem reported once; a model that cannot load stops what needs it
         self._fully_cached: dict[str, bool] = {}
+        self._attached_lm_eval: set[str] = set()  # benchmarks whose lm-eval results an item of this process carried
 
     def _resolve_demo(self) -> RunSettings:
-        from .demo.build import build_demo_assets
-
         assets = build_demo_assets(self.settings.cache_dir / "demo", progress=self.progress)
         return replace(
             self.settings,
@@ -86,27 +106,7 @@ class ComparisonRun:
 
         Raises ``QwencmpError`` for a request this machine cannot serve.
         """
-        has_cuda = cuda_available()
-        cuda_devices = cuda_device_count() if has_cuda else 0
-        sizes = {side: self.settings.tensor_parallel(side) for side in ("a", "b")}
-        gpus: dict[str, tuple[int, ...]] = {}
-        if cuda_devices and max(sizes.values()) > 1 and self.settings.device in ("auto", "cuda"):
-            gpus = spread_gpus(sizes, cuda_devices, self.worker_index)
-        return {
-            side: plan_execution(
-                dtype=self.settings.dtype_for(side),
-                backend=self.settings.backend,
-                device=self.settings.device,
-                batch_size=self.settings.batch_size,
-                has_cuda=has_cuda,
-                has_deepspeed=deepspeed_available(),
-                worker_index=self.worker_index,
-                cuda_devices=cuda_devices,
-                tensor_parallel=sizes[side],
-                gpus=gpus.get(side),
-            )
-            for side in ("a", "b")
-        }
+        return plan_sides(self.settings, self.worker_index)
 
     @property
     def handles(self) -> dict[str, ModelSide]:
@@ -119,8 +119,6 @@ class ComparisonRun:
             for side, ref in refs.items():
                 plan = plans[side]
                 if plan.tensor_parallel > 1:
-                    from .models.tensor_parallel import TensorParallelHandle
-
                     handles[side] = TensorParallelHandle(
                         side, ref, plan, self.settings.dtype_for(side), options=self.settings.options(side),
                         log_root=self.settings.cache_dir / "tensor-parallel-logs", hub=self.hub, progress=self.progress,
@@ -152,9 +150,6 @@ class ComparisonRun:
     @property
     def evaluator(self):
         if self._evaluator is None:
-            from .store.exchange import ImportedEntries
-            from .evaluation.evaluator import Evaluator
-
             handles = self.handles
             self._evaluator = Evaluator(
                 self.settings,
@@ -167,13 +162,11 @@ class ComparisonRun:
             )
         return self._evaluator
 
-    def comparison(self, benchmark_name: str, item_id: str) -> "ItemComparison":
+    def comparison(self, benchmark_name: str, item_id: str) -> ItemComparison:
         if benchmark_name not in self._compared:
             benchmark = self.registry.get(benchmark_name)
             evaluation_a = self.evaluator.evaluate("a", benchmark_name)
             evaluation_b = self.evaluator.evaluate("b", benchmark_name)
-            from .comparison import compare_benchmark  # after the evaluations: a failed one never pays for scipy
-
             compared = dict(
                 compare_benchmark(
                     benchmark,
@@ -188,6 +181,43 @@ class ComparisonRun:
                 compared = self._against_baseline(benchmark_name, compared, [evaluation_a, evaluation_b])
             self._compared[benchmark_name] = compared
         return self._compared[benchmark_name][item_id]
+
+    def check_before_loading(self) -> None:
+        """What can be refused before any weights load: the models named (unless the demo provides them), an
+        impossible device/backend/--tp request, a missing chat template or quantization library. Raises ``QwencmpError``."""
+        if not self.settings.demo:
+            self.settings.model("a"), self.settings.model("b")
+        self.plan_models()  # an impossible device/backend/--tp request stops here, once
+        self.check_models()  # a missing chat template or quantization library, before any load
+
+    def split_for_shard(self, shard: ShardSpec, selected) -> ShardSplit:
+        """This job's share of the selected benchmarks (``--qwencmp-shard K/N``); remembered for the report."""
+        settings = self.settings
+        self.shard_plan = split_benchmarks(
+            shard, [b for b in self.registry.benchmarks if b.name in selected],
+            data_dir=settings.data_dir, demo=settings.demo, limit=settings.limit,
+        )
+        return self.shard_plan
+
+    def item_properties(self, result: ItemComparison) -> list[tuple[str, str]]:
+        """What an item's test report carries (``user_properties``): its record, the run as it ran, lm-eval's results
+        (once per benchmark and process), and the JUnit properties."""
+        benchmark = self.registry.get(result.benchmark)
+        record = ordered_record(result.to_record(), [i.id for i in benchmark.items], self.registry.names())
+        evaluations = {side: self.evaluator.evaluate(side, result.benchmark) for side in ("a", "b")}
+        warnings = [w for evaluation in evaluations.values() for w in evaluation.warnings]
+        if warnings:
+            record["warnings"] = warnings  # degenerate generations (evaluation.health)
+        evaluated = {
+            side: {k: evaluation.model.get(k) for k in ("backend", "dtype", "device", "tensor_parallel", "parameters", "notice", "setup")}
+            for side, evaluation in evaluations.items()
+        }
+        properties = [(RUN_PROPERTY, json.dumps(self.describe(evaluated)))]
+        if result.benchmark not in self._attached_lm_eval:
+            self._attached_lm_eval.add(result.benchmark)
+            results = {side: evaluation.lm_eval_results for side, evaluation in evaluations.items()}
+            properties.append((LM_EVAL_PROPERTY, json.dumps({"benchmark": result.benchmark, **results})))
+        return [*properties, record_property(record), *item_properties(record)]
 
     def fully_cached(self, benchmark_name: str) -> bool:
         """Both models' evaluations of the benchmark are done or cached on disk: it needs no model."""
@@ -207,19 +237,12 @@ class ComparisonRun:
     def _data_identity(self, benchmark_names) -> dict[str, str] | None:
         if self.settings.data_dir is None:
             return None
-        from .evaluation.cache import cache_key
-        from .lmeval.tasks import TaskSource
-
         return {
             name: cache_key(TaskSource(self.registry.get(name), self.settings.data_dir, index_dir=self.settings.cache_dir).data_fingerprints())
             for name in benchmark_names
         }
 
     def _against_baseline(self, benchmark_name: str, compared: dict, evaluations: list) -> dict:
-        from .store.baselines import check_compatible, compare_to_baseline
-        from .comparison import with_baseline
-        from .store.compatibility import number_settings
-
         current = number_settings(evaluations, self.settings, data=self._data_identity([benchmark_name]))
         self.baseline_warnings += check_compatible(
             self.baseline, current, allow_mismatch=self.baseline_allow_mismatch
@@ -239,15 +262,12 @@ class ComparisonRun:
 
     def saved_evaluations(
         self, name: str, benchmark_names, project_root: Path | None = None, *, full: bool = False
-    ) -> "SavedEvaluations | None":
+    ) -> SavedEvaluations | None:
         """The evaluations of ``benchmark_names`` (read from the cache, nothing is run) with their settings; None if any is missing.
 
         ``full`` (a shard's results, see ``saved``) adds each evaluation's record
         and key parts, the benchmark definitions and the comparison settings.
         """
-        from .store.compatibility import number_settings
-        from .store.format import machine_info, project_commit, saved_from_evaluations
-
         evaluations, key_parts = [], {}
         for name_ in benchmark_names:
             for side in ("a", "b"):
@@ -277,8 +297,6 @@ class ComparisonRun:
 
     def save_baseline(self, name: str, directory: Path, benchmark_names, project_root: Path | None = None) -> Path | None:
         """Save the evaluations of ``benchmark_names`` (read from the cache, nothing is run) as a baseline."""
-        from .store.baselines import save_baseline, validate_name
-
         saved = self.saved_evaluations(validate_name(name), benchmark_names, project_root)
         return None if saved is None else save_baseline(saved, directory)
 
@@ -299,8 +317,6 @@ class ComparisonRun:
 
     def describe(self, evaluated: dict[str, Any] | None = None) -> dict[str, Any]:
         """The run's settings as they ran, for the report (no model is loaded for this)."""
-        from .lmeval.tasks import lm_eval_version
-
         models = {}
         for side, handle in (self._handles or {}).items():
             info = handle.describe()
@@ -345,7 +361,213 @@ class ComparisonRun:
         names = self.settings.benchmarks or self.registry.names()
         if not any(self.registry.get(name).generation for name in names):
             return {}
-        from .sandbox.executor import detect_sandbox
-
         sandbox = detect_sandbox()
         return {"code_sandbox": sandbox.summary, "code_sandbox_details": sandbox.description}
+
+
+# --------------------------------------------------------------------------- building the run
+
+
+def baseline_directory(value: str | None, project_root: Path) -> Path:
+    """Where baselines live: ``--qwencmp-baseline-dir`` (or its ini key), else ``.qwencmp/baselines`` in the rootdir."""
+    return Path(value).expanduser().resolve() if value else project_root / ".qwencmp" / "baselines"
+
+
+def build_run(
+    raw: Mapping[str, Any],
+    *,
+    benchmark_files,
+    worker_index: int | None = None,
+    baseline_compare: str | None = None,
+    baseline_save: str | None = None,
+    baseline_dir: Path | None = None,
+    baseline_allow_mismatch: bool = False,
+) -> ComparisonRun:
+    """The session's run from the raw option values (``config.options.raw_options``); ``QwencmpError`` for a bad one."""
+    registry = load_registry(benchmark_files)
+    settings = parse_settings(raw, registry.names())
+    correction = (raw.get("correction") or "holm").lower()
+    if correction not in CORRECTIONS:
+        raise QwencmpError(f"--correction {correction!r} is not one of {', '.join(CORRECTIONS)}.")
+    expectations = load_expectations(settings.expectations, registry)
+    baseline = load_baseline(baseline_dir, baseline_compare) if baseline_compare else None
+    if baseline_save:
+        validate_name(baseline_save)
+    return ComparisonRun(
+        settings, registry, expectations, correction=correction, worker_index=worker_index,
+        baseline=baseline, baseline_allow_mismatch=baseline_allow_mismatch,
+    )
+
+
+# --------------------------------------------------------------------------- what the items reported
+
+
+@dataclass
+class Results:
+    """What the session's items reported (on an xdist controller: every worker's), and the lines said at the end."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # node id -> the item's record
+    run_info: dict[str, Any] = field(default_factory=dict)
+    lm_eval_results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    worker_stats: list[dict[str, Any]] = field(default_factory=list)
+    worker_baseline_warnings: list[str] = field(default_factory=list)
+    closing_lines: list[str] = field(default_factory=list)
+    not_run: int = 0  # items skipped once the session stopped (a model, or the data, cannot be had)
+    started: float = field(default_factory=time.perf_counter)
+
+    @staticmethod
+    def record_of(properties) -> dict[str, Any] | None:
+        """The item's record among a test report's ``user_properties``, or None."""
+        for name, value in properties:
+            if name == RECORD_PROPERTY:
+                return json.loads(value)
+        return None
+
+    def take(self, properties, *, nodeid: str, outcome: str, when: str) -> None:
+        """Keep what one test report carries: its record (with outcome and node id), the run's settings, lm-eval's results."""
+        for name, value in properties:
+            if name == RECORD_PROPERTY and when == "call":
+                record = json.loads(value)
+                record["outcome"] = outcome
+                record["nodeid"] = nodeid
+                self.records[nodeid] = record
+            elif name == RUN_PROPERTY:
+                self.run_info = json.loads(value)
+            elif name == LM_EVAL_PROPERTY:
+                payload = json.loads(value)
+                self.lm_eval_results[payload["benchmark"]] = payload
+
+    def worker_output(self, run: ComparisonRun) -> dict[str, str]:
+        """What an xdist worker hands its controller at the end (counters, baseline warnings)."""
+        return {"qwencmp_stats": json.dumps(run.stats()), "qwencmp_baseline_warnings": json.dumps(run.baseline_warnings)}
+
+    def take_worker_output(self, output: Mapping[str, str]) -> None:
+        if "qwencmp_stats" in output:
+            self.worker_stats.append(json.loads(output["qwencmp_stats"]))
+        if "qwencmp_baseline_warnings" in output:
+            self.worker_baseline_warnings += json.loads(output["qwencmp_baseline_warnings"])
+
+    def stats(self, run: ComparisonRun) -> dict[str, Any]:
+        totals = combine_stats([run.stats(), *self.worker_stats])
+        totals["wall_seconds"] = round(time.perf_counter() - self.started, 1)
+        return totals
+
+
+# --------------------------------------------------------------------------- the end of the session
+
+
+def stopped_line(run: ComparisonRun, results: Results) -> str | None:
+    """Why items were skipped without running (a model or the data could not be had), when some were."""
+    if run.failures.stopped and results.not_run:
+        return f"qwencmp: {results.not_run} item(s) skipped, not run: {run.failures.stopped}"
+    return None
+
+
+def summary_lines(run: ComparisonRun, results: Results) -> list[str]:
+    """The terminal summary under "qwencmp: model comparison": settings, tables, work done, warnings; [] without records."""
+    if not results.records:
+        return []
+    lines = [*settings_lines(results.run_info), "", *text_tables(results.records.values())]
+    s = results.stats(run)
+    lines.append(
+        f"qwencmp: {s['model_loads']} model load(s), {s['evaluations']} evaluation(s) "
+        f"({s['evaluation_seconds']:.1f}s), {s['cache_hits']} cached evaluation(s) reused; "
+        f"session {s['wall_seconds']:.1f}s"
+    )
+    lines += reuse_lines(s) + combine_stats(results.worker_stats)["ignored"]  # this process said its own at once
+    plan = results.run_info.get("shard")
+    if plan and run.shard_plan is None:  # under xdist the workers planned: say here what this shard ran
+        mine = plan["benchmarks"][plan["index"] - 1]
+        lines.append(f"qwencmp: shard {plan['index']}/{plan['count']} ran {', '.join(mine) or 'nothing'}")
+    for warning in dict.fromkeys(run.baseline_warnings + results.worker_baseline_warnings):
+        lines.append(f"qwencmp: baseline settings differ (allowed): {warning}")
+    checks = [r["baseline"] for r in results.records.values() if isinstance(r.get("baseline"), dict)]
+    if checks:
+        regressed = sum(bool(c.get("regressed")) for c in checks)
+        lines.append(
+            f"qwencmp: model B compared with baseline {checks[0].get('baseline')!r} on {len(checks)} item(s): "
+            f"{regressed} regressed beyond their tolerance (column \"B − baseline\" above)"
+        )
+    lines += [f"qwencmp: WARNING: {w}" for w in dict.fromkeys(w for r in results.records.values() for w in r.get("warnings", ()))]
+    return lines + results.closing_lines
+
+
+def html_block(run: ComparisonRun, results: Results) -> str | None:
+    """The comparison block at the top of pytest-html's report, or None without records."""
+    if not results.records:
+        return None
+    return html_summary(results.records.values(), results.run_info, results.stats(run))
+
+
+def shard_ran_nothing(run: ComparisonRun, shard: ShardSpec | None) -> bool:
+    """A shard job whose split gave it no benchmark (more jobs than benchmarks): it succeeds with nothing collected."""
+    return shard is not None and (run.shard_plan is None or not run.shard_plan.mine)
+
+
+def shard_line(split: ShardSplit, deselected: int, json_given: bool) -> str:
+    """The one line a shard job says at collection: which shard runs what."""
+    hint = "" if json_given else "; write this shard's results with --qwencmp-json=FILE to merge them"
+    return f"{split.describe()}; {deselected} item(s) of other shards deselected{hint}"
+
+
+def finish(
+    run: ComparisonRun,
+    results: Results,
+    *,
+    shard: ShardSpec | None,
+    project_root: Path,
+    baseline_save: str | None = None,
+    baseline_dir: Path | None = None,
+    json_path: str | None = None,
+    markdown_path: str | None = None,
+    step_summary: str | None = None,
+) -> None:
+    """Write what the session was asked to keep (baseline, results JSON, Markdown, the step summary); say each in a closing line."""
+    shard_plan = run.shard_plan  # None on an xdist controller: its workers collect and plan
+    if not (results.records or shard_plan is not None):
+        return
+    if baseline_save and results.records:
+        benchmarks = list(dict.fromkeys(r["benchmark"] for r in results.records.values()))
+        try:
+            path = run.save_baseline(baseline_save, baseline_dir, benchmarks, project_root)
+        except QwencmpError as exc:
+            path, reason = None, exc.message
+        else:
+            reason = "some evaluations are missing from the cache (did items fail to evaluate?)"
+        results.closing_lines.append(
+            f"qwencmp: saved baseline {baseline_save!r} to {path}" if path else f"qwencmp: baseline {baseline_save!r} NOT saved: {reason}"
+        )
+    if json_path:
+        document = results_document(results.records.values(), results.run_info or run.describe(), results.lm_eval_results,
+                                    results.stats(run))
+        if shard is not None:  # what merge reads (~1 KB per document)
+            saved = _shard_evaluations(run, results, shard, project_root)
+            if saved is not None:
+                document["saved_evaluations"] = saved.to_json()
+        write_atomic(Path(json_path), json.dumps(document, indent=2, sort_keys=False), what="the results JSON")
+        results.closing_lines.append(f"qwencmp: results JSON written to {Path(json_path).resolve()}")
+    if not results.records:
+        return
+    markdown = None
+    if markdown_path:
+        markdown = markdown_tables(results.records.values(), results.run_info)
+        write_atomic(Path(markdown_path), markdown, what="the Markdown tables")
+        results.closing_lines.append(f"qwencmp: Markdown tables written to {Path(markdown_path).resolve()}")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as handle:
+            handle.write((markdown or markdown_tables(results.records.values(), results.run_info)) + "\n")
+        results.closing_lines.append("qwencmp: Markdown tables appended to $GITHUB_STEP_SUMMARY")
+
+
+def _shard_evaluations(run: ComparisonRun, results: Results, shard: ShardSpec, project_root: Path) -> SavedEvaluations | None:
+    """This run's evaluations in the full saved form (what ``merge`` reads), or None with a closing line saying why."""
+    benchmarks = list(dict.fromkeys(r["benchmark"] for r in results.records.values()))
+    try:
+        saved = run.saved_evaluations(f"shard-{shard.index}-of-{shard.count}", benchmarks, project_root, full=True)
+    except QwencmpError as exc:
+        saved, reason = None, exc.message
+    else:
+        reason = "some evaluations are missing from the cache (did items fail to evaluate?)"
+    if saved is None:
+        results.closing_lines.append(f"qwencmp: the results JSON holds no per-document evaluations, so it cannot be merged: {reason}")
+    return saved

@@ -130,7 +130,7 @@ def test_a_hub_snapshot_in_parquet_with_glob_patterns_is_read(data):
 def test_without_data_dir_an_unreachable_hub_is_known_at_once(tmp_path, monkeypatch):
     from pytest_qwencmp.lmeval.data_checks import check_hub_data
     from pytest_qwencmp.errors import HubUnreachable
-    from pytest_qwencmp.models.sources import HubAccess
+    from pytest_qwencmp.hub import HubAccess
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)

@@ -7,7 +7,8 @@ import pytest
 from pytest_qwencmp.stats import power as pw
 from pytest_qwencmp.config.benchmarks import builtin_registry
 from pytest_qwencmp.errors import QwencmpError
-from pytest_qwencmp.config.expectations import Expectation, assess, check, load_expectations, parse_expectations
+from pytest_qwencmp.config.expectations import Expectation, load_expectations, parse_expectations
+from pytest_qwencmp.stats.rules import assess, check
 from pytest_qwencmp.stats.paired import clopper_pearson_delta
 
 REPO = Path(__file__).resolve().parents[1]

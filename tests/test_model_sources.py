@@ -11,7 +11,8 @@ import pytest
 import pytest_qwencmp.models.sources as sources
 from pytest_qwencmp.errors import ModelUnavailable
 from pytest_qwencmp.models.placement import ExecutionPlan
-from pytest_qwencmp.models.sources import HubAccess, check_model_source, probe_hub
+from pytest_qwencmp.hub import HubAccess, probe_hub
+from pytest_qwencmp.models.sources import check_model_source
 from pytest_qwencmp.models.loading import ModelHandle
 from pytest_qwencmp.config.settings import ModelRef
 

@@ -92,7 +92,7 @@ def test_split_covers_everything_once_and_balances(costs, count):
 
 
 def test_the_real_three_benchmarks_on_two_jobs():
-    plan = shards.plan_shards(shards.ShardSpec(1, 2), [MMLU, HELLASWAG, MBPP])
+    plan = shards.split_benchmarks(shards.ShardSpec(1, 2), [MMLU, HELLASWAG, MBPP])
     assert plan.shards == (("mmlu",), ("hellaswag", "mbpp"))  # 56,168 against 40,168 + 50,000: the best split
     assert plan.mine == ("mmlu",)
     line = plan.describe()
@@ -100,7 +100,7 @@ def test_the_real_three_benchmarks_on_two_jobs():
     assert "known size" in line
     assert plan.to_json() == {"index": 1, "count": 2, "benchmarks": [["mmlu"], ["hellaswag", "mbpp"]],
                               "costs": {"mmlu": 56168, "hellaswag": 40168, "mbpp": 50000}}
-    empty = shards.plan_shards(shards.ShardSpec(4, 4), [MMLU, HELLASWAG, MBPP])
+    empty = shards.split_benchmarks(shards.ShardSpec(4, 4), [MMLU, HELLASWAG, MBPP])
     assert empty.mine == () and "shard 4/4 runs nothing" in empty.describe()
 
 

@@ -56,11 +56,11 @@ def test_rank_environment_is_torch_distributed_and_maps_gpus_through_visible_dev
 
 
 def test_an_eight_gpu_runner_puts_each_model_on_its_own_gpus(monkeypatch, demo_assets, tmp_path):
-    import pytest_qwencmp.session as run_module
+    import pytest_qwencmp.models.placement as placement_module
 
-    monkeypatch.setattr(run_module, "cuda_available", lambda: True)
-    monkeypatch.setattr(run_module, "cuda_device_count", lambda: 8)
-    monkeypatch.setattr(run_module, "deepspeed_available", lambda: True)
+    monkeypatch.setattr(placement_module, "cuda_available", lambda: True)
+    monkeypatch.setattr(placement_module, "cuda_device_count", lambda: 8)
+    monkeypatch.setattr(placement_module, "deepspeed_available", lambda: True)
     run = make_run(demo_assets.model_a, demo_assets.model_b, demo_assets.data_dir, tmp_path, device="auto", tp_b="4")
     plans = run.plan_models()
     assert (plans["a"].device, plans["a"].tensor_parallel) == ("cuda:0", 1)

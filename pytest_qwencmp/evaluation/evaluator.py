@@ -22,9 +22,10 @@ from typing import Any, Mapping
 from ..config.benchmarks import OVERALL, Benchmark, Registry
 from .cache import EvaluationCache, cache_key
 from ..errors import DataError, QwencmpError
-from ..lmeval.harness import EvaluationRequest, json_safe
+from ..files import json_safe
+from ..lmeval.harness import EvaluationRequest
 from ..lmeval.tasks import TaskSource, lm_eval_version, task_definitions_fingerprint
-from ..models.sources import HubAccess
+from ..hub import HubAccess
 from ..models.loading import ModelSide
 from .health import check_loglikelihoods, generation_warnings
 from ..config.settings import RunSettings

@@ -33,7 +33,7 @@ from typing import Any
 from ..config.benchmarks import Benchmark
 from ..errors import DataError, HubUnreachable
 from .tasks import TaskSource, readme_configs, split_patterns
-from ..models.sources import HubAccess, hub_endpoint, hub_offline
+from ..hub import HubAccess, hub_endpoint, hub_offline
 
 SPLIT_KEYS = ("test_split", "validation_split", "training_split", "fewshot_split")
 _LABELS = {"0", "1", "2", "3"}

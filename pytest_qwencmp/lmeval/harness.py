@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -179,16 +178,3 @@ def translate_error(exc: Exception, benchmark: Benchmark, label: str, lm) -> Exc
             "write a complete copy with `python -m pytest_qwencmp mirror --out DIR`."
         )
     return exc
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` as JSON data: str keys, lists for tuples, None for non-finite floats, str for the rest."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol
 from ..errors import ModelUnavailable, QwencmpError
 from .placement import ExecutionPlan
 from ..config.sides import ModelOptions
-from .sources import ADAPTER, HubAccess, ModelSource, check_local_folder, check_model_source
+from ..hub import HubAccess
+from .sources import ADAPTER, ModelSource, check_local_folder, check_model_source
 from ..config.settings import ModelRef
 from .weights import model_fingerprint, weights_folder
 

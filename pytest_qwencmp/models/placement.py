@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from ..config.settings import RunSettings
 from ..errors import QwencmpError
 
 CPU_BATCH_SIZE = 16  # used for --batch-size auto on CPU (lm-eval's detection is for GPUs)
@@ -223,3 +224,31 @@ def _plan_tensor_parallel(
         if batch_size == "auto":
             batch_size = CPU_BATCH_SIZE
     return ExecutionPlan("deepspeed", run_dtype, device, batch_size, notice, tensor_parallel, gpus)
+
+
+def plan_sides(settings: RunSettings, worker_index: int | None = None) -> dict[str, ExecutionPlan]:
+    """What will run for each side (backend, dtype, device, GPUs) under ``settings``; loads nothing.
+
+    Raises ``QwencmpError`` for a request this machine cannot serve.
+    """
+    has_cuda = cuda_available()
+    cuda_devices = cuda_device_count() if has_cuda else 0
+    sizes = {side: settings.tensor_parallel(side) for side in ("a", "b")}
+    gpus: dict[str, tuple[int, ...]] = {}
+    if cuda_devices and max(sizes.values()) > 1 and settings.device in ("auto", "cuda"):
+        gpus = spread_gpus(sizes, cuda_devices, worker_index)
+    return {
+        side: plan_execution(
+            dtype=settings.dtype_for(side),
+            backend=settings.backend,
+            device=settings.device,
+            batch_size=settings.batch_size,
+            has_cuda=has_cuda,
+            has_deepspeed=deepspeed_available(),
+            worker_index=worker_index,
+            cuda_devices=cuda_devices,
+            tensor_parallel=sizes[side],
+            gpus=gpus.get(side),
+        )
+        for side in ("a", "b")
+    }

@@ -52,7 +52,7 @@ from typing import Any, Callable, Mapping
 from ..errors import ModelUnavailable, OutOfMemory, QwencmpError
 from .placement import ExecutionPlan
 from ..lmeval.harness import EvaluationRequest, run_request
-from .sources import HubAccess
+from ..hub import HubAccess
 from ..config.sides import ModelOptions
 from .loading import ModelHandle, ModelInfo, load_model
 from ..config.settings import ModelRef

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..config.sides import describe_setup
+from ..stats.paired import POINTS
 
 Record = Mapping[str, Any]
 OVERALL = "overall"
@@ -47,7 +48,7 @@ def record_bound(value: float) -> float:
 
     Keeps ``0 ∉ [low, high] ⟺ p < level`` true of the recorded numbers too.
     """
-    points = round(value * 100.0, 4)
+    points = round(value * POINTS, 4)
     if value > 0 and points <= 0:
         return 0.0001
     if value < 0 and points >= 0:

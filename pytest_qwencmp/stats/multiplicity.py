@@ -4,15 +4,24 @@ A benchmark's items (MMLU's 57 subjects, HellaSwag's acc and acc_norm) are
 tested together. :func:`adjust_p_values` adjusts their p-values (Holm, BH or
 none); :func:`family_levels` gives each item the level at which its test's
 interval must be taken so that the interval excludes 0 exactly when the
-adjusted p-value is below α; :func:`verdict` words the result. Pure numpy; the
-tests check the adjustments against statsmodels.
+adjusted p-value is below α; :func:`verdict` words the result;
+:func:`adjust_family` does all three for a benchmark's items at once — the one
+adjustment both the A-vs-B comparison and the baseline comparison use. Pure
+numpy; the tests check the adjustments against statsmodels.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+from ..config.benchmarks import OVERALL
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .paired import PairedComparison, PairedTest
 
 VERDICT_BETTER = "better"
 VERDICT_WORSE = "worse"
@@ -149,3 +158,50 @@ def verdict(comparison, adjusted_p: float, alpha: float = 0.05) -> str:
         if comparison.delta < 0:
             return VERDICT_WORSE
     return VERDICT_NONE
+
+
+@dataclass(frozen=True)
+class Adjusted:
+    """One item's paired test after its family's adjustment.
+
+    ``paired`` is the unadjusted test with its interval at ``alpha``;
+    ``adjusted_p`` and ``adjusted_ci`` (fractions) the same test adjusted for a
+    family of ``family_size`` items by ``correction`` ("none" for an item tested
+    alone), the interval taken at ``level``; ``significance`` its wording.
+    """
+
+    paired: "PairedComparison"
+    adjusted_p: float
+    level: float
+    adjusted_ci: tuple[float, float]
+    correction: str
+    family_size: int
+    significance: str
+
+
+def adjust_family(
+    tests: Mapping[str, "PairedTest | None"], correction: str = "holm", alpha: float = 0.05
+) -> dict[str, Adjusted]:
+    """Every item that has a test, adjusted: its non-overall items form one family, ``overall`` is tested alone.
+
+    ``tests`` maps item ids to their paired test (None: no per-document data,
+    the item is left out of the family and of the result).
+    """
+    family = [i for i, t in tests.items() if t is not None and i.split(":")[0] != OVERALL]
+    levels = dict(zip(family, family_levels([tests[i].p_value for i in family], correction, alpha)))
+    adjusted = {}
+    for item_id, test in tests.items():
+        if test is None:
+            continue
+        paired = test.comparison(level=alpha)
+        if item_id in levels:
+            family_size = len(family)
+            method = correction if family_size > 1 else "none"
+            adjusted_p, level = levels[item_id]
+        else:
+            family_size, method = 1, "none"
+            adjusted_p, level = paired.p_value, alpha
+        # The interval beside the adjusted p-value is the same test's, at the family's level.
+        interval = test.interval(level, reject=adjusted_p < alpha)
+        adjusted[item_id] = Adjusted(paired, adjusted_p, level, interval, method, family_size, verdict(paired, adjusted_p, alpha))
+    return adjusted

@@ -62,6 +62,7 @@ __all__ = [
     "VERDICT_WORSE",
     "VERDICT_NONE",
     "CORRECTIONS",
+    "POINTS",
 ]
 
 TEST_MCNEMAR = "mcnemar-exact"
@@ -74,6 +75,8 @@ _BATCH_CELLS = 4_000_000
 # How far a bound is moved when floating-point rounding puts it on the wrong
 # side of 0 for the decision already taken (only ever at p == level, to ~1e-15).
 _NUDGE = 1e-12
+# Scores and differences are fractions here; reports, expectations and tolerances speak percentage points.
+POINTS = 100.0
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,9 @@ import yaml
 from . import power as pw
 from ..config.benchmarks import OVERALL, Benchmark, Registry
 from ..errors import QwencmpError
-from ..config.expectations import Expectations, PowerNote, assess
+from ..config.expectations import Expectations
+from .paired import POINTS
+from .rules import PowerNote, assess
 from ..lmeval.tasks import data_files_for, lm_eval_tasks_root, readme_configs
 
 SIZES_FILE = Path(__file__).parents[1] / "config" / "dataset_sizes.toml"
@@ -282,11 +284,11 @@ def make_plan(
             expectation = expectations.for_item(benchmark.name, item.id)
             notes = assess(expectation, design, alpha=alpha, family_level=level, target=power, with_needed_n=True)
             mde = pw.mde(design, level, power)
-            allowance = (expectation.max_regression or 0.0) / 100.0
+            allowance = (expectation.max_regression or 0.0) / POINTS
             caught = pw.detectable(design, level, power, threshold=-allowance, side=-1)
             items.append(ItemPlan(
                 benchmark=benchmark.name, item=item.id, n=n, family_size=family_size, level=level,
-                mde=None if mde is None else mde * 100.0, regression=None if caught is None else -caught * 100.0,
+                mde=None if mde is None else mde * POINTS, regression=None if caught is None else -caught * POINTS,
                 notes=notes,
             ))
     return Plan(tuple(items), discordance, alpha, power, correction, found,

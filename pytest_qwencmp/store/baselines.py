@@ -34,13 +34,15 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
-from ..config.benchmarks import OVERALL
 from .compatibility import ADAPTER_IDENTITY, IDENTITY, number_settings
 from .compatibility import settings_mismatches as _settings_mismatches
 from ..errors import QwencmpError
-from ..evaluation.evaluator import BenchmarkEvaluation, ItemScore, json_safe
+from ..evaluation.evaluator import BenchmarkEvaluation, ItemScore
+from ..files import json_safe, write_atomic
+from ..stats.multiplicity import VERDICT_WORSE, adjust_family
+from ..stats.paired import POINTS, PairedComparison, paired_test
 from .format import (
     SAVED_FORMAT,
     SavedEvaluations,
@@ -51,11 +53,8 @@ from .format import (
     parse_saved_text,
     project_commit,
     saved_from_evaluations,
-    write_atomic,
 )
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..stats.paired import PairedComparison
 
 __all__ = [
     "BASELINE_FORMAT",
@@ -86,7 +85,6 @@ __all__ = [
 Baseline = SavedEvaluations
 BaselineItem = SavedItem
 BASELINE_FORMAT = SAVED_FORMAT
-POINTS = 100.0
 
 # The option names the messages refer to; plugin.py registers options under these names.
 SAVE_OPTION = "--qwencmp-baseline-save"
@@ -442,8 +440,6 @@ def compare_to_baseline(
 
     This does not check the settings: call :func:`check_compatible` first.
     """
-    from ..stats import paired as stats
-
     now_items, now_labels = _current_items(current)
     base_labels = {s: str(m.get("label", "")) for s, m in baseline.models.items()}
     pairs: dict[str, dict[str, tuple[BaselineItem, BaselineItem, Any, int]]] = {}
@@ -453,30 +449,23 @@ def compare_to_baseline(
             continue
         base, now = baseline.items[key], now_items[key]
         xs, ys = _match(base, now)
-        test = stats.paired_test(xs, ys, seed=seed) if xs else None
+        test = paired_test(xs, ys, seed=seed) if xs else None
         pairs.setdefault(benchmark, {})[item_id] = (base, now, test, len(xs))
 
     results: dict[tuple[str, str], BaselineComparison] = {}
     for benchmark, by_item in pairs.items():
-        family = [i for i, (*_, t, _n) in by_item.items() if t is not None and i.split(":")[0] != OVERALL]
-        levels = dict(zip(family, stats.family_levels([by_item[i][2].p_value for i in family], correction, alpha)))
+        adjusted = adjust_family({item_id: pair[2] for item_id, pair in by_item.items()}, correction, alpha)
         for item_id, (base, now, test, matched) in by_item.items():
             paired = adjusted_ci = adjusted_p = None
-            method = "none"
-            if test is not None:
-                paired = test.comparison(level=alpha)
-                if item_id in levels:
-                    adjusted_p, level = levels[item_id]
-                    method = correction if len(family) > 1 else "none"
-                else:
-                    adjusted_p, level = paired.p_value, alpha
-                # The interval beside the adjusted p-value is the same test's, at the family's level.
-                adjusted_ci = test.interval(level, reject=adjusted_p < alpha)
-            significance = "n/a" if paired is None else stats.verdict(paired, adjusted_p, alpha)
+            method, family_size, significance = "none", 1, "n/a"
+            if item_id in adjusted:
+                result = adjusted[item_id]
+                paired, adjusted_p, adjusted_ci = result.paired, result.adjusted_p, result.adjusted_ci
+                method, family_size, significance = result.correction, result.family_size, result.significance
             tolerance = _tolerance_for(tolerance_points, benchmark, item_id, 1.0)
             delta = paired.delta * POINTS if paired is not None else (now.value - base.value) * POINTS
             beyond = math.isfinite(delta) and delta < -tolerance - _EPS_POINTS
-            significant = fail_on_significant and significance == stats.VERDICT_WORSE
+            significant = fail_on_significant and significance == VERDICT_WORSE
             regressed = bool(beyond or significant)
 
             label = _SIDE_LABEL.get(side, f"side {side}")
@@ -491,7 +480,7 @@ def compare_to_baseline(
                 parts.append(
                     f"now − baseline = {delta:+.2f} points over {matched} matched documents "
                     f"({len(base.per_doc)} in the baseline, {len(now.per_doc)} now) "
-                    f"(± {paired.stderr * POINTS:.2f} paired stderr, {_interval_text(adjusted_ci, method, len(family), alpha)}, "
+                    f"(± {paired.stderr * POINTS:.2f} paired stderr, {_interval_text(adjusted_ci, method, family_size, alpha)}, "
                     f"p = {adjusted_p:.3g}{'' if method == 'none' else f' {method}-adjusted'}, {significance}). "
                 )
             else:

@@ -29,7 +29,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..evaluation.evaluator import json_safe
+from ..files import json_safe
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..evaluation.evaluator import BenchmarkEvaluation

@@ -35,7 +35,8 @@ from ..evaluation.cache import EvaluationCache, cache_key
 from .compatibility import RUN_SETTINGS, number_settings, settings_mismatches
 from ..errors import QwencmpError
 from ..evaluation.evaluator import BenchmarkEvaluation
-from .format import SavedFormatError, machine_info, parse_saved_text, saved_from_evaluations, write_atomic
+from ..files import write_atomic
+from .format import SavedFormatError, machine_info, parse_saved_text, saved_from_evaluations
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config.benchmarks import Benchmark

@@ -22,7 +22,7 @@ one evaluation. The same reader validates all three.
 
 This module owns the records, building them from evaluations
 (:func:`saved_from_evaluations`), the deterministic JSON text (sorted keys,
-one ``[doc_key, value]`` pair per line), the atomic write (:func:`write_atomic`)
+one ``[doc_key, value]`` pair per line)
 and reading with validation (:func:`parse_saved_text`, :func:`saved_from_json`),
 which raise :class:`SavedFormatError` with a short problem statement that each
 caller turns into its own one-paragraph error. It also records the machine
@@ -50,20 +50,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import re
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import QwencmpError
-from ..evaluation.evaluator import BenchmarkEvaluation, ItemScore, json_safe
+from ..evaluation.evaluator import BenchmarkEvaluation, ItemScore
+from ..files import json_safe
 
 __all__ = [
     "SAVED_FORMAT",
@@ -75,13 +73,11 @@ __all__ = [
     "saved_from_evaluations",
     "parse_saved_text",
     "saved_from_json",
-    "write_atomic",
     "machine_info",
     "project_commit",
 ]
 
 SAVED_FORMAT = 1
-POINTS = 100.0
 _VOLATILE_MODEL_KEYS = ("load_seconds",)
 _RECORD_REQUIRED = (
     "side", "benchmark", "key", "model", "item_ids", "n_shot", "versions", "gen_kwargs", "lm_eval_version", "wall_seconds",
@@ -506,39 +502,6 @@ def _records_from_json(raw_records: Any, items: Mapping[tuple[str, str, str], Sa
             raise ValueError(f"{where} repeats {side}/{benchmark}")
         records[(side, benchmark)] = record
     return records
-
-
-# --------------------------------------------------------------------------
-# writing
-
-
-def write_atomic(path: Path, text: str, *, what: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temporary file + ``os.replace``); returns the path.
-
-    The directory is created if needed; an existing file is replaced in one
-    step, so readers see the old file or the new one, never a partial write.
-    A failure raises :class:`QwencmpError` naming ``what`` was being written.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    except OSError as exc:
-        raise QwencmpError(f"Cannot write {what} to {path.parent}: {exc.strerror or exc}.") from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise QwencmpError(f"Cannot write {what} to {path}: {exc.strerror or exc}.") from None
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------

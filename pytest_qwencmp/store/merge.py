@@ -34,7 +34,8 @@ from ..errors import QwencmpError
 from ..evaluation.evaluator import BenchmarkEvaluation
 from ..report.junit import Case, item_properties, write_junit
 from ..report.text import combine_stats, html_page, markdown_tables, ordered_record, results_document
-from .format import SavedEvaluations, SavedFormatError, saved_from_json, write_atomic
+from ..files import write_atomic
+from .format import SavedEvaluations, SavedFormatError, saved_from_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..comparison import ItemComparison

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.benchmarks import Benchmark
+from ..demo.data import HELLASWAG_SPLIT_SIZES, MBPP_SPLIT_SIZES, MMLU_SPLIT_SIZES
 from ..errors import QwencmpError
 
 OPTION = "--qwencmp-shard"
@@ -59,8 +60,6 @@ KNOWN_SIZES: Mapping[str, KnownSize] = {
 
 
 def _demo_sizes() -> dict[str, int]:
-    from ..demo.data import HELLASWAG_SPLIT_SIZES, MBPP_SPLIT_SIZES, MMLU_SPLIT_SIZES
-
     return {"mmlu": MMLU_SPLIT_SIZES["test"], "hellaswag": HELLASWAG_SPLIT_SIZES["validation"], "mbpp": MBPP_SPLIT_SIZES["test"]}
 
 
@@ -154,7 +153,7 @@ def split_by_cost(costs: Mapping[str, int], count: int) -> tuple[tuple[str, ...]
 
 
 @dataclass(frozen=True)
-class ShardPlan:
+class ShardSplit:
     """Which benchmarks each of the N jobs runs, and this job's share."""
 
     spec: ShardSpec
@@ -192,15 +191,15 @@ class ShardPlan:
         }
 
 
-def plan_shards(
+def split_benchmarks(
     spec: ShardSpec,
     benchmarks: Iterable[Benchmark],
     *,
     data_dir: Path | None = None,
     demo: bool = False,
     limit: int | None = None,
-) -> ShardPlan:
+) -> ShardSplit:
     """Split the selected ``benchmarks`` (in registry order) over ``spec.count`` jobs."""
     costs = {b.name: estimate_cost(b, data_dir=data_dir, demo=demo, limit=limit) for b in benchmarks}
     shards = split_by_cost({name: cost.value for name, cost in costs.items()}, spec.count)
-    return ShardPlan(spec, shards, costs)
+    return ShardSplit(spec, shards, costs)
