@@ -44,6 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pytest_qwencmp.lmeval.sizes import TaskSizes  # noqa: E402
 from pytest_qwencmp.stats import planning, power as pw  # noqa: E402
 from pytest_qwencmp.stats import paired as stats  # noqa: E402
 from pytest_qwencmp.config.benchmarks import OVERALL, load_registry  # noqa: E402
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
     suites = []
     for name in ("mmlu", "hellaswag", "mbpp"):
         benchmark = registry.get(name)
-        suites.append(Suite(benchmark, planning.task_sizes(benchmark, None, {})))
+        suites.append(Suite(benchmark, TaskSizes()(benchmark)))
     files = [Path(f) for f in (args.expectations or [REPO / "evals" / "expectations.toml"])]
     r = args.discordance
     print(f"Assumptions: study accuracies per item (MMLU subjects without their own numbers: MMLU overall 59.74 → 71.90); "

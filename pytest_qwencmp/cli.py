@@ -20,20 +20,32 @@ exits with status 2 (``merge``: 4, pytest's status for unusable input).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
+from .config.benchmarks import load_registry
+from .config.expectations import load_expectations
+from .demo.build import demo_data_dir
+from .demo.data import DEMO_SIZES, demo_size
 from .errors import QwencmpError
+from .evaluation.cache import EvaluationCache
+from .files import write_atomic
+from .lmeval import mirror
+from .lmeval.sizes import TaskSizes
+from .report.text import reuse_lines, settings_lines, text_tables
+from .stats import planning
+from .store.exchange import export_side, import_directory
+from .store.format import SavedFormatError, read_results
+from .store.merge import merge_shards
 
 PROG = "python -m pytest_qwencmp"
 USAGE_ERROR = 2
 
 
 def cmd_mirror(args: argparse.Namespace) -> int:
-    from .lmeval import mirror
-
     plan = mirror.make_plan(
         out=args.out,
         benchmarks=args.benchmarks,
@@ -98,13 +110,6 @@ def add_mirror_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from .stats import planning
-    from .config.benchmarks import load_registry
-    from .config.expectations import load_expectations
-
     extra = [Path(p) for p in args.benchmark_file] or [p for p in (Path("evals/benchmarks.toml"),) if p.is_file()]
     registry = load_registry(extra)
     default = Path("evals/demo-expectations.toml" if args.demo else "evals/expectations.toml")
@@ -116,19 +121,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
         for name in benchmarks:
             registry.get(name)  # an unknown name is one clear error
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else None
-    fallback = (planning.known_size, planning.KNOWN_SIZES)
+    sizes = TaskSizes(data_dir)
     if args.demo:
-        data_dir = planning.demo_data_dir(Path(args.eval_cache_dir))
-        if data_dir is None:
-            fallback = (planning.demo_size, planning.DEMO_SIZES)
+        data_dir = demo_data_dir(Path(args.eval_cache_dir))
+        sizes = TaskSizes(data_dir) if data_dir is not None else TaskSizes(None, (demo_size, DEMO_SIZES))
     plan = planning.make_plan(
-        registry, expectations, data_dir=data_dir, benchmarks=benchmarks, limit=args.limit,
+        registry, expectations, sizes, benchmarks=benchmarks, limit=args.limit,
         discordance=args.discordance, alpha=args.alpha, power=args.power, correction=args.correction,
-        fallback=fallback,
     )
     print("\n".join(planning.plan_lines(plan, registry)))
     if args.json:
-        Path(args.json).write_text(json.dumps(planning.plan_document(plan), indent=2) + "\n", encoding="utf-8")
+        write_atomic(Path(args.json), json.dumps(planning.plan_document(plan), indent=2) + "\n", what="the plan")
     return 0
 
 
@@ -143,8 +146,6 @@ def _positive_int(text: str) -> int:
 
 
 def add_plan_parser(commands: argparse._SubParsersAction) -> None:
-    from .stats.planning import DEFAULT_DISCORDANCE
-
     parser = commands.add_parser(
         "plan",
         help="before a run: what each item can detect at its size (no model loaded)",
@@ -166,8 +167,8 @@ def add_plan_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--benchmark-file", action="append", default=[], metavar="FILE",
                         help="a TOML file adding benchmarks (repeatable; default: evals/benchmarks.toml when present)")
     parser.add_argument("--limit", type=_positive_int, metavar="N", help="documents per task, as pytest --limit N")
-    parser.add_argument("--discordance", type=float, default=DEFAULT_DISCORDANCE, metavar="R",
-                        help=f"share of documents where exactly one model is right (default {DEFAULT_DISCORDANCE}: "
+    parser.add_argument("--discordance", type=float, default=planning.DEFAULT_DISCORDANCE, metavar="R",
+                        help=f"share of documents where exactly one model is right (default {planning.DEFAULT_DISCORDANCE}: "
                              "0.2-0.3 is typical of two checkpoints 10 points apart on MMLU)")
     parser.add_argument("--alpha", type=float, default=0.05, metavar="A", help="significance level (default 0.05)")
     parser.add_argument("--power", type=float, default=0.8, metavar="P", help="power for the MDE (default 0.8)")
@@ -181,9 +182,6 @@ MERGE_ERROR = 4
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from .store.merge import merge_shards
-    from .report.text import reuse_lines, settings_lines, text_tables
-
     merged = merge_shards(args.shards, expectations=args.expectations, correction=args.correction)
     for line in [*settings_lines(merged.run_info), "", *text_tables(merged.records), *reuse_lines(merged.stats)]:
         print(line)
@@ -224,24 +222,17 @@ def add_merge_parser(commands: argparse._SubParsersAction) -> None:
 
 def _results_keys(path: Path, side: str) -> list[str]:
     """The cache keys of ``side``'s evaluations recorded in a results JSON's saved evaluations."""
-    import json
-
-    from .store.format import SavedFormatError, saved_from_json
-
     try:
-        saved = saved_from_json(json.loads(path.read_text(encoding="utf-8")).get("saved_evaluations"), "saved evaluations")
-    except (OSError, ValueError, AttributeError, SavedFormatError) as exc:
+        _, saved = read_results(path)
+    except SavedFormatError as exc:
         raise QwencmpError(
-            f"--results {path} cannot be used: {exc}. Give the --qwencmp-json file of a --qwencmp-shard K/N run "
+            f"--results {path} cannot be used: {exc} Give the --qwencmp-json file of a --qwencmp-shard K/N run "
             "(--qwencmp-shard 1/1 for a single job)."
         ) from None
     return [record["key"] for (s, _), record in saved.records.items() if s == side]
 
 
 def cmd_cache_export(args: argparse.Namespace) -> int:
-    from .evaluation.cache import EvaluationCache
-    from .store.exchange import export_side
-
     cache = EvaluationCache(args.cache_dir.expanduser().resolve())
     if not cache.directory.is_dir():
         raise QwencmpError(f"{args.cache_dir} holds no evaluation cache ({cache.directory} does not exist); give --cache-dir the folder pytest used (--eval-cache-dir, default .qwencmp).")
@@ -260,9 +251,6 @@ def cmd_cache_export(args: argparse.Namespace) -> int:
 
 
 def cmd_cache_import(args: argparse.Namespace) -> int:
-    from .evaluation.cache import EvaluationCache
-    from .store.exchange import import_directory
-
     cache = EvaluationCache(args.cache_dir.expanduser().resolve())
     imported = import_directory(cache, args.directory)
     for entry in imported:

@@ -25,7 +25,7 @@ from .config.expectations import Expectations, load_expectations
 from .config.settings import ModelRef, RunSettings, parse_settings
 from .demo.build import build_demo_assets
 from .errors import FailureMemory, QwencmpError
-from .evaluation.cache import EvaluationCache, cache_key
+from .evaluation.cache import EvaluationCache, cache_key, ensure_cache_root
 from .evaluation.evaluator import Evaluator
 from .files import write_atomic
 from .hub import HubAccess
@@ -50,7 +50,7 @@ from .stats.multiplicity import CORRECTIONS
 from .store.baselines import check_compatible, compare_to_baseline, load_baseline, save_baseline, validate_name
 from .store.compatibility import number_settings
 from .store.exchange import ImportedEntries
-from .store.format import SavedEvaluations, machine_info, project_commit, saved_from_evaluations
+from .store.format import RESULTS_KEY, SavedEvaluations, machine_info, project_commit, saved_from_evaluations
 from .store.shards import ShardSpec, ShardSplit, split_benchmarks
 
 RUN_PROPERTY = "qwencmp_run"
@@ -93,6 +93,7 @@ class ComparisonRun:
         self._attached_lm_eval: set[str] = set()  # benchmarks whose lm-eval results an item of this process carried
 
     def _resolve_demo(self) -> RunSettings:
+        ensure_cache_root(self.settings.cache_dir)
         assets = build_demo_assets(self.settings.cache_dir / "demo", progress=self.progress)
         return replace(
             self.settings,
@@ -150,6 +151,7 @@ class ComparisonRun:
     @property
     def evaluator(self):
         if self._evaluator is None:
+            ensure_cache_root(self.settings.cache_dir)
             handles = self.handles
             self._evaluator = Evaluator(
                 self.settings,
@@ -543,7 +545,7 @@ def finish(
         if shard is not None:  # what merge reads (~1 KB per document)
             saved = _shard_evaluations(run, results, shard, project_root)
             if saved is not None:
-                document["saved_evaluations"] = saved.to_json()
+                document[RESULTS_KEY] = saved.to_json()
         write_atomic(Path(json_path), json.dumps(document, indent=2, sort_keys=False), what="the results JSON")
         results.closing_lines.append(f"qwencmp: results JSON written to {Path(json_path).resolve()}")
     if not results.records:

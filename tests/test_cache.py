@@ -24,6 +24,18 @@ def test_round_trip_and_disabled_read(tmp_path):
     assert not list(cache.path_for(key).parent.glob("*.tmp"))
 
 
+def test_a_cache_folder_created_here_is_marked_for_backup_tools_and_git(tmp_path):
+    cache = EvaluationCache(tmp_path / "new" / ".qwencmp")
+    cache.store(cache_key({"x": 3}), {"score": 0.5})
+    tag = (cache.root / "CACHEDIR.TAG").read_text()
+    assert tag.startswith("Signature: 8a477f597d28d172789f06886806bc55")
+    assert (cache.root / ".gitignore").read_text().splitlines()[-1] == "*"
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    EvaluationCache(existing).store(cache_key({"x": 3}), {"score": 0.5})
+    assert not (existing / "CACHEDIR.TAG").exists() and not (existing / ".gitignore").exists()  # not ours: left as it is
+
+
 def test_corrupt_and_truncated_entries_are_misses(tmp_path):
     cache = EvaluationCache(tmp_path)
     key = cache_key({"x": 2})

@@ -15,6 +15,8 @@ from pytest_qwencmp.stats import planning
 from pytest_qwencmp.stats import power as pw
 from pytest_qwencmp.config.benchmarks import builtin_registry
 from pytest_qwencmp.config.expectations import load_expectations
+from pytest_qwencmp.demo.data import DEMO_SIZES, demo_size
+from pytest_qwencmp.lmeval.sizes import TaskSizes
 from pytest_qwencmp.stats.paired import clopper_pearson_delta, paired_test
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,8 +66,8 @@ def simulated_power(n: int, r: float, delta: float, level: float, rng, *, tau: f
 def _plan(demo: bool):
     if demo:
         expectations = load_expectations(REPO / "evals" / "demo-expectations.toml", REGISTRY)
-        return planning.make_plan(REGISTRY, expectations, fallback=(planning.demo_size, planning.DEMO_SIZES))
-    return planning.make_plan(REGISTRY, load_expectations(REPO / "evals" / "expectations.toml", REGISTRY))
+        return planning.make_plan(REGISTRY, expectations, TaskSizes(None, (demo_size, DEMO_SIZES)))
+    return planning.make_plan(REGISTRY, load_expectations(REPO / "evals" / "expectations.toml", REGISTRY), TaskSizes())
 
 
 @pytest.mark.parametrize("demo", [False, True], ids=["shipped", "demo"])

@@ -111,6 +111,12 @@ def is_complete(root: Path) -> bool:
     return True
 
 
+def demo_data_dir(cache_dir: Path) -> Path | None:
+    """The built demo's data folder under ``cache_dir`` (as ``--demo`` builds it), or None if not built."""
+    root = Path(cache_dir) / "demo" / f"demo-{DEMO_VERSION}"
+    return assets_at(root).data_dir if is_complete(root) else None
+
+
 def remove_stale_build_folders(cache_root: Path) -> None:
     """Staging folders left by a killed build (only called while holding the lock)."""
     for pattern in (f".demo-{DEMO_VERSION}-building-*", f".demo-{DEMO_VERSION}-old-*"):

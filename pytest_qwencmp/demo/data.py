@@ -27,6 +27,7 @@ SEED = 20261
 MMLU_SPLIT_SIZES = MappingProxyType({"test": 8, "dev": 5, "validation": 3})
 HELLASWAG_SPLIT_SIZES = MappingProxyType({"train": 12, "validation": 40})
 MBPP_SPLIT_SIZES = MappingProxyType({"test": 15, "train": 3, "validation": 3, "prompt": 3})
+DEMO_SIZES = "the demo's split sizes in pytest_qwencmp/demo/data.py (the demo is not built yet)"
 MBPP_FIRST_TASK_ID = MappingProxyType({"prompt": 1, "test": 11, "validation": 511, "train": 601})
 
 MMLU_ENTITIES = 120  # facts shared by the 57 x 8 test questions (each entity in ~4 subjects)
@@ -354,3 +355,8 @@ def write_hellaswag(folder: Path, docs: Mapping[str, list[dict]]) -> None:
 def write_mbpp(folder: Path, docs: Mapping[str, list[dict]]) -> None:
     write_dataset(folder, "Demo MBPP (google-research-datasets/mbpp schema)", {MBPP_CONFIG: docs}, MBPP_FEATURES)
 
+
+def demo_size(data) -> int | None:
+    """The size of a split of the demo's data (``data``: an ``lmeval.sizes.TaskData``), for a demo not built yet."""
+    splits = {MMLU_PATH: MMLU_SPLIT_SIZES, HELLASWAG_PATH: HELLASWAG_SPLIT_SIZES, MBPP_PATH: MBPP_SPLIT_SIZES}
+    return splits.get(data.dataset_path, {}).get(data.split)

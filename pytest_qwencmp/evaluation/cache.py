@@ -1,26 +1,43 @@
 """The on-disk evaluation cache: one JSON entry per (model, benchmark, settings).
 
 Entries are keyed by a hash of everything that changes a number, written
-atomically (temporary file + ``os.replace``) so a crash leaves no half entry,
+atomically (``files.write_atomic``) so a crash leaves no half entry,
 guarded by a per-key file lock so concurrent xdist workers compute an
 evaluation once, and checked on read: a corrupt or truncated entry is treated
-as missing and recomputed.
+as missing and recomputed. A cache folder created here is marked as one
+(``CACHEDIR.TAG``, and a ``.gitignore`` of ``*``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from ..files import DEFAULT_LOCK_TIMEOUT, holding
+from ..files import DEFAULT_LOCK_TIMEOUT, holding, write_atomic
 
 FORMAT_VERSION = 1
+# A cache folder the plugin creates says what it is: backup and archiving tools skip it (CACHEDIR.TAG,
+# https://bford.info/cachedir/) and git ignores it (.gitignore), wherever --eval-cache-dir puts it.
+CACHEDIR_TAG = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by pytest-qwencmp.\n"
+    "# For information about cache directory tags, see https://bford.info/cachedir/\n"
+)
+GITIGNORE = "# Created by pytest-qwencmp: evaluations, demo assets and task indexes, all rebuilt on demand.\n*\n"
+
+
+def ensure_cache_root(root: Path) -> Path:
+    """The cache folder ``root``, created if missing — with ``CACHEDIR.TAG`` and a ``.gitignore`` of ``*`` when created here."""
+    root = Path(root)
+    if not root.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        for name, text in (("CACHEDIR.TAG", CACHEDIR_TAG), (".gitignore", GITIGNORE)):
+            write_atomic(root / name, text, what=f"the cache folder's {name}")
+    return root
 
 
 def cache_key(parts: Mapping[str, Any]) -> str:
@@ -84,18 +101,9 @@ class EvaluationCache:
 
     def store(self, key: str, payload: Mapping[str, Any]) -> Path:
         """Write the payload atomically; readers see the old entry or the new one."""
+        ensure_cache_root(self.root)
         path = self.path_for(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload_text = json.dumps(payload, sort_keys=True, allow_nan=True)
         envelope = {"format": FORMAT_VERSION, "key": key, "sha256": _digest(payload_text), "payload": payload_text}
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(envelope, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        write_atomic(path, json.dumps(envelope), what="a cached evaluation")
         return path

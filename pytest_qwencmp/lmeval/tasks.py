@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.benchmarks import Benchmark
 from ..errors import DataError, QwencmpError
+from ..files import write_atomic
 
 if TYPE_CHECKING:  # pragma: no cover
     from lm_eval.tasks import TaskManager
@@ -145,11 +145,8 @@ class TaskSource:
         if path is None:
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(found, sort_keys=True), encoding="utf-8")
-            tmp.replace(path)
-        except OSError:
+            write_atomic(path, json.dumps(found, sort_keys=True), what="the task index")
+        except QwencmpError:
             pass  # a read-only cache only costs the next run the lookup
 
     def task_configs(self) -> dict[str, dict[str, Any]]:
@@ -306,6 +303,4 @@ def _write_yaml(path: Path, data: dict[str, Any], function: str | None = None) -
     if function is not None:
         text += f"custom_dataset: !function {function}\n"
     if not path.exists() or path.read_text(encoding="utf-8") != text:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, text, what="a task override")

@@ -47,10 +47,9 @@ from .format import (
     SAVED_FORMAT,
     SavedEvaluations,
     SavedFormatError,
-    SavedItem,
     items_from_evaluations,
     machine_info,
-    parse_saved_text,
+    read_saved,
     project_commit,
     saved_from_evaluations,
 )
@@ -62,7 +61,6 @@ __all__ = [
     "COMPARE_OPTION",
     "DIR_OPTION",
     "ALLOW_MISMATCH_OPTION",
-    "BaselineItem",
     "Baseline",
     "BaselineComparison",
     "validate_name",
@@ -81,9 +79,8 @@ __all__ = [
     "json_safe",
 ]
 
-# A baseline is saved evaluations in their lean form; the old names stay.
+# A baseline is saved evaluations in their lean form.
 Baseline = SavedEvaluations
-BaselineItem = SavedItem
 BASELINE_FORMAT = SAVED_FORMAT
 
 # The option names the messages refer to; plugin.py registers options under these names.
@@ -203,22 +200,13 @@ def load_baseline(directory_or_file: Path, name: str | None = None) -> Baseline:
     """
     path, directory = _resolve_file(directory_or_file, name)
 
-    def fail(problem: str) -> QwencmpError:
-        return QwencmpError(
-            f"Baseline file {path} {problem} Restore it (for example from git) or save it again with "
-            f"{SAVE_OPTION} {path.stem}. {_available_text(directory)}"
-        )
-
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise fail(f"cannot be read ({exc.strerror or exc}).") from None
-    except UnicodeDecodeError:
-        raise fail("is not UTF-8 text: it is not a baseline or it is corrupt.") from None
-    try:
-        return parse_saved_text(text, "baseline")
+        return read_saved(path, "baseline")
     except SavedFormatError as exc:
-        raise fail(str(exc)) from None
+        raise QwencmpError(
+            f"Baseline file {path}: {exc} Restore it (for example from git) or save it again with "
+            f"{SAVE_OPTION} {path.stem}. {_available_text(directory)}"
+        ) from None
 
 
 # --------------------------------------------------------------------------
@@ -353,22 +341,18 @@ class BaselineComparison:
 CurrentScores = Union[
     Baseline,
     Iterable[BenchmarkEvaluation],
-    Mapping[tuple[str, str, str], Union[ItemScore, BaselineItem]],
+    Mapping[tuple[str, str, str], ItemScore],
 ]
 Tolerance = Union[float, int, Mapping[tuple[str, str], float], Callable[[str, str], "float | None"]]
 
 
-def _current_items(current: CurrentScores) -> tuple[dict[tuple[str, str, str], BaselineItem], dict[str, str]]:
+def _current_items(current: CurrentScores) -> tuple[dict[tuple[str, str, str], ItemScore], dict[str, str]]:
     """(items keyed (side, benchmark, item_id), side -> model label) from any accepted form."""
     if isinstance(current, Baseline):
         labels = {s: str(m.get("label", "")) for s, m in current.models.items()}
         return dict(current.items), labels
     if isinstance(current, Mapping):
-        items = {}
-        for key, score in current.items():
-            side, benchmark, _item_id = key
-            items[tuple(key)] = score if isinstance(score, BaselineItem) else BaselineItem.from_score(side, benchmark, score)
-        return items, {}
+        return {tuple(key): score for key, score in current.items()}, {}
     evaluations = list(current)
     labels = {e.side: str((e.model or {}).get("label", "")) for e in evaluations}
     return items_from_evaluations(evaluations), labels
@@ -387,7 +371,7 @@ def _tolerance_for(tolerance: Tolerance, benchmark: str, item_id: str, default: 
     return value
 
 
-def _match(base: BaselineItem, now: BaselineItem) -> tuple[list[float], list[float]]:
+def _match(base: ItemScore, now: ItemScore) -> tuple[list[float], list[float]]:
     """The two runs' values on the documents both scored, in the baseline's order."""
     if not base.per_doc or not now.per_doc:
         return [], []
@@ -427,7 +411,7 @@ def compare_to_baseline(
     """Every item of ``side`` scored both now and in ``baseline``, compared; keyed (benchmark, item_id).
 
     ``current`` is the run's evaluations, a mapping ``(side, benchmark,
-    item_id) -> ItemScore | BaselineItem``, or another :class:`Baseline`.
+    item_id) -> ItemScore``, or another :class:`Baseline`.
     Items only in one of the two runs are left out of the result (the caller
     reports them as "no baseline"). Documents are matched by doc key; the
     paired statistics (``statistics.compare_paired``, baseline as A, current
@@ -442,7 +426,7 @@ def compare_to_baseline(
     """
     now_items, now_labels = _current_items(current)
     base_labels = {s: str(m.get("label", "")) for s, m in baseline.models.items()}
-    pairs: dict[str, dict[str, tuple[BaselineItem, BaselineItem, Any, int]]] = {}
+    pairs: dict[str, dict[str, tuple[ItemScore, ItemScore, Any, int]]] = {}
     for key in sorted(baseline.items):
         item_side, benchmark, item_id = key
         if item_side != side or key not in now_items:

@@ -36,11 +36,10 @@ from .compatibility import RUN_SETTINGS, number_settings, settings_mismatches
 from ..errors import QwencmpError
 from ..evaluation.evaluator import BenchmarkEvaluation
 from ..files import write_atomic
-from .format import SavedFormatError, machine_info, parse_saved_text, saved_from_evaluations
+from .format import SavedEvaluations, SavedFormatError, machine_info, read_saved, saved_from_evaluations
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config.benchmarks import Benchmark
-    from .format import SavedEvaluations
 
 IMPORTED_FOLDER = "imported"
 ENTRY_KIND = "exported cache entry"
@@ -185,24 +184,14 @@ def import_directory(cache: EvaluationCache, directory: Path) -> list[Imported]:
     return results
 
 
-def _read_entry(path: Path) -> "SavedEvaluations":
+def _read_entry(path: Path) -> SavedEvaluations:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problem = f"cannot be read ({getattr(exc, 'strerror', None) or exc})."
-    else:
-        try:
-            saved = parse_saved_text(text, ENTRY_KIND)
-        except SavedFormatError as exc:
-            problem = str(exc)
-        else:
-            if saved.is_full:
-                return saved
-            problem = "holds scores without their evaluation records: it is a baseline or results file, not an export."
-    raise QwencmpError(
-        f"{path} {problem} Only files written by `python -m pytest_qwencmp cache export` can be imported; "
-        "remove this one from the folder or export it again."
-    )
+        return read_saved(path, ENTRY_KIND, full=True)
+    except SavedFormatError as exc:
+        raise QwencmpError(
+            f"{path}: {exc} Only files written by `python -m pytest_qwencmp cache export` can be imported; "
+            "remove this one from the folder or export it again."
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 A saved set of evaluations (:class:`SavedEvaluations`) is what a run measured
 plus what decides its numbers:
 
-* every item's score and per-document values for each model
-  (:class:`SavedItem`, keyed ``(side, benchmark, item_id)``);
+* every item's score and per-document values for each model (the one
+  per-document score class, ``evaluation.scores.ItemScore``, keyed
+  ``(side, benchmark, item_id)``);
 * the settings that change a number (``compatibility.number_settings``), the
   models' identities (name, revision, fingerprint, dtype, …), the machine and
   the project's commit;
@@ -22,10 +23,12 @@ one evaluation. The same reader validates all three.
 
 This module owns the records, building them from evaluations
 (:func:`saved_from_evaluations`), the deterministic JSON text (sorted keys,
-one ``[doc_key, value]`` pair per line)
-and reading with validation (:func:`parse_saved_text`, :func:`saved_from_json`),
-which raise :class:`SavedFormatError` with a short problem statement that each
-caller turns into its own one-paragraph error. It also records the machine
+one ``[doc_key, value]`` pair per line) and the ONE reader: :func:`read_saved`
+(a baseline, an exported entry) and :func:`read_results` (the saved
+evaluations inside a results JSON), over :func:`parse_saved_text` and
+:func:`saved_from_json`. Every problem raises :class:`SavedFormatError`, one
+clause about the file ("it is not valid JSON …") that each caller puts in its
+own one-paragraph error with its own advice. It also records the machine
 (:func:`machine_info`) and the commit (:func:`project_commit`). Pure: no
 pytest, no lm-eval, no model.
 
@@ -66,7 +69,11 @@ from ..files import json_safe
 __all__ = [
     "SAVED_FORMAT",
     "SavedFormatError",
-    "SavedItem",
+    "item_to_json",
+    "item_from_json",
+    "read_saved",
+    "read_results",
+    "RESULTS_KEY",
     "SavedEvaluations",
     "items_from_evaluations",
     "evaluation_record",
@@ -85,94 +92,66 @@ _RECORD_REQUIRED = (
 
 
 class SavedFormatError(ValueError):
-    """A saved-evaluations text or object is unusable; ``str(exc)`` completes "FILE …" (ends with a period)."""
+    """A saved-evaluations file or object is unusable; ``str(exc)`` is one clause about it ("it is empty …", with a period)."""
 
 
 # --------------------------------------------------------------------------
-# records
+# items: ItemScore keyed (side, benchmark, item_id)
 
 
-@dataclass(frozen=True)
-class SavedItem:
-    """One model's (``side``) score on one item, with its per-document values.
+def _normalised(score: ItemScore) -> ItemScore:
+    """``score`` with plain Python values (floats, ints, tuples of str), as it reads back from JSON."""
+    return ItemScore(
+        item_id=score.item_id,
+        task=score.task,
+        metric=score.metric,
+        value=float(score.value),
+        stderr=None if score.stderr is None else float(score.stderr),
+        n=int(score.n),
+        doc_keys=tuple(str(k) for k in score.doc_keys),
+        per_doc=tuple(float(v) for v in score.per_doc),
+    )
 
-    ``value`` and ``stderr`` are fractions as lm-eval reports them; ``per_doc[i]``
-    is the value of document ``doc_keys[i]`` (``"task/doc_id"``).
-    """
 
-    side: str
-    benchmark: str
-    item_id: str
-    task: str
-    metric: str
-    value: float
-    stderr: float | None
-    n: int
-    doc_keys: tuple[str, ...] = ()
-    per_doc: tuple[float, ...] = ()
+def item_to_json(side: str, benchmark: str, score: ItemScore) -> dict[str, Any]:
+    return {
+        "side": side,
+        "benchmark": benchmark,
+        "item_id": score.item_id,
+        "task": score.task,
+        "metric": score.metric,
+        "value": _finite_or_none(score.value),
+        "stderr": None if score.stderr is None else _finite_or_none(score.stderr),
+        "n": score.n,
+        "docs": [[k, _finite_or_none(v)] for k, v in zip(score.doc_keys, score.per_doc)],
+    }
 
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.side, self.benchmark, self.item_id)
 
-    @classmethod
-    def from_score(cls, side: str, benchmark: str, score: ItemScore) -> "SavedItem":
-        return cls(
-            side=side,
-            benchmark=benchmark,
-            item_id=score.item_id,
-            task=score.task,
-            metric=score.metric,
-            value=float(score.value),
-            stderr=None if score.stderr is None else float(score.stderr),
-            n=int(score.n),
-            doc_keys=tuple(str(k) for k in score.doc_keys),
-            per_doc=tuple(float(v) for v in score.per_doc),
-        )
-
-    def to_item_score(self) -> ItemScore:
-        return ItemScore(self.item_id, self.task, self.metric, self.value, self.stderr, self.n, self.doc_keys, self.per_doc)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "side": self.side,
-            "benchmark": self.benchmark,
-            "item_id": self.item_id,
-            "task": self.task,
-            "metric": self.metric,
-            "value": _finite_or_none(self.value),
-            "stderr": None if self.stderr is None else _finite_or_none(self.stderr),
-            "n": self.n,
-            "docs": [[k, _finite_or_none(v)] for k, v in zip(self.doc_keys, self.per_doc)],
-        }
-
-    @classmethod
-    def from_json(cls, data: Any, where: str) -> "SavedItem":
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{where} is not an object")
-        missing = [k for k in ("side", "benchmark", "item_id", "task", "metric", "value", "stderr", "n", "docs") if k not in data]
-        if missing:
-            raise ValueError(f"{where} lacks {', '.join(missing)}")
-        docs = data["docs"]
-        if not isinstance(docs, list) or not all(
-            isinstance(d, list) and len(d) == 2 and isinstance(d[0], str) for d in docs
-        ):
-            raise ValueError(f"{where}: 'docs' must be a list of [doc_key, value] pairs")
-        for field_name in ("side", "benchmark", "item_id", "task", "metric"):
-            if not isinstance(data[field_name], str):
-                raise ValueError(f"{where}: {field_name!r} must be a string")
-        return cls(
-            side=data["side"],
-            benchmark=data["benchmark"],
-            item_id=data["item_id"],
-            task=data["task"],
-            metric=data["metric"],
-            value=_number_or_nan(data["value"], f"{where} value"),
-            stderr=None if data["stderr"] is None else _number_or_nan(data["stderr"], f"{where} stderr"),
-            n=_integer(data["n"], f"{where} n"),
-            doc_keys=tuple(d[0] for d in docs),
-            per_doc=tuple(_number_or_nan(d[1], f"{where} document {d[0]}") for d in docs),
-        )
+def item_from_json(data: Any, where: str) -> tuple[tuple[str, str, str], ItemScore]:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where} is not an object")
+    missing = [k for k in ("side", "benchmark", "item_id", "task", "metric", "value", "stderr", "n", "docs") if k not in data]
+    if missing:
+        raise ValueError(f"{where} lacks {', '.join(missing)}")
+    docs = data["docs"]
+    if not isinstance(docs, list) or not all(
+        isinstance(d, list) and len(d) == 2 and isinstance(d[0], str) for d in docs
+    ):
+        raise ValueError(f"{where}: 'docs' must be a list of [doc_key, value] pairs")
+    for field_name in ("side", "benchmark", "item_id", "task", "metric"):
+        if not isinstance(data[field_name], str):
+            raise ValueError(f"{where}: {field_name!r} must be a string")
+    score = ItemScore(
+        item_id=data["item_id"],
+        task=data["task"],
+        metric=data["metric"],
+        value=_number_or_nan(data["value"], f"{where} value"),
+        stderr=None if data["stderr"] is None else _number_or_nan(data["stderr"], f"{where} stderr"),
+        n=_integer(data["n"], f"{where} n"),
+        doc_keys=tuple(d[0] for d in docs),
+        per_doc=tuple(_number_or_nan(d[1], f"{where} document {d[0]}") for d in docs),
+    )
+    return (data["side"], data["benchmark"], data["item_id"]), score
 
 
 @dataclass(frozen=True)
@@ -182,7 +161,7 @@ class SavedEvaluations:
     ``settings`` holds only the settings that change the numbers; ``models``
     maps ``"a"``/``"b"`` to the model's label, name_or_path, revision,
     fingerprint, dtype, backend, device, …; ``items`` maps ``(side, benchmark,
-    item_id)`` to its :class:`SavedItem`. The full form adds ``records``
+    item_id)`` to its ``ItemScore``. The full form adds ``records``
     (``(side, benchmark)`` -> that evaluation's record, see
     :func:`evaluation_record`), ``benchmarks`` (definitions and registry order)
     and ``comparison`` (correction, expectations). All mappings hold JSON values
@@ -195,13 +174,13 @@ class SavedEvaluations:
     models: Mapping[str, Mapping[str, Any]]
     machine: Mapping[str, Any]
     project_commit: str | None
-    items: Mapping[tuple[str, str, str], SavedItem]
+    items: Mapping[tuple[str, str, str], ItemScore]
     format: int = SAVED_FORMAT
     records: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     benchmarks_defined: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     comparison: Mapping[str, Any] = field(default_factory=dict)
 
-    def item(self, side: str, benchmark: str, item_id: str) -> SavedItem | None:
+    def item(self, side: str, benchmark: str, item_id: str) -> ItemScore | None:
         return self.items.get((side, benchmark, item_id))
 
     def benchmarks(self) -> tuple[str, ...]:
@@ -228,7 +207,7 @@ class SavedEvaluations:
                     side=side,
                     key=record["key"],
                     model=record["model"],
-                    items=tuple(self.items[(side, benchmark, i)].to_item_score() for i in record["item_ids"]),
+                    items=tuple(self.items[(side, benchmark, i)] for i in record["item_ids"]),
                     n_shot=record["n_shot"],
                     versions=record["versions"],
                     gen_kwargs=record["gen_kwargs"],
@@ -250,7 +229,7 @@ class SavedEvaluations:
             "machine": json_safe(self.machine),
             "models": json_safe(self.models),
             "settings": json_safe(self.settings),
-            "items": [self.items[key].to_json() for key in sorted(self.items)],
+            "items": [item_to_json(*key[:2], self.items[key]) for key in sorted(self.items)],
         }
         if self.records:
             data["evaluations"] = [json_safe(self.records[key]) for key in sorted(self.records)]
@@ -313,13 +292,12 @@ def _emit(value: Any, level: int) -> str:
 # building
 
 
-def items_from_evaluations(evaluations: Iterable[BenchmarkEvaluation]) -> dict[tuple[str, str, str], SavedItem]:
+def items_from_evaluations(evaluations: Iterable[BenchmarkEvaluation]) -> dict[tuple[str, str, str], ItemScore]:
     """Every item score of the evaluations, keyed ``(side, benchmark, item_id)``."""
-    items: dict[tuple[str, str, str], SavedItem] = {}
+    items: dict[tuple[str, str, str], ItemScore] = {}
     for evaluation in evaluations:
         for score in evaluation.items:
-            item = SavedItem.from_score(evaluation.side, evaluation.benchmark, score)
-            items[item.key] = item
+            items[(evaluation.side, evaluation.benchmark, score.item_id)] = _normalised(score)
     return items
 
 
@@ -403,35 +381,89 @@ def saved_from_evaluations(
 
 def parse_saved_text(text: str, kind: str = "baseline") -> SavedEvaluations:
     """Parse a saved-evaluations file's text; :class:`SavedFormatError` says what is wrong (``kind`` names the file's role)."""
+    return saved_from_json(_json_text(text), kind)
+
+
+def _json_text(text: str) -> Any:
     if not text.strip():
-        raise SavedFormatError("is empty (an interrupted write or a truncated copy).")
+        raise SavedFormatError("it is empty (an interrupted write or a truncated copy).")
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise SavedFormatError(
-            f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}): it is truncated, "
+            f"it is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}): it is truncated, "
             "corrupt or holds merge-conflict markers."
         ) from None
-    return saved_from_json(data, kind)
 
 
 def saved_from_json(data: Any, kind: str = "baseline") -> SavedEvaluations:
     """Validate a decoded saved-evaluations object; :class:`SavedFormatError` says what is wrong."""
     if not isinstance(data, dict):
-        raise SavedFormatError(f"does not hold a {kind} (expected a JSON object).")
+        raise SavedFormatError(f"it does not hold a {kind} (expected a JSON object).")
     found = data.get("format")
     if found != SAVED_FORMAT:
         if isinstance(found, int) and not isinstance(found, bool):
             age = "an older" if found < SAVED_FORMAT else "a newer"
             raise SavedFormatError(
-                f"has {kind} format {found}, written by {age} pytest-qwencmp; this version reads format "
+                f"it has {kind} format {found}, written by {age} pytest-qwencmp; this version reads format "
                 f"{SAVED_FORMAT} only."
             )
-        raise SavedFormatError(f"has no {kind} format number: it is not a pytest-qwencmp {kind}.")
+        raise SavedFormatError(f"it has no {kind} format number: it is not a pytest-qwencmp {kind}.")
     try:
         return _from_json(data)
     except (ValueError, TypeError, KeyError) as exc:
-        raise SavedFormatError(f"is malformed: {exc}.") from None
+        raise SavedFormatError(f"it is malformed: {exc}.") from None
+
+
+# --------------------------------------------------------------------------
+# the one reader of files
+
+
+RESULTS_KEY = "saved_evaluations"  # where a results JSON (--qwencmp-json of a shard) carries its evaluations
+
+
+def _read_text(path: Path, kind: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SavedFormatError("the file does not exist.") from None
+    except OSError as exc:
+        raise SavedFormatError(f"it cannot be read ({exc.strerror or exc}).") from None
+    except UnicodeDecodeError:
+        raise SavedFormatError(f"it is not UTF-8 text: it is not a {kind} or it is corrupt.") from None
+
+
+def _with_records(saved: SavedEvaluations) -> SavedEvaluations:
+    if saved.items and not saved.is_full:
+        raise SavedFormatError(
+            "it holds scores without their evaluation records (the lean form a baseline keeps), not the full form."
+        )
+    return saved
+
+
+def read_saved(path: Path, kind: str = "baseline", *, full: bool = False) -> SavedEvaluations:
+    """Read a saved-evaluations file (a baseline; with ``full``, an exported cache entry); :class:`SavedFormatError`
+    (one clause about the file) when it cannot be used."""
+    saved = parse_saved_text(_read_text(path, kind), kind)
+    return _with_records(saved) if full else saved
+
+
+def read_results(path: Path) -> tuple[dict[str, Any], SavedEvaluations]:
+    """Read a results JSON (``--qwencmp-json`` of a ``--qwencmp-shard`` job): the document and its saved evaluations
+    in the full form; :class:`SavedFormatError` (one clause about the file) when it cannot be used."""
+    document = _json_text(_read_text(path, "results file"))
+    if not isinstance(document, dict) or not isinstance(document.get("comparisons"), list) or not isinstance(document.get("settings"), dict):
+        raise SavedFormatError("it is not a pytest-qwencmp results file (written by --qwencmp-json).")
+    if RESULTS_KEY not in document:
+        raise SavedFormatError(
+            "it holds no per-document evaluations (it was written without --qwencmp-shard K/N, by an older "
+            "pytest-qwencmp, or by a run that could not read its evaluations back from the cache)."
+        )
+    try:
+        saved = _with_records(saved_from_json(document[RESULTS_KEY], "saved-evaluations"))
+    except SavedFormatError as exc:
+        raise SavedFormatError(f"its {RESULTS_KEY} block {str(exc).removeprefix('it ')}") from None
+    return document, saved
 
 
 def _from_json(data: Mapping[str, Any]) -> SavedEvaluations:
@@ -447,12 +479,12 @@ def _from_json(data: Mapping[str, Any]) -> SavedEvaluations:
         raise ValueError("'project_commit' must be a string or null")
     if not isinstance(data["items"], list):
         raise ValueError("'items' must be a list")
-    items: dict[tuple[str, str, str], SavedItem] = {}
+    items: dict[tuple[str, str, str], ItemScore] = {}
     for index, raw in enumerate(data["items"]):
-        item = SavedItem.from_json(raw, f"item {index + 1}")
-        if item.key in items:
-            raise ValueError(f"item {index + 1} repeats {item.side}/{item.benchmark}[{item.item_id}]")
-        items[item.key] = item
+        key, item = item_from_json(raw, f"item {index + 1}")
+        if key in items:
+            raise ValueError(f"item {index + 1} repeats {key[0]}/{key[1]}[{key[2]}]")
+        items[key] = item
     records = _records_from_json(data.get("evaluations", []), items)
     for key in ("benchmarks", "comparison"):
         if not isinstance(data.get(key, {}), dict):
@@ -472,7 +504,7 @@ def _from_json(data: Mapping[str, Any]) -> SavedEvaluations:
     )
 
 
-def _records_from_json(raw_records: Any, items: Mapping[tuple[str, str, str], SavedItem]) -> dict[tuple[str, str], dict[str, Any]]:
+def _records_from_json(raw_records: Any, items: Mapping[tuple[str, str, str], ItemScore]) -> dict[tuple[str, str], dict[str, Any]]:
     if not isinstance(raw_records, list):
         raise ValueError("'evaluations' must be a list")
     records: dict[tuple[str, str], dict[str, Any]] = {}

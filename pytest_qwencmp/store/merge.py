@@ -35,12 +35,11 @@ from ..evaluation.evaluator import BenchmarkEvaluation
 from ..report.junit import Case, item_properties, write_junit
 from ..report.text import combine_stats, html_page, markdown_tables, ordered_record, results_document
 from ..files import write_atomic
-from .format import SavedEvaluations, SavedFormatError, saved_from_json
+from .format import SavedEvaluations, SavedFormatError, read_results
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..comparison import ItemComparison
 
-SAVED_KEY = "saved_evaluations"  # where a results JSON carries its evaluations
 ADVICE = (
     "Merge the --qwencmp-json files of ONE run of every shard (same models, settings and plan; "
     "rerun a failed or missing shard job first)."
@@ -79,33 +78,12 @@ class ShardResult:
 
 
 def read_shard(path: Path) -> ShardResult:
-    """Read one shard's results JSON; :class:`QwencmpError` (one paragraph) when it cannot be merged."""
+    """Read one shard's results JSON (``format.read_results``); :class:`QwencmpError` (one paragraph) when it cannot be merged."""
     path = Path(path)
-
-    def fail(problem: str) -> QwencmpError:
-        return QwencmpError(f"Cannot merge {path}: {problem} {ADVICE}")
-
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise fail("the file does not exist.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise fail(f"it cannot be read ({getattr(exc, 'strerror', None) or exc}).") from None
-    except json.JSONDecodeError as exc:
-        raise fail(f"it is not valid JSON ({exc.msg} at line {exc.lineno}): truncated or not a results file.") from None
-    if not isinstance(document, dict) or not isinstance(document.get("comparisons"), list) or not isinstance(document.get("settings"), dict):
-        raise fail("it is not a pytest-qwencmp results file (written by --qwencmp-json).")
-    if SAVED_KEY not in document:
-        raise fail(
-            "it holds no per-document evaluations (it was written without --qwencmp-shard K/N, by an older "
-            "pytest-qwencmp, or by a run that could not read its evaluations back from the cache)."
-        )
-    try:
-        saved = saved_from_json(document[SAVED_KEY], "saved-evaluations")
+        document, saved = read_results(path)
     except SavedFormatError as exc:
-        raise fail(f"its {SAVED_KEY} block {exc}") from None
-    if saved.items and not saved.is_full:
-        raise fail(f"its {SAVED_KEY} block lacks the evaluation records (the lean form a baseline uses).")
+        raise QwencmpError(f"Cannot merge {path}: {exc} {ADVICE}") from None
     return ShardResult(path, document, saved)
 
 
