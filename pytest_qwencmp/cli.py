@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .comparison import merge_shards
 from .config.benchmarks import load_registry
 from .config.expectations import load_expectations
 from .demo.build import demo_data_dir
@@ -39,7 +40,6 @@ from .report.text import reuse_lines, settings_lines, text_tables
 from .stats import planning
 from .store.exchange import export_side, import_directory
 from .store.format import SavedFormatError, read_results
-from .store.merge import merge_shards
 
 PROG = "python -m pytest_qwencmp"
 USAGE_ERROR = 2

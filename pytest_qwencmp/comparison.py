@@ -14,8 +14,12 @@ benchmark's group score) is tested alone, unadjusted.
 
 from __future__ import annotations
 
+import json
 import math
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Mapping
 
 from .stats import power as pw
@@ -24,7 +28,13 @@ from .config.benchmarks import Benchmark
 from .evaluation.evaluator import BenchmarkEvaluation, ItemScore
 from .config.expectations import Expectation, Expectations
 from .stats.rules import PowerNote, Verdict, assess, check
-from .report.text import item_lines, record_bound
+from .files import write_atomic
+from .report.formatting import record_bound
+from .report.html import html_page
+from .report.junit import Case, item_properties, write_junit
+from .report.results import ordered_record, results_document
+from .report.text import item_lines, markdown_tables
+from .store.merge import ShardResult, load_shards
 from .stats.multiplicity import adjust_family
 from .stats.paired import POINTS
 
@@ -277,3 +287,80 @@ def compare_benchmark(
             power_notes=notes,
         )
     return comparisons
+
+
+# --------------------------------------------------------------------------- shards merged into one run
+
+
+@dataclass(frozen=True)
+class MergedRun:
+    """The merged comparison (``python -m pytest_qwencmp merge``): every item's result and record, the settings and stats."""
+
+    shards: tuple[ShardResult, ...]
+    comparisons: tuple[ItemComparison, ...]
+    records: tuple[dict[str, Any], ...]
+    run_info: dict[str, Any]
+    lm_eval_results: dict[str, dict[str, Any]]
+    stats: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return all(r["passed"] for r in self.records)
+
+    def document(self) -> dict[str, Any]:
+        return results_document(self.records, self.run_info, self.lm_eval_results, self.stats)
+
+    def junit_cases(self) -> list[Case]:
+        return [
+            Case(
+                record.get("nodeid") or f"test_{record['benchmark']}.py::test_{record['benchmark']}[{record['item']}]",
+                item_properties(record),
+                None if comparison.verdict.passed else comparison.describe(),
+            )
+            for comparison, record in zip(self.comparisons, self.records)
+        ]
+
+    def write(self, *, json_path: Path | None = None, html_path: Path | None = None,
+              markdown_path: Path | None = None, junit_path: Path | None = None) -> list[Path]:
+        """Write the outputs asked for; returns their paths."""
+        written = []
+        if json_path:
+            written.append(write_atomic(Path(json_path), json.dumps(self.document(), indent=2) + "\n", what="merged results"))
+        if html_path:
+            written.append(write_atomic(Path(html_path), html_page(self.records, self.run_info, self.stats), what="merged report"))
+        if markdown_path:
+            written.append(write_atomic(Path(markdown_path), self.markdown(), what="merged Markdown"))
+        if junit_path:
+            written.append(write_junit(self.junit_cases(), Path(junit_path), seconds=float(self.stats.get("wall_seconds") or 0)))
+        return written
+
+    def markdown(self) -> str:
+        return markdown_tables(self.records, self.run_info)
+
+
+def merge_shards(paths: Sequence[Path], *, expectations: Path | None = None, correction: str | None = None) -> MergedRun:
+    """Read and check the shards (``store.merge.load_shards``), then compare each benchmark as a single run would."""
+    started = time.perf_counter()
+    shards = load_shards(paths, expectations=expectations, correction=correction)
+    registry, evaluations = shards.registry, shards.evaluations
+    comparisons, records, lm_eval_results = [], [], {}
+    for benchmark in registry.benchmarks:
+        if ("a", benchmark.name) not in evaluations:
+            continue
+        evaluation_a, evaluation_b = evaluations[("a", benchmark.name)], evaluations[("b", benchmark.name)]
+        compared = compare_benchmark(
+            benchmark, evaluation_a, evaluation_b, shards.rules, correction=shards.correction, seed=shards.seeds[benchmark.name]
+        )
+        item_ids = [item.id for item in benchmark.items]
+        for item_id in item_ids:
+            comparison = compared[item_id]
+            record = ordered_record(comparison.to_record(), item_ids, registry.names())
+            record["outcome"] = "passed" if comparison.verdict.passed else "failed"
+            if (benchmark.name, item_id) in shards.nodeids:
+                record["nodeid"] = shards.nodeids[(benchmark.name, item_id)]
+            comparisons.append(comparison)
+            records.append(record)
+        lm_eval_results[benchmark.name] = {"a": evaluation_a.lm_eval_results, "b": evaluation_b.lm_eval_results}
+    stats = dict(shards.stats)
+    stats["merge_seconds"] = round(time.perf_counter() - started, 2)
+    return MergedRun(shards.shards, tuple(comparisons), tuple(records), shards.run_info, lm_eval_results, stats)

@@ -35,16 +35,9 @@ from .models.placement import ExecutionPlan, plan_sides
 from .models.tensor_parallel import TensorParallelHandle
 from .models.weights import read_parameter_count
 from .report.junit import RECORD_PROPERTY, item_properties, record_property
-from .report.text import (
-    combine_stats,
-    html_summary,
-    markdown_tables,
-    ordered_record,
-    results_document,
-    reuse_lines,
-    settings_lines,
-    text_tables,
-)
+from .report.html import html_summary
+from .report.results import combine_stats, ordered_record, results_document
+from .report.text import markdown_tables, reuse_lines, settings_lines, text_tables
 from .sandbox.executor import detect_sandbox
 from .stats.multiplicity import CORRECTIONS
 from .store.baselines import check_compatible, compare_to_baseline, load_baseline, save_baseline, validate_name

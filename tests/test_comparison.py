@@ -19,7 +19,10 @@ from pytest_qwencmp.config.benchmarks import builtin_registry
 from pytest_qwencmp.comparison import compare_benchmark
 from pytest_qwencmp.evaluation.evaluator import BenchmarkEvaluation, ItemScore
 from pytest_qwencmp.config.expectations import NO_EXPECTATIONS, parse_expectations
-from pytest_qwencmp.report.text import counts, html_summary, markdown_tables, results_document, text_tables
+from pytest_qwencmp.report.formatting import counts
+from pytest_qwencmp.report.html import html_summary
+from pytest_qwencmp.report.results import results_document
+from pytest_qwencmp.report.text import markdown_tables, text_tables
 
 REGISTRY = builtin_registry()
 

@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import pytest
 
 from pytest_qwencmp.report import html as html_report
-from pytest_qwencmp.report.text import html_summary
+from pytest_qwencmp.report.html import html_summary
 
 SUBJECTS = [f"subject_{i:02d}" for i in range(57)]
 HOSTILE = "<script>alert(1)</script>"

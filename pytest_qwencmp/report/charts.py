@@ -1,7 +1,6 @@
 """The SVG charts of the HTML report: A vs B per subject (dumbbell) and the spread of B − A (histogram).
 
-Also the small formatting helpers the charts and ``html_report`` share
-(escaping, numbers). Pure functions of JSON-able records; every string is
+Pure functions of JSON-able records; every string is
 escaped — model output is hostile input. The intervals drawn are the
 adjusted ones (``adjusted_ci_low``/``high``, the interval the verdict colour
 comes from), so a coloured bar always excludes 0 and a grey one never does.
@@ -9,13 +8,10 @@ comes from), so a coloured bar always excludes 0 and a grey one never does.
 
 from __future__ import annotations
 
-import html
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
-from .text import fmt_ci
-
-Record = Mapping[str, Any]
+from .formatting import Record, ci_text, esc, fmt, num, p_cell, score_cell
 
 COLOR_A = "#d55e00"  # vermillion
 COLOR_B = "#0072b2"  # blue
@@ -24,49 +20,10 @@ COLOR_WORSE = "#c62828"
 COLOR_UNDETERMINED = "#8a8f98"
 
 
-def esc(value: Any) -> str:
-    """Text for HTML/SVG content and attribute values (quotes escaped too)."""
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _fmt(value: Any, spec: str = ".2f", missing: str = "—") -> str:
-    number = _num(value)
-    return missing if number is None else format(number, spec)
-
-
-def _fmt_p(value: Any) -> str:
-    p = _num(value)
-    if p is None:
-        return "—"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _score(value: Any, stderr: Any) -> str:
-    if _num(value) is None:
-        return "—"
-    return f"{_fmt(value)} ± {_fmt(stderr)}" if _num(stderr) is not None else _fmt(value)
-
-
-def _ci(record: Record, prefix: str = "") -> str:
-    """``[low, high]`` of the record's interval (``prefix="adjusted_"``: the adjusted one)."""
-    low, high = _num(record.get(prefix + "ci_low")), _num(record.get(prefix + "ci_high"))
-    return "—" if low is None or high is None else fmt_ci(low, high)
-
-
 def chart_bounds(record: Record) -> tuple[float | None, float | None]:
     """The interval a chart draws: the adjusted one when the record has it, else the unadjusted one."""
-    prefix = "adjusted_" if _num(record.get("adjusted_ci_low")) is not None else ""
-    return _num(record.get(prefix + "ci_low")), _num(record.get(prefix + "ci_high"))
+    prefix = "adjusted_" if num(record.get("adjusted_ci_low")) is not None else ""
+    return num(record.get(prefix + "ci_low")), num(record.get(prefix + "ci_high"))
 
 
 
@@ -115,21 +72,21 @@ def _short(label: str, limit: int = 40) -> str:
 def dumbbell_svg(rows: Sequence[Record], label_a: str, label_b: str, uid: str,
                  overall: Record | None = None, metric: str = "acc") -> str:
     """A vs B per subject (left panel) and Δ = B − A with its paired 95 % CI (right panel), sorted by Δ."""
-    items = [r for r in rows if _num(r.get("a")) is not None and _num(r.get("b")) is not None]
-    items.sort(key=lambda r: (-(_num(r.get("delta")) or 0.0), str(r.get("item"))))
+    items = [r for r in rows if num(r.get("a")) is not None and num(r.get("b")) is not None]
+    items.sort(key=lambda r: (-(num(r.get("delta")) or 0.0), str(r.get("item"))))
     row_h, top, bottom = 17, 78, 46
     label_w, p1_x0, p1_x1, p2_x0, p2_x1, width = 252, 262, 560, 612, 930, 960
     height = top + row_h * len(items) + bottom
-    scores = [v for r in items for v in (_num(r["a"]), _num(r["b"]))]
+    scores = [v for r in items for v in (num(r["a"]), num(r["b"]))]
     s_ticks = nice_ticks(max(0.0, min(scores) - 2), min(100.0, max(scores) + 2), 6)
     s_lo, s_hi = s_ticks[0], s_ticks[-1]
     deltas = [0.0]
     for r in items:
-        for value in (_num(r.get("delta")), *chart_bounds(r)):
+        for value in (num(r.get("delta")), *chart_bounds(r)):
             if value is not None:
                 deltas.append(value)
-    if overall is not None and _num(overall.get("delta")) is not None:
-        deltas.append(_num(overall["delta"]))
+    if overall is not None and num(overall.get("delta")) is not None:
+        deltas.append(num(overall["delta"]))
     d_ticks = nice_ticks(min(deltas), max(deltas), 7)
     d_lo, d_hi = d_ticks[0], d_ticks[-1]
 
@@ -184,19 +141,19 @@ def dumbbell_svg(rows: Sequence[Record], label_a: str, label_b: str, uid: str,
         f'<text x="{(p1_x0 + p1_x1) / 2}" y="{y1 + 32}" text-anchor="middle" font-size="11" fill="#333">{esc(metric)}, points</text>'
         f'<text x="{(p2_x0 + p2_x1) / 2}" y="{y1 + 32}" text-anchor="middle" font-size="11" fill="#333">Δ = B − A, points</text>'
     )
-    if overall is not None and _num(overall.get("delta")) is not None:
-        x = dx(_num(overall["delta"]))
+    if overall is not None and num(overall.get("delta")) is not None:
+        x = dx(num(overall["delta"]))
         out.append(
-            f'<g class="qc-overall-mark"><title>{esc(overall.get("item"))}: Δ {_fmt(overall.get("delta"), "+.2f")} {esc(_ci(overall))}</title>'
+            f'<g class="qc-overall-mark"><title>{esc(overall.get("item"))}: Δ {fmt(overall.get("delta"), "+.2f")} {esc(ci_text(overall))}</title>'
             f'<line x1="{x:.1f}" y1="{y0}" x2="{x:.1f}" y2="{y1}" stroke="{COLOR_B}" stroke-dasharray="4 3"/>'
-            f'<text x="{x:.1f}" y="{top - 22}" text-anchor="middle" font-size="10" fill="{COLOR_B}">overall {_fmt(overall.get("delta"), "+.2f")}</text></g>'
+            f'<text x="{x:.1f}" y="{top - 22}" text-anchor="middle" font-size="10" fill="{COLOR_B}">overall {fmt(overall.get("delta"), "+.2f")}</text></g>'
         )
     for i, r in enumerate(items):
         cy = top + i * row_h + row_h / 2
-        a, b, d = _num(r["a"]), _num(r["b"]), _num(r.get("delta"))
+        a, b, d = num(r["a"]), num(r["b"]), num(r.get("delta"))
         name = str(r.get("item"))
-        tip = (f"{name}: {label_a} {_score(r.get('a'), r.get('a_stderr'))}, {label_b} {_score(r.get('b'), r.get('b_stderr'))}; "
-               f"Δ {_fmt(d, '+.2f')}, adjusted CI {_ci(r, 'adjusted_')}, adj. p {_fmt_p(r.get('adjusted_p'))}, {r.get('significance') or 'n/a'}"
+        tip = (f"{name}: {label_a} {score_cell(r.get('a'), r.get('a_stderr'))}, {label_b} {score_cell(r.get('b'), r.get('b_stderr'))}; "
+               f"Δ {fmt(d, '+.2f')}, adjusted CI {ci_text(r, 'adjusted_')}, adj. p {p_cell(r.get('adjusted_p'))}, {r.get('significance') or 'n/a'}"
                f"{'' if r.get('passed', True) else ' — FAILED expectations'}")
         color = _sig_color(r.get("significance"))
         failed = not r.get("passed", True)
@@ -223,7 +180,7 @@ def dumbbell_svg(rows: Sequence[Record], label_a: str, label_b: str, uid: str,
 
 def histogram_svg(rows: Sequence[Record], uid: str, label_a: str, label_b: str, overall: Record | None = None) -> str:
     """How Δ = B − A is distributed across subjects; bars stacked by significance."""
-    deltas = [(_num(r.get("delta")), r.get("significance")) for r in rows if _num(r.get("delta")) is not None]
+    deltas = [(num(r.get("delta")), r.get("significance")) for r in rows if num(r.get("delta")) is not None]
     width, height, left, right, top, bottom = 470, 270, 48, 14, 46, 50
     values = [d for d, _ in deltas] or [0.0]
     lo, hi = min(values + [0.0]), max(values + [0.0])
@@ -278,10 +235,10 @@ def histogram_svg(rows: Sequence[Record], uid: str, label_a: str, label_b: str, 
                    f'<text x="{x(t):.1f}" y="{top + plot_h + 15}" text-anchor="middle" font-size="10" fill="#555">{_tick_label(t)}</text>')
     zero = x(0.0)
     out.append(f'<line x1="{zero:.1f}" y1="{top - 4}" x2="{zero:.1f}" y2="{top + plot_h}" stroke="#333" stroke-width="1.2"/>')
-    if overall is not None and _num(overall.get("delta")) is not None:
-        ox = x(min(max(_num(overall["delta"]), edges[0]), edges[-1]))
+    if overall is not None and num(overall.get("delta")) is not None:
+        ox = x(min(max(num(overall["delta"]), edges[0]), edges[-1]))
         out.append(f'<line x1="{ox:.1f}" y1="{top - 4}" x2="{ox:.1f}" y2="{top + plot_h}" stroke="{COLOR_B}" stroke-dasharray="4 3"/>'
-                   f'<text x="{ox:.1f}" y="{top - 8}" text-anchor="middle" font-size="10" fill="{COLOR_B}">overall {_fmt(overall.get("delta"), "+.2f")}</text>')
+                   f'<text x="{ox:.1f}" y="{top - 8}" text-anchor="middle" font-size="10" fill="{COLOR_B}">overall {fmt(overall.get("delta"), "+.2f")}</text>')
     out.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 14}" text-anchor="middle" font-size="11" fill="#333">Δ = B − A, points (bin {step:g})</text>'
                f'<text transform="translate(13 {top + plot_h / 2:.1f}) rotate(-90)" text-anchor="middle" font-size="11" fill="#333">subjects</text>')
     out.append("</svg>")

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from .charts import Record, _ci, _fmt, _fmt_p, _num, esc
-from .text import adjustment_phrase, fmt_mde, is_overall
+from .formatting import Record, adjustment_phrase, ci_text, esc, fmt, fmt_mde, is_overall, num, p_cell
 
 NEAR_ZERO_POINTS = 2.0
 
@@ -38,7 +37,7 @@ def near_zero_sides(rows: Sequence[Record]) -> list[tuple[str, Record]]:
         if not is_generation(r):
             continue
         for side in ("a", "b"):
-            value = _num(r.get(side))
+            value = num(r.get(side))
             if value is not None and value <= NEAR_ZERO_POINTS:
                 found.append((side, r))
     return found
@@ -54,7 +53,7 @@ def _likely_causes(answers: Sequence[str], shots: Any, benchmark: str) -> list[s
     if any(len(t) >= 400 or t.count("def ") > 1 or "[BEGIN]" in t or "You are an expert" in t for t in texts):
         causes.append("it never emits the stop sequence <code>[DONE]</code>, so generation runs on to the token limit "
                       "and the text after the solution (more tasks, more tests) breaks the program")
-    if _num(shots) == 0:
+    if num(shots) == 0:
         causes.append(f"the run is zero-shot ({esc(benchmark)} num_fewshot = 0): without examples a base model does not "
                       "learn the <code>[BEGIN] … [DONE]</code> answer format — the reference study's 0 % on zero-shot MBPP "
                       "had exactly this cause")
@@ -77,14 +76,14 @@ def generation_warning(benchmark: str, rows: Sequence[Record], run: Mapping[str,
         answers = [str(e.get(f"{side}_answer", "")) for e in examples]
         causes = _likely_causes(answers, shots, benchmark)
         suggestion = (f"Run it few-shot: <code>--num-fewshot {esc(benchmark)}=2</code> (the study's setting)"
-                      if _num(shots) in (None, 0) else
+                      if num(shots) in (None, 0) else
                       f"Already {esc(shots)}-shot: read the outputs below and check the prompt, the stop sequence and "
                       f"<code>max_gen_toks</code>"
-                      + ("" if _num(shots) == 2 else f"; the study ran it 2-shot (<code>--num-fewshot {esc(benchmark)}=2</code>)"))
+                      + ("" if num(shots) == 2 else f"; the study ran it 2-shot (<code>--num-fewshot {esc(benchmark)}=2</code>)"))
         out.append(
             f'<div class="qc-warning" role="alert"><p class="qc-warning-head">⚠ {esc(label)} scores '
-            f'{_fmt(record.get(side))} on {esc(record.get("benchmark_title", benchmark))} {esc(record.get("item"))} '
-            f'({esc(label_b if side == "a" else label_a)}: {_fmt(record.get(other))}) — that measures the answer format, not coding ability.</p>'
+            f'{fmt(record.get(side))} on {esc(record.get("benchmark_title", benchmark))} {esc(record.get("item"))} '
+            f'({esc(label_b if side == "a" else label_a)}: {fmt(record.get(other))}) — that measures the answer format, not coding ability.</p>'
             f'<p>Likely cause: {esc(label)} does not follow the answer format:</p><ul>'
             + "".join(f"<li>{c}</li>" for c in causes)
             + f"</ul><p><b>Suggestion:</b> {suggestion}.</p>"
@@ -95,7 +94,7 @@ def generation_warning(benchmark: str, rows: Sequence[Record], run: Mapping[str,
                 answer = e.get(f"{side}_answer")
                 out.append(
                     f'<div class="qc-sample"><div class="qc-sample-head">doc {esc(e.get("doc", "?"))} · score '
-                    f'{_fmt(e.get(f"{side}_score"), "g")} · {len(str(answer or ""))} characters</div>'
+                    f'{fmt(e.get(f"{side}_score"), "g")} · {len(str(answer or ""))} characters</div>'
                     f'<pre class="qc-pre">{esc(answer) if answer not in (None, "") else "<i>(empty)</i>"}</pre></div>'
                 )
             out.append("</div>")
@@ -121,16 +120,16 @@ def examples_html(record: Record, label_a: str, label_b: str) -> str:
     checked = [str(c) for c in (record.get("checked") or [])]
     n = record.get("n")
     conf = f"{1 - float(record.get('alpha') or 0.05):.0%}"
-    stats_line = (f"{esc(n)} documents · Δ {_fmt(record.get('delta'), '+.2f')} ± {_fmt(record.get('delta_stderr'))} "
-                  f"(paired stderr) · {conf} CI {esc(_ci(record))}, p {_fmt_p(record.get('p_value'))}"
+    stats_line = (f"{esc(n)} documents · Δ {fmt(record.get('delta'), '+.2f')} ± {fmt(record.get('delta_stderr'))} "
+                  f"(paired stderr) · {conf} CI {esc(ci_text(record))}, p {p_cell(record.get('p_value'))}"
                   f"{' (' + esc(record.get('test')) + ')' if record.get('test') else ''}")
     if record.get("adjusted_p") is not None:
         adjusted = "" if is_overall(record) or int(record.get("family_size") or 1) <= 1 else \
-            f": CI {esc(_ci(record, 'adjusted_'))}, p {_fmt_p(record.get('adjusted_p'))}"
+            f": CI {esc(ci_text(record, 'adjusted_'))}, p {p_cell(record.get('adjusted_p'))}"
         stats_line += f" · {esc(adjustment_phrase(record))}{adjusted} → {esc(record.get('significance'))}"
     if record.get("mde_level") is not None:
         stats_line += (f" · MDE {esc(fmt_mde(record))} points (smallest true difference found with 80% power "
-                       f"at α = {_fmt(record.get('mde_level'), '.2g')})")
+                       f"at α = {fmt(record.get('mde_level'), '.2g')})")
     parts.append(f'<p class="qc-stats">{stats_line}</p>')
     if failures:
         parts.append('<p class="qc-fail-text"><b>Missed:</b> ' + "; ".join(esc(f) for f in failures) + "</p>")
@@ -146,10 +145,10 @@ def examples_html(record: Record, label_a: str, label_b: str) -> str:
     if not examples:
         parts.append('<p class="qc-muted">No per-document examples recorded for this item.</p>')
         return "".join(parts)
-    disagree = any(_num(e.get("a_score")) != _num(e.get("b_score")) for e in examples)
+    disagree = any(num(e.get("a_score")) != num(e.get("b_score")) for e in examples)
     parts.append(f'<p class="qc-muted">{"Documents where the models disagree" if disagree else "Sample documents (the models never disagree here)"}:</p>')
     for e in examples:
-        sa, sb = _num(e.get("a_score")), _num(e.get("b_score"))
+        sa, sb = num(e.get("a_score")), num(e.get("b_score"))
 
         def side_cls(mine: float | None, theirs: float | None) -> str:
             if mine is None or theirs is None or mine == theirs:
@@ -160,9 +159,9 @@ def examples_html(record: Record, label_a: str, label_b: str) -> str:
             f'<div class="qc-example"><div class="qc-ex-head">doc {esc(e.get("doc", "?"))}</div><div class="qc-ex-grid">'
             f'<div class="qc-ex-cell"><span class="qc-ex-label">prompt (tail)</span><pre class="qc-pre">{esc(e.get("prompt", ""))}</pre></div>'
             f'<div class="qc-ex-cell"><span class="qc-ex-label">target</span><pre class="qc-pre">{esc(e.get("target", ""))}</pre></div>'
-            f'<div class="qc-ex-cell{side_cls(sa, sb)}"><span class="qc-ex-label qc-ex-a">{esc(label_a)} (A) · score {_fmt(sa, "g")}</span>'
+            f'<div class="qc-ex-cell{side_cls(sa, sb)}"><span class="qc-ex-label qc-ex-a">{esc(label_a)} (A) · score {fmt(sa, "g")}</span>'
             f'<pre class="qc-pre">{esc(e.get("a_answer", ""))}</pre></div>'
-            f'<div class="qc-ex-cell{side_cls(sb, sa)}"><span class="qc-ex-label qc-ex-b">{esc(label_b)} (B) · score {_fmt(sb, "g")}</span>'
+            f'<div class="qc-ex-cell{side_cls(sb, sa)}"><span class="qc-ex-label qc-ex-b">{esc(label_b)} (B) · score {fmt(sb, "g")}</span>'
             f'<pre class="qc-pre">{esc(e.get("b_answer", ""))}</pre></div></div></div>'
         )
     return "".join(parts)

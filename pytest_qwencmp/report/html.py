@@ -32,23 +32,12 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .charts import (
-    COLOR_A,
-    COLOR_B,
-    Record,
-    _ci,
-    _fmt,
-    _fmt_p,
-    _num,
-    _score,
-    dumbbell_svg,
-    esc,
-    histogram_svg,
-    nice_ticks,  # noqa: F401  (re-exported: part of this module's public surface)
-)
+from ..config.sides import describe_setup
+from .charts import COLOR_A, COLOR_B, dumbbell_svg, histogram_svg, nice_ticks  # noqa: F401  (nice_ticks: re-exported)
 from .examples import (
     NEAR_ZERO_POINTS,
     examples_html,
@@ -57,19 +46,8 @@ from .examples import (
     is_generation,
     near_zero_sides,
 )
-from .text import (
-    adjusted_header,
-    baseline_cell,
-    baseline_name,
-    counts,
-    family_sentence,
-    fmt_mde,
-    group_by_benchmark,
-    is_overall,
-    noise_sentence,
-    overall_sentence,
-)
-from ..config.sides import describe_setup
+from .formatting import Record, ci_text, counts, esc, fmt, fmt_mde, group_by_benchmark, is_overall, num, p_cell, score_cell
+from .text import adjusted_header, baseline_cell, baseline_name, family_sentence, noise_sentence, overall_sentence
 
 # Below this size a model is a toy (the demo's); the Qwen2.5 yardstick is shown only for real language models.
 REAL_SCALE_PARAMETERS = 100_000_000
@@ -79,7 +57,7 @@ ASSETS = Path(__file__).with_name("assets")
 
 
 def _sign_class(value: Any) -> str:
-    number = _num(value)
+    number = num(value)
     if number is None or number == 0:
         return ""
     return "qc-pos" if number > 0 else "qc-neg"
@@ -87,7 +65,7 @@ def _sign_class(value: Any) -> str:
 
 def human_count(n: Any) -> str:
     """1543714304 → '1.54B'; None → '—'."""
-    number = _num(n)
+    number = num(n)
     if number is None:
         return "—"
     for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
@@ -99,8 +77,8 @@ def human_count(n: Any) -> str:
 def parameter_ratio(run: Mapping[str, Any]) -> float | None:
     """B's parameter count over A's, when both are known."""
     models = run.get("models") or {}
-    a = _num((models.get("a") or {}).get("parameters"))
-    b = _num((models.get("b") or {}).get("parameters"))
+    a = num((models.get("a") or {}).get("parameters"))
+    b = num((models.get("b") or {}).get("parameters"))
     if not a or b is None:
         return None
     return b / a
@@ -163,8 +141,8 @@ def _adjusted_cells(r: Record) -> list[str]:
     if is_overall(r):
         note = "tested alone: lm-eval's group score (size-weighted micro-average), unadjusted"
         return [f'<td data-v="" class="qc-muted" title="{esc(note)}">— (alone)</td>', '<td data-v="" class="qc-muted">—</td>']
-    return [f'<td data-v="{_fmt(r.get("adjusted_ci_low"), ".6f", "")}">{esc(_ci(r, "adjusted_"))}</td>',
-            f'<td data-v="{_fmt(r.get("adjusted_p"), ".9g", "")}">{esc(_fmt_p(r.get("adjusted_p")))}</td>']
+    return [f'<td data-v="{fmt(r.get("adjusted_ci_low"), ".6f", "")}">{esc(ci_text(r, "adjusted_"))}</td>',
+            f'<td data-v="{fmt(r.get("adjusted_p"), ".9g", "")}">{esc(p_cell(r.get("adjusted_p")))}</td>']
 
 
 def comparison_table(rows: Sequence[Record], slug: str, label_a: str, label_b: str) -> str:
@@ -203,21 +181,21 @@ def comparison_table(rows: Sequence[Record], slug: str, label_a: str, label_b: s
             classes.append("qc-overall")
         name = str(r.get("item"))
         title = esc("; ".join(str(x) for x in (r.get("failures") or r.get("checked") or [])))
-        d = _num(r.get("delta"))
+        d = num(r.get("delta"))
         sig = r.get("significance")
         weak_cls = ' class="qc-weak"' if r.get("underpowered") else ""
         weak_badge = ' <span class="qc-weak">underpowered</span>' if r.get("underpowered") else ""
         cells = [
             f'<td data-v="{esc(name)}"><button type="button" class="qc-toggle" aria-expanded="false" aria-controls="{detail_id}">'
             f'<span class="qc-caret" aria-hidden="true"></span>{esc(name)}</button></td>',
-            f'<td data-v="{_fmt(r.get("a"), ".6f", "")}">{esc(_score(r.get("a"), r.get("a_stderr")))}</td>',
-            f'<td data-v="{_fmt(r.get("b"), ".6f", "")}">{esc(_score(r.get("b"), r.get("b_stderr")))}</td>',
-            f'<td data-v="{_fmt(d, ".6f", "")}" class="{_sign_class(d)}">{esc(_fmt(d, "+.2f"))}</td>',
-            f'<td data-v="{_fmt(r.get("ci_low"), ".6f", "")}">{esc(_ci(r))}</td>',
-            f'<td data-v="{_fmt(r.get("p_value"), ".9g", "")}">{esc(_fmt_p(r.get("p_value")))}</td>',
+            f'<td data-v="{fmt(r.get("a"), ".6f", "")}">{esc(score_cell(r.get("a"), r.get("a_stderr")))}</td>',
+            f'<td data-v="{fmt(r.get("b"), ".6f", "")}">{esc(score_cell(r.get("b"), r.get("b_stderr")))}</td>',
+            f'<td data-v="{fmt(d, ".6f", "")}" class="{_sign_class(d)}">{esc(fmt(d, "+.2f"))}</td>',
+            f'<td data-v="{fmt(r.get("ci_low"), ".6f", "")}">{esc(ci_text(r))}</td>',
+            f'<td data-v="{fmt(r.get("p_value"), ".9g", "")}">{esc(p_cell(r.get("p_value")))}</td>',
             *_adjusted_cells(r),
-            f'<td data-v="{_fmt(r.get("mde"), ".6f", "")}"{weak_cls}>{esc(fmt_mde(r))}</td>',
-            *((f'<td data-v="{_fmt((r.get("baseline") or {}).get("delta"), ".6f", "")}">{esc(baseline_cell(r))}</td>',) if compared_with else ()),
+            f'<td data-v="{fmt(r.get("mde"), ".6f", "")}"{weak_cls}>{esc(fmt_mde(r))}</td>',
+            *((f'<td data-v="{fmt((r.get("baseline") or {}).get("delta"), ".6f", "")}">{esc(baseline_cell(r))}</td>',) if compared_with else ()),
             f'<td data-v="{esc(_verdict_text(r))}" title="{title}"><span class="qc-outcome {"qc-o-fail" if not r.get("passed") else "qc-o-pass"}">'
             f'{"FAIL" if not r.get("passed") else "PASS"}</span> '
             f'{_sig_badge(sig) if sig and sig != "n/a" else ""}'
@@ -245,7 +223,7 @@ def _model_rows(run: Mapping[str, Any], label_a: str, label_b: str) -> str:
         return str(actual or requested or "—")
 
     def params(m: Mapping[str, Any]) -> str:
-        n = _num(m.get("parameters"))
+        n = num(m.get("parameters"))
         return "—" if n is None else f"{human_count(n)} ({int(n):,})"
 
     rows = [
@@ -286,12 +264,12 @@ def _settings_html(run: Mapping[str, Any], stats: Mapping[str, Any] | None) -> s
         extra = ' <span class="qc-warn-inline">(smoke run: not comparable to full runs)</span>' if key == "limit" else ""
         items.append(f"<dt>{esc(label)}</dt><dd>{esc(value)}{extra}</dd>")
     if stats:
-        wall = _num(stats.get("wall_seconds"))
+        wall = num(stats.get("wall_seconds"))
         items.append(f"<dt>wall time</dt><dd>{'—' if wall is None else _duration(wall)}</dd>")
         evaluations = stats.get("evaluations")
         if evaluations is not None:
             items.append(f"<dt>work</dt><dd>{esc(stats.get('model_loads', 0))} model load(s), {esc(evaluations)} evaluation(s) "
-                         f"({_duration(_num(stats.get('evaluation_seconds')) or 0.0)}), {esc(stats.get('cache_hits', 0))} cached evaluation(s) reused</dd>")
+                         f"({_duration(num(stats.get('evaluation_seconds')) or 0.0)}), {esc(stats.get('cache_hits', 0))} cached evaluation(s) reused</dd>")
     if not items:
         return ""
     return '<dl class="qc-settings">' + "".join(items) + "</dl>"
@@ -313,9 +291,9 @@ def _duration(seconds: float) -> str:
 
 def _verdict_ci(record: Record) -> str:
     """The interval the verdict comes from: adjusted for items of a family, unadjusted for overall."""
-    if is_overall(record) or _num(record.get("adjusted_ci_low")) is None:
-        return _ci(record)
-    return _ci(record, "adjusted_")
+    if is_overall(record) or num(record.get("adjusted_ci_low")) is None:
+        return ci_text(record)
+    return ci_text(record, "adjusted_")
 
 
 def _headline(groups: Mapping[str, list[Record]], slugs: Mapping[str, str], run: Mapping[str, Any],
@@ -350,14 +328,14 @@ def _headline(groups: Mapping[str, list[Record]], slugs: Mapping[str, str], run:
             if r is None:
                 cells.append('<td colspan="6" class="qc-muted">no aggregate item</td>')
             else:
-                d = _num(r.get("delta"))
-                gain = esc(_fmt(d, "+.2f"))
+                d = num(r.get("delta"))
+                gain = esc(fmt(d, "+.2f"))
                 name = str(r.get("metric", "")) if is_overall(r) else str(r.get("item", ""))
-                low = {side: is_generation(r) and (_num(r.get(side)) or 0.0) <= NEAR_ZERO_POINTS for side in ("a", "b")}
+                low = {side: is_generation(r) and (num(r.get(side)) or 0.0) <= NEAR_ZERO_POINTS for side in ("a", "b")}
                 cells += [
                     f"<td>{esc(name)}</td>",
-                    f'<td class="qc-num{" qc-near-zero" if low["a"] else ""}">{esc(_score(r.get("a"), r.get("a_stderr")))}</td>',
-                    f'<td class="qc-num{" qc-near-zero" if low["b"] else ""}">{esc(_score(r.get("b"), r.get("b_stderr")))}</td>',
+                    f'<td class="qc-num{" qc-near-zero" if low["a"] else ""}">{esc(score_cell(r.get("a"), r.get("a_stderr")))}</td>',
+                    f'<td class="qc-num{" qc-near-zero" if low["b"] else ""}">{esc(score_cell(r.get("b"), r.get("b_stderr")))}</td>',
                     f'<td class="qc-num qc-gain {_sign_class(d)}">{gain}</td>',
                     f'<td class="qc-num">{esc(_verdict_ci(r))}</td>',
                     f"<td>{_sig_badge(r.get('significance'))}</td>",
@@ -370,7 +348,7 @@ def _headline(groups: Mapping[str, list[Record]], slugs: Mapping[str, str], run:
     if ratio:
         # The study's pair as a yardstick, only for models of a comparable kind (not the demo's toy models).
         reference = (' <span class="qc-muted">(reference: Qwen2.5 1.5B → 7B is 4.7× parameters for +12 MMLU points)</span>'
-                     if min(_num(pa) or 0, _num(pb) or 0) >= REAL_SCALE_PARAMETERS else "")
+                     if min(num(pa) or 0, num(pb) or 0) >= REAL_SCALE_PARAMETERS else "")
         out.append(f'<p class="qc-scale">Scale: {esc(label_b)} has <b>{ratio:.2f}×</b> the parameters of {esc(label_a)} '
                    f"({human_count(pa)} → {human_count(pb)}); the gains above are what that buys{reference}.</p>")
     return "".join(out)
@@ -380,12 +358,12 @@ def _headline(groups: Mapping[str, list[Record]], slugs: Mapping[str, str], run:
 
 
 def _chart_notes(subjects: Sequence[Record]) -> str:
-    deltas = sorted(_num(r.get("delta")) for r in subjects if _num(r.get("delta")) is not None)
+    deltas = sorted(num(r.get("delta")) for r in subjects if num(r.get("delta")) is not None)
     if not deltas:
         return ""
     t = counts(subjects)
     median = deltas[len(deltas) // 2] if len(deltas) % 2 else (deltas[len(deltas) // 2 - 1] + deltas[len(deltas) // 2]) / 2
-    by_delta = sorted(subjects, key=lambda r: _num(r.get("delta")) or 0.0)
+    by_delta = sorted(subjects, key=lambda r: num(r.get("delta")) or 0.0)
     worst, best = by_delta[0], by_delta[-1]
     return (
         '<ul class="qc-chart-notes">'
@@ -393,8 +371,8 @@ def _chart_notes(subjects: Sequence[Record]) -> str:
         f"median Δ {median:+.2f}, mean Δ {sum(deltas) / len(deltas):+.2f} points.</li>"
         f'<li><span class="qc-better">▲ {t["better"]}</span> significantly better, <span class="qc-worse">▼ {t["worse"]}</span> '
         f'significantly worse, <span class="qc-undet">◆ {t["undetermined"]}</span> undetermined after correction.</li>'
-        f"<li>Largest gain: <b>{esc(best.get('item'))}</b> {_fmt(best.get('delta'), '+.2f')}, adjusted CI {esc(_verdict_ci(best))}.</li>"
-        f"<li>Smallest: <b>{esc(worst.get('item'))}</b> {_fmt(worst.get('delta'), '+.2f')}, adjusted CI {esc(_verdict_ci(worst))}.</li>"
+        f"<li>Largest gain: <b>{esc(best.get('item'))}</b> {fmt(best.get('delta'), '+.2f')}, adjusted CI {esc(_verdict_ci(best))}.</li>"
+        f"<li>Smallest: <b>{esc(worst.get('item'))}</b> {fmt(worst.get('delta'), '+.2f')}, adjusted CI {esc(_verdict_ci(worst))}.</li>"
         "<li>Subjects with few documents have wide intervals: a large Δ there can still be undetermined.</li>"
         "</ul>"
     )
@@ -408,7 +386,7 @@ def benchmark_section(benchmark: str, rows: Sequence[Record], slug: str, run: Ma
     shots = (run.get("num_fewshot") or {}).get(benchmark)
     out = [f'<section class="qc-section" id="qwencmp-sec-{slug}"><h3>{esc(title)}</h3>']
     out.append(
-        f"<p>{_plural(len(rows), 'item')} ({'%d-shot' % int(_num(shots)) if _num(shots) is not None else 'default shots'}): "
+        f"<p>{_plural(len(rows), 'item')} ({'%d-shot' % int(num(shots)) if num(shots) is not None else 'default shots'}): "
         f'<span class="qc-o-pass">{c["passed"]} passed</span>, '
         f'<span class="{"qc-o-fail" if c["failed"] else "qc-muted"}">{c["failed"]} failed</span>'
         + (f', <span class="qc-weak">{c["underpowered"]} underpowered</span>' if c["underpowered"] else "") + ".</p>"
@@ -483,3 +461,17 @@ def render_summary(records: Iterable[Record], run: Mapping[str, Any] | None = No
         out.append(benchmark_section(name, group, slugs[name], run))
     out.append(f"<script>{_asset('report.js')}</script></div>")
     return "".join(out)
+
+
+def html_summary(records: Iterable[Record], run: Mapping[str, Any], stats: Mapping[str, Any] | None = None) -> str:
+    """One self-contained HTML block for pytest-html: headline, charts and a table per benchmark (inline CSS, SVG, JS)."""
+    return render_summary(records, run, stats)
+
+
+def html_page(records: Iterable[Record], run: Mapping[str, Any], stats: Mapping[str, Any] | None = None, title: str = "Model comparison") -> str:
+    """A standalone HTML page around the same summary block the pytest-html report carries."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title></head><body>{html_summary(records, run, stats)}</body></html>\n"
+    )

@@ -18,65 +18,22 @@ unadjusted, and reported on its own line.
 from __future__ import annotations
 
 import statistics as pystats
-from collections import OrderedDict
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..config.sides import describe_setup
-from ..stats.paired import POINTS
+from .formatting import (
+    Record,
+    adjustment_phrase,
+    confidence,
+    counts,
+    fmt_ci,
+    fmt_mde,
+    fmt_p,
+    group_by_benchmark,
+    is_overall,
+    score_text,
+)
 
-Record = Mapping[str, Any]
-OVERALL = "overall"
-
-
-# --------------------------------------------------------------------------- records
-
-
-def is_overall(record: Record) -> bool:
-    """The benchmark's aggregate item(s): ``overall`` or ``overall:<metric>``."""
-    return str(record.get("item", "")).split(":")[0] == OVERALL
-
-
-def group_by_benchmark(records: Iterable[Record]) -> "OrderedDict[str, list[Record]]":
-    groups: OrderedDict[str, list[Record]] = OrderedDict()
-    for record in sorted(records, key=lambda r: (r.get("benchmark_order", 0), r.get("order", 0))):
-        groups.setdefault(str(record.get("benchmark", "")), []).append(record)
-    return groups
-
-
-def record_bound(value: float) -> float:
-    """A bound of B − A (fraction) in points for a record: 4 decimals, never rounded across 0.
-
-    Keeps ``0 ∉ [low, high] ⟺ p < level`` true of the recorded numbers too.
-    """
-    points = round(value * POINTS, 4)
-    if value > 0 and points <= 0:
-        return 0.0001
-    if value < 0 and points >= 0:
-        return -0.0001
-    return points
-
-
-def counts(records: Iterable[Record]) -> dict[str, int]:
-    """The one tally behind every report (see the module docstring for what each count covers)."""
-    rows = list(records)
-    family = [r for r in rows if not is_overall(r)]
-    result = {
-        "items": len(rows),
-        "passed": sum(1 for r in rows if r.get("passed")),
-        "failed": sum(1 for r in rows if not r.get("passed")),
-        "underpowered": sum(1 for r in rows if r.get("underpowered")),
-        "family": len(family),
-        "better": 0,
-        "worse": 0,
-        "undetermined": 0,
-    }
-    for r in family:
-        sig = r.get("significance")
-        result[sig if sig in ("better", "worse") else "undetermined"] += 1
-    return result
-
-
-# --------------------------------------------------------------------------- numbers as text
 
 
 def fmt_bound(value: Any) -> str:
@@ -109,13 +66,13 @@ def fmt_mde(record: Record) -> str:
     return "none" if mde is None else f"±{mde:.1f}"
 
 
-def _score(value: float | None, stderr: float | None) -> str:
+def score_text(value: float | None, stderr: float | None) -> str:
     if value is None:
         return "—"
     return f"{value:.2f} ± {stderr:.2f}" if stderr is not None else f"{value:.2f}"
 
 
-def _confidence(record: Record) -> str:
+def confidence(record: Record) -> str:
     return f"{1 - float(record.get('alpha') or 0.05):.0%}"
 
 
@@ -132,13 +89,13 @@ def adjustment_phrase(record: Record) -> str:
 def item_lines(record: Record) -> list[str]:
     """An item's story in two to four short lines: scores and test; adjusted test, verdict, MDE; expectations; power."""
     r = record
-    first = (f"{r['benchmark']}[{r['item']}] {r['metric']}: A ({r['model_a']}) {_score(r['a'], r.get('a_stderr'))}, "
-             f"B ({r['model_b']}) {_score(r['b'], r.get('b_stderr'))} over {r['n']} documents; B − A = {r['delta']:+.2f} points")
+    first = (f"{r['benchmark']}[{r['item']}] {r['metric']}: A ({r['model_a']}) {score_text(r['a'], r.get('a_stderr'))}, "
+             f"B ({r['model_b']}) {score_text(r['b'], r.get('b_stderr'))} over {r['n']} documents; B − A = {r['delta']:+.2f} points")
     if r.get("delta_stderr") is not None:
         kind = "paired" if r.get("p_value") is not None else "unpaired"
         first += f" (± {r['delta_stderr']:.2f} {kind} stderr"
         if r.get("ci_low") is not None:
-            first += f", {_confidence(r)} CI {fmt_ci(r['ci_low'], r['ci_high'])}, p = {r['p_value']:.3g}"
+            first += f", {confidence(r)} CI {fmt_ci(r['ci_low'], r['ci_high'])}, p = {r['p_value']:.3g}"
         first += ")"
     lines = [first + "."]
     if r.get("adjusted_p") is not None:
@@ -164,7 +121,7 @@ def short_line(record: Record) -> str:
     r = record
     parts = [f"B − A {r['delta']:+.2f}"]
     if r.get("ci_low") is not None:
-        parts[0] += f" {_confidence(r)} CI {fmt_ci(r['ci_low'], r['ci_high'])} p {fmt_p(r.get('p_value'))}"
+        parts[0] += f" {confidence(r)} CI {fmt_ci(r['ci_low'], r['ci_high'])} p {fmt_p(r.get('p_value'))}"
     if r.get("adjusted_p") is not None and not is_overall(r) and int(r.get("family_size") or 1) > 1:
         parts.append(f"{r.get('correction')} CI {fmt_ci(r.get('adjusted_ci_low'), r.get('adjusted_ci_high'))} "
                      f"p {fmt_p(r.get('adjusted_p'))}")
@@ -274,8 +231,8 @@ def table_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
     return [
         (
             str(r["item"]),
-            _score(r["a"], r.get("a_stderr")),
-            _score(r["b"], r.get("b_stderr")),
+            score_text(r["a"], r.get("a_stderr")),
+            score_text(r["b"], r.get("b_stderr")),
             f"{r['delta']:+.2f}",
             fmt_ci(r.get("ci_low"), r.get("ci_high")),
             fmt_p(r.get("p_value")),
@@ -303,7 +260,7 @@ def _headers(records: Sequence[Record]) -> tuple[str, ...]:
         f"{first['model_a']} {metric} ± stderr",
         f"{first['model_b']} {metric} ± stderr",
         "B − A",
-        f"{_confidence(first)} CI (paired)",
+        f"{confidence(first)} CI (paired)",
         "p",
         adjusted_header(records),
         "adj. p",
@@ -373,16 +330,6 @@ _SETTING_LINES = (
 )
 
 
-def html_summary(records: Iterable[Record], run: Mapping[str, Any], stats: Mapping[str, Any] | None = None) -> str:
-    """One self-contained HTML block for pytest-html: headline, charts and a table per benchmark.
-
-    Rendered by ``html_report.render_summary`` (inline CSS, SVG and JS; no external resources).
-    """
-    from .html import render_summary
-
-    return render_summary(records, run, stats)
-
-
 def markdown_tables(records: Iterable[Record], run: Mapping[str, Any]) -> str:
     """GitHub-flavoured Markdown: settings, then one table per benchmark."""
     lines = ["## Model comparison", ""]
@@ -400,72 +347,6 @@ def markdown_tables(records: Iterable[Record], run: Mapping[str, Any]) -> str:
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
         lines.append("")
     return "\n".join(lines)
-
-
-RESULTS_SCHEMA_VERSION = 1
-
-
-def results_document(
-    records: Iterable[Record],
-    run: Mapping[str, Any],
-    lm_eval_results: Mapping[str, Mapping[str, Any]],
-    stats: Mapping[str, Any],
-) -> dict[str, Any]:
-    """The ``--qwencmp-json`` document (schema: ``results.schema.json`` beside this module).
-
-    ``models.<side>.lm_eval`` holds, per benchmark, lm-eval's own results object
-    (``results``, ``groups``, ``n-shot``, ``n-samples``, ``versions``,
-    ``higher_is_better``, ``config``), so tools that read lm-eval output read it.
-    """
-    rows = list(records)
-    benchmarks = {}
-    for name, group in group_by_benchmark(rows).items():
-        family = [r for r in group if not is_overall(r)]
-        correction = family[0].get("correction", "none") if len(family) > 1 else "none"
-        benchmarks[name] = {"title": group[0].get("benchmark_title", name), **counts(group), "correction": correction}
-    models: dict[str, Any] = {}
-    for side in ("a", "b"):
-        models[side] = {
-            **dict(run.get("models", {}).get(side, {})),
-            "lm_eval": {name: payload.get(side, {}) for name, payload in lm_eval_results.items()},
-        }
-    comparisons = [
-        {k: v for k, v in r.items() if k not in ("order", "benchmark_order")} for r in sorted(
-            rows, key=lambda r: (r.get("benchmark_order", 0), r.get("order", 0))
-        )
-    ]
-    return {
-        "schema_version": RESULTS_SCHEMA_VERSION,
-        "settings": {k: v for k, v in run.items() if k != "models"},
-        "models": models,
-        "benchmarks": benchmarks,
-        "comparisons": comparisons,
-        "stats": dict(stats),
-        "passed": all(r["passed"] for r in rows),
-    }
-
-
-def ordered_record(record: Mapping[str, Any], item_ids: Sequence[str], benchmark_names: Sequence[str]) -> dict[str, Any]:
-    """``record`` with its place in the tables: ``order`` among its benchmark's items, ``benchmark_order`` in the registry."""
-    return {**record, "order": list(item_ids).index(record["item"]), "benchmark_order": list(benchmark_names).index(record["benchmark"])}
-
-
-_COUNTED = ("model_loads", "evaluations", "cache_hits", "evaluation_seconds")
-
-
-def combine_stats(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Several processes' (xdist workers') or jobs' (shards') stats as one: counts added, reuse listed."""
-    total: dict[str, Any] = {key: 0 for key in _COUNTED}
-    total.update(evaluated={}, reused={}, ignored=[])
-    for part in parts:
-        for key in _COUNTED:
-            total[key] = round(total[key] + (part.get(key) or 0), 2)
-        for side, names in (part.get("evaluated") or {}).items():
-            total["evaluated"].setdefault(side, []).extend(names)
-        for side, by_benchmark in (part.get("reused") or {}).items():
-            total["reused"].setdefault(side, {}).update(by_benchmark)
-        total["ignored"] += list(part.get("ignored") or [])
-    return total
 
 
 def reuse_lines(stats: Mapping[str, Any]) -> list[str]:
@@ -491,12 +372,3 @@ def reuse_lines(stats: Mapping[str, Any]) -> list[str]:
     return [f"qwencmp: model {side.upper()}: {text}" for side, text in said.items()]
 
 
-def html_page(records: Iterable[Record], run: Mapping[str, Any], stats: Mapping[str, Any] | None = None, title: str = "Model comparison") -> str:
-    """A standalone HTML page around the same summary block the pytest-html report carries."""
-    from html import escape
-
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title></head><body>{html_summary(records, run, stats)}</body></html>\n"
-    )

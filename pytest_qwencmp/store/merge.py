@@ -1,17 +1,17 @@
-"""Merging shards into one comparison: ``python -m pytest_qwencmp merge SHARD.json…``.
+"""Shards that belong together: reading and checking the ``--qwencmp-json`` files of ``--qwencmp-shard`` jobs.
 
 Each shard's ``--qwencmp-json`` carries its evaluations in the full saved form
-(``saved``). :func:`merge_shards` reads them (:func:`read_shard`), checks that
-they belong together (:func:`check_shards`) — one plan of N shards with every
-shard given once, the same number-changing settings and models
-(``compatibility.settings_mismatches``, the one check baselines and cache
-imports use too), the same correction and expectations unless the merge sets
-them, every item of every benchmark present exactly once — and then compares
-each benchmark with the SAME core the plugin uses: ``comparison.compare_benchmark``
-on the rebuilt ``BenchmarkEvaluation``s, ``report.ordered_record`` for each
-item's record, ``report.results_document`` / ``markdown_tables`` /
-``html_page`` and ``junit.write_junit`` for the outputs. So every number
-equals a single run's on the same evaluations, to the last digit.
+(``format.read_results``). :func:`load_shards` reads them (:func:`read_shard`),
+checks that they belong together (:func:`check_shards`) — one plan of N
+shards with every shard given once, the same number-changing settings and
+models (``compatibility.settings_mismatches``, the one check baselines and
+cache imports use too), the same correction and expectations unless the
+merge sets them, every item of every benchmark present exactly once — and
+returns a :class:`ShardSet`: the rebuilt evaluations, the registry the shards
+defined, the rules and correction to judge with, the merged settings and
+counters. ``comparison.merge_shards`` compares them with the SAME core a run
+uses, so every number equals a single run's on the same evaluations, to the
+last digit.
 
 A problem with the inputs raises ``QwencmpError`` with one paragraph (the
 command exits 4). Pure: no pytest, no lm-eval task, no model, no torch — a
@@ -21,24 +21,19 @@ merge job runs on a GitHub-hosted runner.
 from __future__ import annotations
 
 import hashlib
-import json
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config.benchmarks import Registry, benchmark_from_table
-from .compatibility import settings_mismatches
+from ..config.expectations import NO_EXPECTATIONS, Expectations, load_expectations, parse_expectations
 from ..errors import QwencmpError
 from ..evaluation.evaluator import BenchmarkEvaluation
-from ..report.junit import Case, item_properties, write_junit
-from ..report.text import combine_stats, html_page, markdown_tables, ordered_record, results_document
-from ..files import write_atomic
+from ..report.results import combine_stats
+from ..stats.multiplicity import adjust_p_values
+from .compatibility import settings_mismatches
 from .format import SavedEvaluations, SavedFormatError, read_results
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..comparison import ItemComparison
 
 ADVICE = (
     "Merge the --qwencmp-json files of ONE run of every shard (same models, settings and plan; "
@@ -219,9 +214,7 @@ def merged_registry(shards: Sequence[ShardResult]) -> Registry:
         raise QwencmpError(f"Cannot merge: a shard's benchmark definitions are malformed ({exc}). {ADVICE}") from None
 
 
-def _expectations(shards: Sequence[ShardResult], registry: Registry, path: Path | None):
-    from ..config.expectations import NO_EXPECTATIONS, load_expectations, parse_expectations
-
+def _expectations(shards: Sequence[ShardResult], registry: Registry, path: Path | None) -> Expectations:
     if path is not None:
         return load_expectations(Path(path), registry)
     rules = shards[0].saved.comparison.get("expectations")
@@ -231,8 +224,6 @@ def _expectations(shards: Sequence[ShardResult], registry: Registry, path: Path 
 
 
 def _correction(shards: Sequence[ShardResult], given: str | None) -> str:
-    from ..stats.paired import adjust_p_values
-
     correction = (given or shards[0].saved.comparison.get("correction") or "holm").lower()
     try:
         adjust_p_values([], method=correction)
@@ -259,56 +250,28 @@ def _run_info(shards: Sequence[ShardResult], correction: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class MergedRun:
-    """The merged comparison: every item's result and record, the run's settings and stats."""
+class ShardSet:
+    """Shards that belong together, checked, with what comparing them again needs.
+
+    ``evaluations`` maps ``(side, benchmark)`` to the evaluation rebuilt from
+    the saved form; ``seeds`` each benchmark's resampling seed; ``nodeids``
+    each item's pytest node id; ``rules`` and ``correction`` what the merge
+    judges with (the shards' own unless the merge sets them).
+    """
 
     shards: tuple[ShardResult, ...]
-    comparisons: tuple["ItemComparison", ...]
-    records: tuple[dict[str, Any], ...]
+    registry: Registry
+    rules: Expectations
+    correction: str
+    evaluations: Mapping[tuple[str, str], BenchmarkEvaluation]
+    seeds: Mapping[str, int]
+    nodeids: Mapping[tuple[str, str], str]
     run_info: dict[str, Any]
-    lm_eval_results: dict[str, dict[str, Any]]
     stats: dict[str, Any]
 
-    @property
-    def passed(self) -> bool:
-        return all(r["passed"] for r in self.records)
 
-    def document(self) -> dict[str, Any]:
-        return results_document(self.records, self.run_info, self.lm_eval_results, self.stats)
-
-    def junit_cases(self) -> list[Case]:
-        return [
-            Case(
-                record.get("nodeid") or f"test_{record['benchmark']}.py::test_{record['benchmark']}[{record['item']}]",
-                item_properties(record),
-                None if comparison.verdict.passed else comparison.describe(),
-            )
-            for comparison, record in zip(self.comparisons, self.records)
-        ]
-
-    def write(self, *, json_path: Path | None = None, html_path: Path | None = None,
-              markdown_path: Path | None = None, junit_path: Path | None = None) -> list[Path]:
-        """Write the outputs asked for; returns their paths."""
-        written = []
-        if json_path:
-            written.append(write_atomic(Path(json_path), json.dumps(self.document(), indent=2) + "\n", what="merged results"))
-        if html_path:
-            written.append(write_atomic(Path(html_path), html_page(self.records, self.run_info, self.stats), what="merged report"))
-        if markdown_path:
-            written.append(write_atomic(Path(markdown_path), self.markdown(), what="merged Markdown"))
-        if junit_path:
-            written.append(write_junit(self.junit_cases(), Path(junit_path), seconds=float(self.stats.get("wall_seconds") or 0)))
-        return written
-
-    def markdown(self) -> str:
-        return markdown_tables(self.records, self.run_info)
-
-
-def merge_shards(paths: Sequence[Path], *, expectations: Path | None = None, correction: str | None = None) -> MergedRun:
-    """Read, check and compare: the shards' results as one run (see the module docstring)."""
-    from ..comparison import compare_benchmark
-
-    started = time.perf_counter()
+def load_shards(paths: Sequence[Path], *, expectations: Path | None = None, correction: str | None = None) -> ShardSet:
+    """Read and check the shards' results files; :class:`QwencmpError` (one paragraph) when they cannot be merged."""
     if not paths:
         raise QwencmpError(f"Give the shards' results files to merge. {ADVICE}")
     shards = tuple(read_shard(p) for p in paths)
@@ -317,7 +280,6 @@ def merge_shards(paths: Sequence[Path], *, expectations: Path | None = None, cor
     check_shards(shards, registry, overrides=overrides)
     method = _correction(shards, correction)
     rules = _expectations(shards, registry, expectations)
-
     evaluations: dict[tuple[str, str], BenchmarkEvaluation] = {}
     seeds: dict[str, int] = {}
     nodeids: dict[tuple[str, str], str] = {}
@@ -328,28 +290,7 @@ def merge_shards(paths: Sequence[Path], *, expectations: Path | None = None, cor
         for record in shard.records:
             if record.get("nodeid"):
                 nodeids[(record["benchmark"], record["item"])] = record["nodeid"]
-
-    comparisons, records, lm_eval_results = [], [], {}
-    for benchmark in registry.benchmarks:
-        if ("a", benchmark.name) not in evaluations:
-            continue
-        evaluation_a, evaluation_b = evaluations[("a", benchmark.name)], evaluations[("b", benchmark.name)]
-        compared = compare_benchmark(
-            benchmark, evaluation_a, evaluation_b, rules, correction=method, seed=seeds[benchmark.name]
-        )
-        item_ids = [item.id for item in benchmark.items]
-        for item_id in item_ids:
-            comparison = compared[item_id]
-            record = ordered_record(comparison.to_record(), item_ids, registry.names())
-            record["outcome"] = "passed" if comparison.verdict.passed else "failed"
-            if (benchmark.name, item_id) in nodeids:
-                record["nodeid"] = nodeids[(benchmark.name, item_id)]
-            comparisons.append(comparison)
-            records.append(record)
-        lm_eval_results[benchmark.name] = {"a": evaluation_a.lm_eval_results, "b": evaluation_b.lm_eval_results}
-
     stats = combine_stats(s.document.get("stats") or {} for s in shards)
     stats["wall_seconds"] = max((float((s.document.get("stats") or {}).get("wall_seconds") or 0) for s in shards), default=0.0)
     stats["shards"] = len(shards)
-    stats["merge_seconds"] = round(time.perf_counter() - started, 2)
-    return MergedRun(shards, tuple(comparisons), tuple(records), _run_info(shards, method), lm_eval_results, stats)
+    return ShardSet(shards, registry, rules, method, evaluations, seeds, nodeids, _run_info(shards, method), stats)
