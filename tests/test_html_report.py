@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 import pytest
 
 from pytest_qwencmp.report import html as html_report
+from pytest_qwencmp.report.charts import nice_ticks
 from pytest_qwencmp.report.html import html_summary
 
 SUBJECTS = [f"subject_{i:02d}" for i in range(57)]
@@ -360,7 +361,7 @@ def test_benchmark_ids_are_slugged_and_unique():
 
 def test_nice_ticks_cover_the_range():
     for low, high in [(-7.3, 22.1), (0, 1), (35.2, 96.8), (-0.4, 0.0), (5, 5)]:
-        ticks = html_report.nice_ticks(low, high)
+        ticks = nice_ticks(low, high)
         assert ticks[0] <= low and ticks[-1] >= high and ticks == sorted(ticks)
 
 
