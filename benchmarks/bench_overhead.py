@@ -126,7 +126,7 @@ def new_run(settings, registry):
 
 
 def same_scores(benchmark, bare_output, evaluation) -> bool:
-    from pytest_qwencmp.evaluation.evaluator import extract_item_scores
+    from pytest_qwencmp.evaluation.scores import extract_item_scores
 
     bare = {s.item_id: (round(s.value, 12), s.per_doc, s.doc_keys) for s in extract_item_scores(benchmark, bare_output)}
     plug = {s.item_id: (round(s.value, 12), s.per_doc, s.doc_keys) for s in evaluation.items}
@@ -135,8 +135,9 @@ def same_scores(benchmark, bare_output, evaluation) -> bool:
 
 def breakdown(run, side: str, benchmark, bare_output, evaluation, scratch: Path) -> dict[str, float]:
     """The plugin's work outside simple_evaluate, each part timed on its own (seconds)."""
-    from pytest_qwencmp.evaluation import evaluator as ev_mod
+    from pytest_qwencmp.evaluation import scores
     from pytest_qwencmp.evaluation.cache import EvaluationCache, cache_key
+    from pytest_qwencmp.files import json_safe
     from pytest_qwencmp.lmeval.tasks import TaskSource, task_definitions_fingerprint
 
     evaluator = run.evaluator
@@ -153,13 +154,13 @@ def breakdown(run, side: str, benchmark, bare_output, evaluation, scratch: Path)
         TaskSource(benchmark, run.settings.data_dir).build_manager(Path(tmp))
         parts["(both paths) task manager build"] = time.perf_counter() - t
     t = time.perf_counter()
-    ev_mod.extract_item_scores(benchmark, bare_output)
+    scores.extract_item_scores(benchmark, bare_output)
     parts["extract item scores"] = time.perf_counter() - t
     t = time.perf_counter()
-    ev_mod._documents(benchmark, bare_output)
+    scores.documents(benchmark, bare_output)
     parts["document views"] = time.perf_counter() - t
     t = time.perf_counter()
-    ev_mod.json_safe({k: bare_output.get(k, {}) for k in ("results", "groups", "n-shot", "n-samples", "versions", "higher_is_better", "config")})
+    json_safe({k: bare_output.get(k, {}) for k in ("results", "groups", "n-shot", "n-samples", "versions", "higher_is_better", "config")})
     parts["json-safe lm-eval results"] = time.perf_counter() - t
     cache = EvaluationCache(scratch, read_enabled=False)
     payload = evaluation.to_payload()

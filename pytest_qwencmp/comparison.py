@@ -25,7 +25,7 @@ from typing import Any, Mapping
 from .stats import power as pw
 from .stats import paired as stats
 from .config.benchmarks import Benchmark
-from .evaluation.evaluator import BenchmarkEvaluation, ItemScore
+from .evaluation.scores import BenchmarkEvaluation, ItemScore
 from .config.expectations import Expectation, Expectations
 from .stats.rules import PowerNote, Verdict, assess, check
 from .files import write_atomic

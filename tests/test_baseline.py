@@ -12,7 +12,7 @@ import pytest
 
 from pytest_qwencmp.store import baselines as bl
 from pytest_qwencmp.errors import QwencmpError
-from pytest_qwencmp.evaluation.evaluator import BenchmarkEvaluation, ItemScore
+from pytest_qwencmp.evaluation.scores import BenchmarkEvaluation, ItemScore
 from pytest_qwencmp.config.settings import RunSettings
 
 SUBJECTS = ("abstract_algebra", "anatomy", "astronomy")

@@ -17,7 +17,7 @@ import pytest
 from pytest_qwencmp.stats import power as pw
 from pytest_qwencmp.config.benchmarks import builtin_registry
 from pytest_qwencmp.comparison import compare_benchmark
-from pytest_qwencmp.evaluation.evaluator import BenchmarkEvaluation, ItemScore
+from pytest_qwencmp.evaluation.scores import BenchmarkEvaluation, ItemScore
 from pytest_qwencmp.config.expectations import NO_EXPECTATIONS, parse_expectations
 from pytest_qwencmp.report.formatting import counts
 from pytest_qwencmp.report.html import html_summary

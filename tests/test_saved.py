@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from pytest_qwencmp.store import compatibility, format as saved
-from pytest_qwencmp.evaluation.evaluator import BenchmarkEvaluation
+from pytest_qwencmp.evaluation.scores import BenchmarkEvaluation
 from test_baseline import full_run, mbpp, pattern, run_settings
 
 MACHINE = {"hostname": "gpu-7"}

@@ -39,7 +39,7 @@ from typing import Any, Union
 from .compatibility import ADAPTER_IDENTITY, IDENTITY, number_settings
 from .compatibility import settings_mismatches as _settings_mismatches
 from ..errors import QwencmpError
-from ..evaluation.evaluator import BenchmarkEvaluation, ItemScore
+from ..evaluation.scores import BenchmarkEvaluation, ItemScore
 from ..files import json_safe, write_atomic
 from ..stats.multiplicity import VERDICT_WORSE, adjust_family
 from ..stats.paired import POINTS, PairedComparison, paired_test

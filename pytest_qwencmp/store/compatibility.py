@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ..files import json_safe
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..evaluation.evaluator import BenchmarkEvaluation
+    from ..evaluation.scores import BenchmarkEvaluation
     from ..config.settings import RunSettings
 
 __all__ = [

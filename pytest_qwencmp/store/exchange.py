@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from ..evaluation.cache import EvaluationCache, cache_key
 from .compatibility import RUN_SETTINGS, number_settings, settings_mismatches
 from ..errors import QwencmpError
-from ..evaluation.evaluator import BenchmarkEvaluation
+from ..evaluation.scores import BenchmarkEvaluation
 from ..files import write_atomic
 from .format import SavedEvaluations, SavedFormatError, machine_info, read_saved, saved_from_evaluations
 

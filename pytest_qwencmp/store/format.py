@@ -63,7 +63,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.evaluator import BenchmarkEvaluation, ItemScore
+from ..evaluation.scores import BenchmarkEvaluation, ItemScore
 from ..files import json_safe
 
 __all__ = [

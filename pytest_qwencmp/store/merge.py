@@ -29,7 +29,7 @@ from typing import Any
 from ..config.benchmarks import Registry, benchmark_from_table
 from ..config.expectations import NO_EXPECTATIONS, Expectations, load_expectations, parse_expectations
 from ..errors import QwencmpError
-from ..evaluation.evaluator import BenchmarkEvaluation
+from ..evaluation.scores import BenchmarkEvaluation
 from ..report.results import combine_stats
 from ..stats.multiplicity import adjust_p_values
 from .compatibility import settings_mismatches
