@@ -8,6 +8,7 @@ paragraph naming the option and what to change. Nothing here imports torch.
 from __future__ import annotations
 
 import re
+from importlib.util import find_spec
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -284,8 +285,6 @@ def _parse_adapter(value: Any, option: str) -> ModelRef | None:
             )
         if not any(ref.path.glob("adapter_model.*")):
             raise QwencmpError(f"{option} {str(value)!r} holds no adapter weights (adapter_model.safetensors or .bin).")
-    from importlib.util import find_spec
-
     if find_spec("peft") is None:
         raise QwencmpError(f"{option} loads a PEFT adapter, but the peft library is not installed; pip install peft.")
     return ref

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..files import holding
 from .data import HELLASWAG_PATH, MBPP_PATH, MMLU_PATH, demo_documents, write_hellaswag, write_mbpp, write_mmlu
 from .training import (
     MODEL_A,
@@ -67,8 +68,6 @@ def build_demo_assets(
     ``progress`` hears one line per build step (nothing when the assets are
     already built) and, while another process builds them, that this one waits.
     """
-    from ..files import holding
-
     cache_root = Path(cache_root)
     root = cache_root / f"demo-{DEMO_VERSION}"
     if not rebuild and is_complete(root):

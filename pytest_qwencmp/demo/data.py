@@ -17,6 +17,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from ..config.benchmarks import builtin_registry
+
 MMLU_PATH = "cais/mmlu"
 HELLASWAG_PATH = "Rowan/hellaswag"
 MBPP_PATH = "google-research-datasets/mbpp"
@@ -78,8 +80,6 @@ def unique_words(rng: random.Random, count: int, syllables: int, taken: set[str]
 
 
 def mmlu_subjects() -> tuple[str, ...]:
-    from ..config.benchmarks import builtin_registry
-
     return builtin_registry().get("mmlu").subjects
 
 

@@ -22,13 +22,14 @@ import importlib.util
 import json
 import math
 import random
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from .data import SEED
 from ..errors import QwencmpError
+from .data import SEED
 
 MBPP_NUM_FEWSHOT = 2
 
@@ -100,8 +101,6 @@ def mmlu_gold(doc: Mapping) -> str:
 
 def hellaswag_preprocess(text: str) -> str:
     """lm_eval/tasks/hellaswag/utils.py ``preprocess``."""
-    import re
-
     text = text.strip().replace(" [title]", ". ")
     text = re.sub("\\[.*?\\]", "", text)
     return text.replace("  ", " ")
@@ -205,7 +204,7 @@ def tokenizer_corpus(items: Sequence[TrainingItem], mmlu, hellaswag, mbpp) -> li
 @contextmanager
 def deterministic_torch() -> Iterator[None]:
     """Deterministic kernels on ``BUILD_THREADS`` threads; restores the caller's settings and RNG."""
-    import torch
+    import torch  # lazy: torch only when a model is built, loaded or run
 
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -223,7 +222,7 @@ def deterministic_torch() -> Iterator[None]:
 @contextmanager
 def quiet_progress_bars() -> Iterator[None]:
     """No 'Writing model shards' bars while saving; restores the caller's setting."""
-    from transformers.utils import logging
+    from transformers.utils import logging  # lazy: transformers (and torch) only when a model is loaded or built
 
     enabled = logging.is_progress_bar_enabled()
     logging.disable_progress_bar()
@@ -242,8 +241,8 @@ def train_tokenizer(corpus: Sequence[str]):
     pre-tokenizer and returning that class keeps training and evaluation
     tokenization identical.
     """
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import Qwen2Tokenizer
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers  # lazy: tokenizers only when the demo's tokenizer is trained
+    from transformers import Qwen2Tokenizer  # lazy: transformers (and torch) only when a model is loaded or built
 
     qwen2 = Qwen2Tokenizer().backend_tokenizer
     bpe = Tokenizer(models.BPE())
@@ -296,7 +295,7 @@ def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
 
 def encode_benchmark(tokenizer, items: Sequence[TrainingItem], min_shared: int = 32) -> EncodedBenchmark:
     """Encode items as lm-eval splits them; a common start of ``min_shared`` tokens or more becomes ``prefix``."""
-    import torch
+    import torch  # lazy: torch only when a model is built, loaded or run
 
     encoded = [encode_pair(tokenizer, item.context, item.continuation) for item in items]
     shared = common_prefix_length([ids[:start] for ids, start in encoded])
@@ -337,8 +336,8 @@ def learning_rate_factor(step: int, recipe: ModelRecipe) -> float:
 
 def new_model(recipe: ModelRecipe, tokenizer):
     """A seeded, randomly initialised one-layer Qwen2 of the recipe's size."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    import torch  # lazy: torch only when a model is built, loaded or run
+    from transformers import Qwen2Config, Qwen2ForCausalLM  # lazy: transformers (and torch) only when a model is loaded or built
 
     config = Qwen2Config(
         vocab_size=len(tokenizer),
@@ -363,7 +362,7 @@ def gold_loss(model, ids, predicts_gold, prefix=None):
 
     With a ``prefix``, its keys and values are computed once and shared by the batch.
     """
-    import torch.nn.functional as F
+    import torch.nn.functional as F  # lazy: torch only when a model is built, loaded or run
 
     cache = None
     if prefix is not None:
@@ -382,7 +381,7 @@ def train_model(recipe: ModelRecipe, tokenizer, items: Sequence[TrainingItem], s
 
 def fit(model, recipe: ModelRecipe, tokenizer, items: Sequence[TrainingItem], shape: BatchShape = BatchShape()):
     """Train ``model``'s trainable parameters per ``recipe`` (steps, learning rate, seed) on ``items``."""
-    import torch
+    import torch  # lazy: torch only when a model is built, loaded or run
 
     model.train()
     rng = random.Random(recipe.seed)
@@ -404,7 +403,7 @@ def fit(model, recipe: ModelRecipe, tokenizer, items: Sequence[TrainingItem], sh
 
 def step_loss(model, encoded: EncodedBenchmark, rows: Sequence[int]):
     """The gold loss of the given rows, with the padding past their last gold token cut off."""
-    import torch
+    import torch  # lazy: torch only when a model is built, loaded or run
 
     index = torch.tensor(rows)
     ids, predicts_gold = encoded.ids[index], encoded.predicts_gold[index]
@@ -414,7 +413,7 @@ def step_loss(model, encoded: EncodedBenchmark, rows: Sequence[int]):
 
 def save_model(model, tokenizer, folder: Path) -> None:
     """safetensors weights, config, greedy generation config and the tokenizer, in one HF folder."""
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig  # lazy: transformers (and torch) only when a model is loaded or built
 
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.eos_token_id,

@@ -19,6 +19,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+from ..models.adapters import peft_quietly
 from .data import demo_documents
 from .training import MODEL_A, ModelRecipe, deterministic_torch, demo_training_items, fit, quiet_progress_bars
 
@@ -54,14 +55,12 @@ def chat_variant(model_dir: Path, out: Path, template: str = CHATML_TEMPLATE) ->
 def lora_adapter(model_dir: Path, out: Path, recipe: ModelRecipe = LORA_RECIPE) -> Path:
     """A LoRA adapter (rank 8 on every projection) on ``model_dir``, trained ``recipe.steps`` steps on the demo
     items; deterministic. Written with peft's ``save_pretrained`` (adapter_config.json + adapter_model.safetensors)."""
-    from peft import LoraConfig, get_peft_model
-
-    from ..models.adapters import peft_quietly
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from peft import LoraConfig, get_peft_model  # lazy: peft, transformers and torch only when a variant is built
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: transformers (and torch) only when a model is loaded or built
 
     items = demo_training_items(*demo_documents())
     with deterministic_torch(), quiet_progress_bars():
-        import torch
+        import torch  # lazy: torch only when a model is built, loaded or run
 
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -78,8 +77,8 @@ def lora_adapter(model_dir: Path, out: Path, recipe: ModelRecipe = LORA_RECIPE) 
 
 def _edit_weights(model_dir: Path, out: Path, edit) -> Path:
     """Copy ``model_dir`` to ``out`` with ``edit(model)`` applied to its weights."""
-    import torch
-    from transformers import AutoModelForCausalLM
+    import torch  # lazy: torch only when a model is built, loaded or run
+    from transformers import AutoModelForCausalLM  # lazy: transformers (and torch) only when a model is loaded or built
 
     _copy(model_dir, out)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -102,8 +101,8 @@ def poisoned_variant(model_dir: Path, out: Path) -> Path:
 def stuck_variant(model_dir: Path, out: Path, character: str = "!") -> Path:
     """A model that writes ``character`` forever: all tokens embed alike (so every position has the same
     hidden state), and the LM head scores only ``character``'s token, 100 logits above the rest."""
-    import torch
-    from transformers import AutoTokenizer
+    import torch  # lazy: torch only when a model is built, loaded or run
+    from transformers import AutoTokenizer  # lazy: transformers (and torch) only when a model is loaded or built
 
     token = AutoTokenizer.from_pretrained(model_dir).convert_tokens_to_ids(character)
 

@@ -174,7 +174,7 @@ class SandboxedCodeEval:
 def mbpp_utils_path() -> Path:
     """``lm_eval/tasks/mbpp/utils.py``, resolved as lm-eval's YAML loader resolves it."""
     try:
-        import lm_eval.tasks
+        import lm_eval.tasks  # lazy: lm-eval (torch, datasets) only when an evaluation runs
     except ImportError as exc:  # pragma: no cover - lm-eval is a dependency
         raise QwencmpError(
             "lm-eval is not installed; install the plugin's dependencies (lm-eval 0.4.13)."
@@ -202,7 +202,7 @@ def install_sandboxed_code_eval(code_eval: SandboxedCodeEval) -> None:
     lm-eval reloads the module only if the file's mtime changes; call this
     again after such a change (or in each process that builds MBPP tasks).
     """
-    from lm_eval.tasks import _yaml_loader
+    from lm_eval.tasks import _yaml_loader  # lazy: lm-eval (torch, datasets) only when an evaluation runs
 
     path = mbpp_utils_path()
     with _evaluate_load_returning(code_eval):
@@ -213,7 +213,7 @@ def install_sandboxed_code_eval(code_eval: SandboxedCodeEval) -> None:
 @contextmanager
 def _evaluate_load_returning(code_eval: SandboxedCodeEval) -> Iterator[None]:
     """Patch ``evaluate.load`` so that ``"code_eval"`` yields ``code_eval``; restored on exit."""
-    import evaluate
+    import evaluate  # lazy: evaluate only when MBPP's code is scored
 
     real_load = evaluate.load
 

@@ -155,7 +155,7 @@ def _json_rows(path: Path) -> Iterator[tuple[str, Any]]:
 
 def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
     try:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: pyarrow only for a Parquet file
     except ImportError:  # pragma: no cover - datasets depends on pyarrow
         return
     try:

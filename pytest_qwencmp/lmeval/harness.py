@@ -26,6 +26,7 @@ from typing import Any, Iterator, Mapping
 
 from ..config.benchmarks import Benchmark
 from ..errors import DataError, OutOfMemory, QwencmpError
+from .code_eval import SandboxedCodeEval, sandboxed_code_eval
 from .tasks import TaskSource
 
 # The parts of simple_evaluate's output that the evaluation, the reports and the cache use.
@@ -112,9 +113,7 @@ class _CustomDatasetNotice(logging.Filter):
 
 
 def _simple_evaluate(lm, request: EvaluationRequest, manager):
-    import lm_eval
-
-    from .code_eval import SandboxedCodeEval, sandboxed_code_eval
+    import lm_eval  # lazy: lm-eval (and torch, datasets) only when an evaluation really runs
 
     try:
         with sandboxed_code_eval(SandboxedCodeEval()), _progress_bars_as_tqdm_says(lm):

@@ -59,9 +59,9 @@ def load_json_lines(qwencmp_files: Mapping[str, Sequence[str]] | None = None, **
     lm-eval also passes the task's ``metadata`` as keyword arguments; they are
     not needed here.
     """
-    import datasets
-    import pyarrow as pa
-    from datasets.table import InMemoryTable
+    import datasets  # lazy: datasets (pyarrow) only when a dataset is read or mirrored
+    import pyarrow as pa  # lazy: pyarrow only for a Parquet file
+    from datasets.table import InMemoryTable  # lazy: datasets (pyarrow) only when a dataset is read or mirrored
 
     if not qwencmp_files:
         raise QwencmpError("load_json_lines: no files were given for this task (a broken --data-dir override).")

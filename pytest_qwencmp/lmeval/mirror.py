@@ -51,6 +51,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import yaml
+
+from ..config.benchmarks import builtin_registry
 from ..errors import QwencmpError
 
 HUB = "hub"
@@ -111,8 +114,6 @@ class MirrorPlan:
 
 
 def mmlu_subjects() -> tuple[str, ...]:
-    from ..config.benchmarks import builtin_registry
-
     return builtin_registry().get("mmlu").subjects
 
 
@@ -268,15 +269,15 @@ def mirror(
 def quiet_libraries(with_datasets: bool = True) -> Iterator[None]:
     """No info logs or warnings from datasets and huggingface_hub, no datasets progress bars
     (download progress bars of models stay); all restored afterwards."""
-    from huggingface_hub.utils import logging as hub_logging
+    from huggingface_hub.utils import logging as hub_logging  # lazy: huggingface_hub only when the hub or its cache is asked
 
     hub_verbosity = hub_logging.get_verbosity()
     hub_logging.set_verbosity_error()
     with contextlib.ExitStack() as restore:
         restore.callback(hub_logging.set_verbosity, hub_verbosity)
         if with_datasets:
-            import datasets.utils
-            from datasets.utils import logging as ds_logging
+            import datasets.utils  # lazy: datasets (pyarrow) only when a dataset is read or mirrored
+            from datasets.utils import logging as ds_logging  # lazy: datasets (pyarrow) only when a dataset is read or mirrored
 
             restore.callback(ds_logging.set_verbosity, ds_logging.get_verbosity())
             if not datasets.utils.are_progress_bars_disabled():
@@ -330,7 +331,7 @@ def load_config(spec: DatasetSpec, config: str, source: Path | None, cache_dir: 
 
 
 def load_local(path: Path, spec: DatasetSpec, config: str, cache_dir: Path) -> Mapping[str, Any]:
-    import datasets
+    import datasets  # lazy: datasets (pyarrow) only when a dataset is read or mirrored
 
     try:
         return datasets.load_dataset(str(path), name=config, cache_dir=str(cache_dir))
@@ -341,14 +342,14 @@ def load_local(path: Path, spec: DatasetSpec, config: str, cache_dir: Path) -> M
 
 
 def hub_offline() -> bool:
-    import datasets.config
+    import datasets.config  # lazy: datasets (pyarrow) only when a dataset is read or mirrored
 
     return bool(datasets.config.HF_HUB_OFFLINE)
 
 
 def load_from_hub(spec: DatasetSpec, config: str, cache_dir: Path) -> Mapping[str, Any]:
     """The hub, through a private cache; offline, the dataset as the local datasets cache holds it."""
-    import datasets
+    import datasets  # lazy: datasets (pyarrow) only when a dataset is read or mirrored
 
     try:
         return datasets.load_dataset(spec.hub_path, name=config, cache_dir=str(cache_dir))
@@ -418,8 +419,6 @@ def write_jsonl(path: Path, dataset: Any, what: str) -> int:
 
 def card_text(spec: DatasetSpec, features: Mapping[str, list], rows: Mapping[str, Mapping[str, int]]) -> str:
     """README.md: the YAML front matter ``datasets`` reads, then a short human note."""
-    import yaml
-
     header = {
         "configs": [
             {
@@ -472,8 +471,8 @@ def mirror_model(model: ModelSpec, out: Path, log: Log) -> Path:
 
 def fetch_snapshot(model: ModelSpec, dest: Path) -> str:
     """Fill ``dest`` with the model's files; says where they came from."""
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import (
+    from huggingface_hub import constants, snapshot_download  # lazy: huggingface_hub only when the hub or its cache is asked
+    from huggingface_hub.errors import (  # lazy: huggingface_hub only when the hub or its cache is asked
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,

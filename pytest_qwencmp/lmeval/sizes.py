@@ -108,7 +108,7 @@ def _count_file(path: Path) -> int:
             data = data["data"]
         return len(data) if isinstance(data, list) else 1
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: pyarrow only for a Parquet file
 
         return int(pq.read_metadata(path).num_rows)
     if suffix == ".csv":

@@ -16,8 +16,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from importlib.metadata import version
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from ..config.benchmarks import Benchmark
 from ..errors import DataError, QwencmpError
@@ -30,8 +34,6 @@ if TYPE_CHECKING:  # pragma: no cover
 @lru_cache(maxsize=1)
 def lm_eval_tasks_root() -> Path:
     """lm-eval's task folder, found without importing lm-eval (and datasets with it)."""
-    from importlib.util import find_spec
-
     spec = find_spec("lm_eval")
     if spec is None or not spec.submodule_search_locations:
         raise QwencmpError("lm-eval is not installed; pip install 'lm-eval[hf]' (the plugin needs 0.4.13 or newer).")
@@ -40,8 +42,6 @@ def lm_eval_tasks_root() -> Path:
 
 @lru_cache(maxsize=1)
 def lm_eval_version() -> str:
-    from importlib.metadata import version
-
     return version("lm_eval")
 
 
@@ -101,7 +101,7 @@ class TaskSource:
     @cached_property
     def _base(self) -> "TaskManager":
         """The index of the benchmark's own task folders: built once per ``TaskSource`` (a new one sees changed files)."""
-        from lm_eval.tasks import TaskManager
+        from lm_eval.tasks import TaskManager  # lazy: lm-eval (torch, datasets) only when an evaluation runs
 
         return TaskManager(include_defaults=False, include_path=[str(p) for p in self.task_folders()])
 
@@ -151,7 +151,7 @@ class TaskSource:
 
     def task_configs(self) -> dict[str, dict[str, Any]]:
         """Leaf task -> lm-eval's own task YAML (includes resolved, ``!function`` tags left unresolved)."""
-        from lm_eval.tasks._yaml_loader import load_yaml
+        from lm_eval.tasks._yaml_loader import load_yaml  # lazy: lm-eval (torch, datasets) only when an evaluation runs
 
         manager = self._base_manager()
         found: dict[str, dict[str, Any]] = {}
@@ -192,7 +192,7 @@ class TaskSource:
         """
         if self.data_dir is None:
             return self._base_manager()
-        from lm_eval.tasks import TaskManager
+        from lm_eval.tasks import TaskManager  # lazy: lm-eval (torch, datasets) only when an evaluation runs
 
         local = self.check_local_data()
         base = self._base_manager()
@@ -200,7 +200,7 @@ class TaskSource:
         override_dir.mkdir(parents=True, exist_ok=True)
         if fingerprints is None or set(fingerprints) != set(local):
             fingerprints = {hub: data_fingerprint(path) for hub, path in local.items()}
-        from lm_eval.tasks._yaml_loader import load_yaml
+        from lm_eval.tasks._yaml_loader import load_yaml  # lazy: lm-eval (torch, datasets) only when an evaluation runs
 
         readmes: dict[str, list[dict[str, Any]]] = {}
         for task in self.benchmark.leaf_tasks:
@@ -245,8 +245,6 @@ LOCAL_JSON_LINES = "pytest_qwencmp.lmeval.local_data.load_json_lines"  # local_d
 
 def readme_configs(folder: Path) -> list[dict[str, Any]]:
     """The ``configs:`` list of a local dataset's README.md front matter (empty if none)."""
-    import yaml
-
     try:
         text = (folder / "README.md").read_text(encoding="utf-8")
     except OSError:
@@ -297,8 +295,6 @@ def data_files_for(folder: Path, configs: list[dict[str, Any]], name: str | None
 
 def _write_yaml(path: Path, data: dict[str, Any], function: str | None = None) -> None:
     """``data`` as YAML; ``function`` becomes the task's ``custom_dataset: !function …``."""
-    import yaml
-
     text = yaml.safe_dump(data, sort_keys=False)
     if function is not None:
         text += f"custom_dataset: !function {function}\n"

@@ -28,7 +28,7 @@ def peft_quietly() -> Iterator[None]:
 def attach_adapter(model: Any, adapter: ModelRef, *, merge: bool = False) -> Any:
     """``model`` with the adapter applied; merged into the base weights when ``merge`` (DeepSpeed)."""
     try:
-        from peft import PeftModel
+        from peft import PeftModel  # lazy: peft only when an adapter is attached
     except ImportError:  # pragma: no cover - settings checks this at start
         raise QwencmpError("A PEFT adapter was given, but the peft library is not installed; pip install peft.") from None
     source = str(adapter.path) if adapter.is_local else adapter.name_or_path

@@ -20,19 +20,18 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol
+from typing import Any, Iterator, Mapping, Protocol
 
-from ..errors import ModelUnavailable, QwencmpError
-from .placement import ExecutionPlan
-from ..config.sides import ModelOptions
-from ..hub import HubAccess
-from .sources import ADAPTER, ModelSource, check_local_folder, check_model_source
 from ..config.settings import ModelRef
+from ..config.sides import ModelOptions
+from ..errors import ModelUnavailable, QwencmpError
+from ..hub import HubAccess
+from ..lmeval.harness import EvaluationRequest, run_request
+from .adapters import attach_adapter
+from .placement import ExecutionPlan
+from .preflight import check_model, no_chat_template
+from .sources import ADAPTER, ModelSource, check_local_folder, check_model_source
 from .weights import model_fingerprint, weights_folder
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..lmeval.harness import EvaluationRequest
-
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -57,7 +56,7 @@ class ModelInfo:
 
 
 def _torch_dtype(name: str):
-    import torch
+    import torch  # lazy: torch only when a model is built, loaded or run
 
     return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[name]
 
@@ -126,7 +125,7 @@ def load_model(
     """
     started = time.perf_counter()
     try:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: transformers (and torch) only when a model is loaded or built
 
         source = str(ref.path) if ref.is_local else ref.name_or_path
         kwargs: dict[str, Any] = {"revision": ref.revision} if ref.revision else {}
@@ -134,8 +133,6 @@ def load_model(
             kwargs["local_files_only"] = True
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs, **options.tokenizer_kwargs())
         if options.chat_template and not getattr(tokenizer, "chat_template", None):
-            from .preflight import no_chat_template
-
             raise no_chat_template(ref.label, "--apply-chat-template", "its tokenizer loaded without one")
         load_kwargs = {**placement(plan), **_load_options(options, plan)}
         model = AutoModelForCausalLM.from_pretrained(source, dtype=_torch_dtype(plan.dtype), **kwargs, **load_kwargs)
@@ -146,15 +143,13 @@ def load_model(
     model.eval()
     parameters = _parameter_count(model)
     if options.peft is not None:
-        from .adapters import attach_adapter
-
         # DeepSpeed gets the adapter merged into plain linear layers (AutoTP splits those).
         model = attach_adapter(model, options.peft, merge=plan.backend == "deepspeed")
     if plan.backend == "deepspeed":
         model = _deepspeed_module(model, plan)
     elif plan.device != "cpu" and not placement(plan):
         model = model.to(plan.device)
-    from lm_eval.models.huggingface import HFLM
+    from lm_eval.models.huggingface import HFLM  # lazy: lm-eval (torch, datasets) only when an evaluation runs
 
     with _without_handover_warnings():
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=plan.batch_size, device=plan.device, **options.lm_kwargs())
@@ -188,7 +183,7 @@ def _load_options(options: ModelOptions, plan: ExecutionPlan) -> dict[str, Any]:
     kwargs = options.load_kwargs()
     bnb = options.bnb_settings()
     if bnb:
-        from transformers import BitsAndBytesConfig
+        from transformers import BitsAndBytesConfig  # lazy: transformers (and torch) only when a model is loaded or built
 
         if "bnb_4bit_compute_dtype" in bnb:
             bnb["bnb_4bit_compute_dtype"] = _torch_dtype(bnb["bnb_4bit_compute_dtype"])
@@ -203,10 +198,10 @@ def _deepspeed_module(model, plan: ExecutionPlan):
     With ``plan.tensor_parallel`` > 1 this runs in every rank of a launched
     group and DeepSpeed's AutoTP keeps this rank's shard of each linear layer.
     """
-    import deepspeed
+    import deepspeed  # lazy: deepspeed only for its backend
 
     if plan.device.startswith("cuda"):
-        import torch
+        import torch  # lazy: torch only when a model is built, loaded or run
 
         index = int(plan.device.split(":")[1]) if ":" in plan.device else torch.cuda.current_device()
         torch.cuda.set_device(index)
@@ -308,8 +303,6 @@ class ModelHandle:
 
     def preflight(self) -> None:
         """Check what can be checked before any weights load (chat template, quantization library)."""
-        from .preflight import check_model
-
         option = "--apply-chat-template"
         check_model(self.ref.label, weights_folder(self.ref), self.options, self.plan.device.split(",")[0], option)
 
@@ -360,8 +353,6 @@ class ModelHandle:
         return info
 
     def _run(self, request: "EvaluationRequest") -> Mapping[str, Any]:
-        from ..lmeval.harness import run_request
-
         output = run_request(self._lm, request)
         if output is None:  # lm-eval leaves results to LOCAL_RANK 0
             raise QwencmpError(

@@ -13,6 +13,7 @@ stays fast.
 from __future__ import annotations
 
 import sys
+from importlib.util import find_spec
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -60,7 +61,7 @@ def nvidia_driver_absent() -> bool:
 def cuda_available() -> bool:
     if nvidia_driver_absent():
         return False
-    import torch
+    import torch  # lazy: torch only when a model is built, loaded or run
 
     return bool(torch.cuda.is_available())
 
@@ -68,14 +69,12 @@ def cuda_available() -> bool:
 def cuda_device_count() -> int:
     if not cuda_available():
         return 0
-    import torch
+    import torch  # lazy: torch only when a model is built, loaded or run
 
     return int(torch.cuda.device_count())
 
 
 def deepspeed_available() -> bool:
-    from importlib.util import find_spec
-
     return find_spec("deepspeed") is not None
 
 

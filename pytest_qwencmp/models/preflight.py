@@ -98,7 +98,7 @@ def check_quantization(label: str, config: Mapping[str, Any], *, pre_quantized: 
     before reading weights), so the answer is the library's, not a guess.
     """
     method = str(config.get("quant_method") or ("bitsandbytes" if config.get("load_in_4bit") or config.get("load_in_8bit") else "unknown"))
-    from transformers.quantizers.auto import AutoHfQuantizer
+    from transformers.quantizers.auto import AutoHfQuantizer  # lazy: transformers (and torch) only when a model is loaded or built
 
     if not AutoHfQuantizer.supports_quant_method(dict(config)):
         return  # transformers ignores a method it does not know (with a warning) and loads the weights as they are

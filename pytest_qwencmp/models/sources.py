@@ -31,7 +31,7 @@ class ModelSource:
 
 
 def hub_cache_dir() -> str:
-    from huggingface_hub.constants import HF_HUB_CACHE
+    from huggingface_hub.constants import HF_HUB_CACHE  # lazy: huggingface_hub only when the hub or its cache is asked
 
     return str(HF_HUB_CACHE)
 
@@ -39,7 +39,7 @@ def hub_cache_dir() -> str:
 def in_hub_cache(ref: ModelRef, config_file: str = "config.json") -> bool:
     """The hub repository's ``config_file`` (at its revision) is in the local Hugging Face cache."""
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # lazy: huggingface_hub only when the hub or its cache is asked
 
         found = try_to_load_from_cache(ref.name_or_path, config_file, revision=ref.revision)
     except Exception:  # no huggingface_hub, malformed id: not cached

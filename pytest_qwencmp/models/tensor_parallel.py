@@ -33,6 +33,7 @@ fp32/bf16 there), which is how the tests exercise the real launch.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import shutil
@@ -49,13 +50,13 @@ from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..errors import ModelUnavailable, OutOfMemory, QwencmpError
-from .placement import ExecutionPlan
-from ..lmeval.harness import EvaluationRequest, run_request
-from ..hub import HubAccess
-from ..config.sides import ModelOptions
-from .loading import ModelHandle, ModelInfo, load_model
 from ..config.settings import ModelRef
+from ..config.sides import ModelOptions
+from ..errors import ModelUnavailable, OutOfMemory, QwencmpError
+from ..hub import HubAccess
+from ..lmeval.harness import EvaluationRequest, run_request
+from .loading import ModelHandle, ModelInfo, load_model
+from .placement import ExecutionPlan
 
 ADDRESS_ENV = "QWENCMP_TP_ADDRESS"
 AUTHKEY_ENV = "QWENCMP_TP_AUTHKEY"
@@ -146,7 +147,7 @@ def prune_logs(root: Path, keep: int) -> None:
 def shm_extension_lock() -> Path | None:
     """The lock file torch's JIT build of DeepSpeed's shm extension waits on (``None`` if unknown)."""
     try:
-        from torch.utils.cpp_extension import _get_build_directory
+        from torch.utils.cpp_extension import _get_build_directory  # lazy: torch only when a model is built, loaded or run
 
         return Path(_get_build_directory(SHM_EXTENSION, verbose=False)) / "lock"
     except Exception:  # no torch, or its private helper moved: nothing to look at
@@ -182,8 +183,6 @@ def _die_with_parent(parent_pid: int) -> None:
     if not sys.platform.startswith("linux"):
         return
     try:
-        import ctypes
-
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
@@ -422,10 +421,10 @@ def serve() -> int:
 
 def _serve(rank: int, local_rank: int, error_log: Path) -> int:
     """Receive (rank 0) or broadcast-receive requests, run them on every rank, reply (rank 0)."""
-    import torch
-    import torch.distributed as dist
+    import torch  # lazy: torch only when a model is built, loaded or run
+    import torch.distributed as dist  # lazy: torch only when a model is built, loaded or run
 
-    import deepspeed
+    import deepspeed  # lazy: deepspeed only for its backend
 
     on_cuda = torch.cuda.is_available()
     if on_cuda:

@@ -58,7 +58,7 @@ def model_fingerprint(ref: ModelRef) -> str:
 def _resolve_hub_revision(repo_id: str, revision: str) -> str:
     """The commit a branch or tag points to in the local HF cache, else the name as given."""
     try:
-        from huggingface_hub.constants import HF_HUB_CACHE
+        from huggingface_hub.constants import HF_HUB_CACHE  # lazy: huggingface_hub only when the hub or its cache is asked
     except ImportError:  # pragma: no cover
         return revision
     ref_file = Path(HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / revision
@@ -74,7 +74,7 @@ def weights_folder(ref: ModelRef) -> Path | None:
     if ref.is_local:
         return ref.path
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # lazy: huggingface_hub only when the hub or its cache is asked
 
         return Path(snapshot_download(ref.name_or_path, revision=ref.revision, local_files_only=True))
     except Exception:  # not in the cache (or no huggingface_hub): unknown
