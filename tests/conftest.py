@@ -1,14 +1,25 @@
-"""Shared fixtures for the plugin's own tests: the demo assets, built once per session."""
+"""The plugin's own tests: shared fixtures (the demo built once per session, a run on it, the offline
+environment, an eval suite in a pytester folder) and the `slow` marker.
+
+``tests/`` mirrors the package: one folder per room (config/, stats/, lmeval/, models/, evaluation/,
+store/, report/, sandbox/, demo/), the plugin, session, CLI and comparison at the top. Test file
+names are unique across folders (pytest's default ``prepend`` import mode imports them by name).
+"""
 
 from __future__ import annotations
 
+import re
 import shutil
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from pytest_qwencmp.config.benchmarks import builtin_registry
+from pytest_qwencmp.config.expectations import NO_EXPECTATIONS
+from pytest_qwencmp.config.settings import parse_settings
 from pytest_qwencmp.demo.build import build_demo_assets
+from pytest_qwencmp.session import ComparisonRun
 
 # The plugin's own tests drive pytest through pytester; the users' suite (evals/) does not need it.
 pytest_plugins = ["pytester"]
@@ -16,17 +27,31 @@ pytest_plugins = ["pytester"]
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run the heavy end-to-end checks marked slow (or select them with -m slow)")
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
-        "slow: a heavy end-to-end check (tens of seconds or more); skipped by default, run with `pytest tests -m slow`",
+        "slow: a heavy end-to-end check (tens of seconds or more); skipped unless asked for: `pytest tests --run-slow` "
+        "(everything) or `pytest tests -m slow` (only these)",
     )
 
 
+def slow_asked_for(config) -> bool:
+    """``--run-slow``, or an ``-m`` expression that names the marker (``-m slow``, ``-m "slow and not x"``).
+
+    Any other ``-m`` expression (``-m "not network"``) leaves the slow checks out, as without ``-m``.
+    """
+    return config.getoption("--run-slow") or "slow" in re.findall(r"[A-Za-z_][\w]*", config.getoption("markexpr") or "")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Heavy end-to-end checks run only when asked for (``-m slow``), so the default suite stays fast."""
-    if config.getoption("markexpr"):
-        return  # an explicit -m decides
+    """Heavy end-to-end checks run only when asked for (``--run-slow`` or ``-m slow``), so the default suite stays fast."""
+    if slow_asked_for(config):
+        return
     slow = [item for item in items if item.get_closest_marker("slow")]
     if slow:
         config.hook.pytest_deselected(items=slow)
@@ -47,6 +72,9 @@ def heavy_modules_imported_once():
     import lm_eval.models.huggingface  # noqa: F401
     import lm_eval.tasks  # noqa: F401
     import transformers  # noqa: F401
+
+
+REGISTRY = builtin_registry()
 
 
 @pytest.fixture
@@ -74,6 +102,20 @@ def demo_cache(demo_build) -> Path:
 @pytest.fixture(scope="session")
 def demo_assets(demo_cache):
     return build_demo_assets(demo_cache / "demo")
+
+
+@pytest.fixture
+def make_run(demo_assets):
+    """A factory: ``make_run(cache, **raw)`` is a ComparisonRun of the demo models on the demo data.
+
+    ``raw`` are option values as ``parse_settings`` takes them (``limit="1"``, ``tp_b="2"``, ``model_b=...``).
+    """
+    def make(cache: Path, **raw) -> ComparisonRun:
+        values = {"model_a": str(demo_assets.model_a), "model_b": str(demo_assets.model_b),
+                  "data_dir": str(demo_assets.data_dir), "cache_dir": str(cache), **raw}
+        return ComparisonRun(parse_settings(values, REGISTRY.names()), REGISTRY, NO_EXPECTATIONS)
+
+    return make
 
 
 @pytest.fixture

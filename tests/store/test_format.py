@@ -9,7 +9,7 @@ import pytest
 
 from pytest_qwencmp.store import compatibility, format as saved
 from pytest_qwencmp.evaluation.scores import BenchmarkEvaluation
-from test_baseline import full_run, mbpp, pattern, run_settings
+from test_baselines import full_run, mbpp, pattern, run_settings  # same folder: on sys.path
 
 MACHINE = {"hostname": "gpu-7"}
 

@@ -17,11 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_qwencmp.config.benchmarks import builtin_registry
 from pytest_qwencmp.errors import QwencmpError
-from pytest_qwencmp.config.expectations import NO_EXPECTATIONS
 from pytest_qwencmp.session import ComparisonRun
-from pytest_qwencmp.config.settings import parse_settings
 from pytest_qwencmp.models.tensor_parallel import (
     ADDRESS_ENV,
     AUTHKEY_ENV,
@@ -32,14 +29,12 @@ from pytest_qwencmp.models.tensor_parallel import (
     shm_extension_lock,
 )
 
-REGISTRY = builtin_registry()
-SCHEMA = Path(__file__).resolve().parents[1] / "pytest_qwencmp" / "report" / "results.schema.json"
+SCHEMA = Path(__file__).resolve().parents[2] / "pytest_qwencmp" / "report" / "results.schema.json"
 
 
-def make_run(model_a: Path, model_b: Path, data_dir: Path, cache: Path, **raw) -> ComparisonRun:
-    values = {"model_a": str(model_a), "model_b": str(model_b), "data_dir": str(data_dir), "cache_dir": str(cache),
-              "backend": "deepspeed", "device": "cpu", "batch_size": "8", **raw}
-    return ComparisonRun(parse_settings(values, REGISTRY.names()), REGISTRY, NO_EXPECTATIONS)
+def deepspeed_run(make_run, cache: Path, **raw) -> ComparisonRun:
+    """A run of the demo (conftest's ``make_run``) through DeepSpeed on CPU, batch 8: where every run here starts."""
+    return make_run(cache, **{"backend": "deepspeed", "device": "cpu", "batch_size": "8", **raw})
 
 
 def test_rank_environment_is_torch_distributed_and_maps_gpus_through_visible_devices():
@@ -55,13 +50,13 @@ def test_rank_environment_is_torch_distributed_and_maps_gpus_through_visible_dev
     assert base == {"CUDA_VISIBLE_DEVICES": "4,5,6,7", "PATH": "/bin"}  # not modified
 
 
-def test_an_eight_gpu_runner_puts_each_model_on_its_own_gpus(monkeypatch, demo_assets, tmp_path):
+def test_an_eight_gpu_runner_puts_each_model_on_its_own_gpus(monkeypatch, demo_assets, tmp_path, make_run):
     import pytest_qwencmp.models.placement as placement_module
 
     monkeypatch.setattr(placement_module, "cuda_available", lambda: True)
     monkeypatch.setattr(placement_module, "cuda_device_count", lambda: 8)
     monkeypatch.setattr(placement_module, "deepspeed_available", lambda: True)
-    run = make_run(demo_assets.model_a, demo_assets.model_b, demo_assets.data_dir, tmp_path, device="auto", tp_b="4")
+    run = deepspeed_run(make_run, tmp_path, device="auto", tp_b="4")
     plans = run.plan_models()
     assert (plans["a"].device, plans["a"].tensor_parallel) == ("cuda:0", 1)
     assert (plans["b"].device, plans["b"].gpus, plans["b"].tensor_parallel) == ("cuda:1,2,3,4", (1, 2, 3, 4), 4)
@@ -151,9 +146,9 @@ def test_old_group_logs_are_pruned_newest_kept(tmp_path):
 
 
 @pytest.mark.slow  # two rank groups on CPU (gloo)
-def test_split_model_scores_what_the_whole_model_scores(demo_assets, demo_cache, offline, tmp_path):
-    whole = make_run(demo_assets.model_a, demo_assets.model_b, demo_assets.data_dir, tmp_path / "whole", limit="6")
-    split = make_run(demo_assets.model_a, demo_assets.model_b, demo_assets.data_dir, tmp_path / "split", limit="6", tp_b="2")
+def test_split_model_scores_what_the_whole_model_scores(demo_assets, demo_cache, offline, tmp_path, make_run):
+    whole = deepspeed_run(make_run, tmp_path / "whole", limit="6")
+    split = deepspeed_run(make_run, tmp_path / "split", limit="6", tp_b="2")
     try:
         for benchmark in ("hellaswag", "mbpp"):
             expected = whole.evaluator.evaluate("b", benchmark)
@@ -178,9 +173,9 @@ def test_split_model_scores_what_the_whole_model_scores(demo_assets, demo_cache,
 
 
 @pytest.mark.slow  # two rank groups
-def test_a_rank_that_dies_fails_the_side_in_one_paragraph_and_keeps_finished_results(demo_assets, offline, tmp_path):
+def test_a_rank_that_dies_fails_the_side_in_one_paragraph_and_keeps_finished_results(demo_assets, offline, tmp_path, make_run):
     cache = tmp_path / "cache"
-    run = make_run(demo_assets.model_a, demo_assets.model_b, demo_assets.data_dir, cache, limit="3", tp_b="2")
+    run = deepspeed_run(make_run, cache, limit="3", tp_b="2")
     try:
         finished = run.evaluator.evaluate("b", "hellaswag")
         group = run.handle("b")._group
@@ -198,7 +193,7 @@ def test_a_rank_that_dies_fails_the_side_in_one_paragraph_and_keeps_finished_res
         assert all(rank.poll() is not None for rank in ranks)
     finally:
         run.close()
-    resumed = make_run(demo_assets.model_a, demo_assets.model_b, demo_assets.data_dir, cache, limit="3", tp_b="2")
+    resumed = deepspeed_run(make_run, cache, limit="3", tp_b="2")
     assert resumed.evaluator.evaluate("b", "hellaswag").items == finished.items
     stats = resumed.stats()
     assert {k: stats[k] for k in ("model_loads", "evaluations", "cache_hits", "evaluation_seconds")} == {
@@ -208,12 +203,12 @@ def test_a_rank_that_dies_fails_the_side_in_one_paragraph_and_keeps_finished_res
 
 
 @pytest.mark.slow  # a rank group
-def test_weights_that_cannot_be_read_are_one_paragraph_and_the_group_exits(demo_assets, offline, tmp_path):
+def test_weights_that_cannot_be_read_are_one_paragraph_and_the_group_exits(demo_assets, offline, tmp_path, make_run):
     broken = tmp_path / "broken-model"
     shutil.copytree(demo_assets.model_b, broken)
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # truncated by an interrupted copy
-    run = make_run(demo_assets.model_a, broken, demo_assets.data_dir, tmp_path / "cache", limit="2", tp_b="2")
+    run = deepspeed_run(make_run, tmp_path / "cache", model_b=str(broken), limit="2", tp_b="2")
     try:
         with pytest.raises(QwencmpError) as info:
             run.evaluator.evaluate("b", "hellaswag")

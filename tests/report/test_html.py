@@ -79,7 +79,7 @@ def make_records(*, mbpp_a=0.0, mbpp_generation=True, hostile=True):
     return rows
 
 
-def make_run(*, shots_mbpp=0, params=(PARAMS_A, PARAMS_B)):
+def run_info(*, shots_mbpp=0, params=(PARAMS_A, PARAMS_B)):
     def model(label, path, revision, n):
         return {"label": label, "name_or_path": path, "revision": revision, "backend": "deepspeed", "dtype": "float16",
                 "requested_dtype": "float16", "device": "cuda:0", "parameters": n, "notice": None}
@@ -98,7 +98,7 @@ STATS = {"model_loads": 2, "evaluations": 6, "cache_hits": 0, "evaluation_second
 
 @pytest.fixture(scope="module")
 def page() -> str:
-    return html_summary(make_records(), make_run(), STATS)
+    return html_summary(make_records(), run_info(), STATS)
 
 
 class TagBalance(HTMLParser):
@@ -241,7 +241,7 @@ def test_charts_have_one_mark_per_subject_and_parse_as_xml(page):
 def test_hostile_strings_render_as_text():
     rows = make_records()
     rows[5]["item"] = '<b onmouseover="x()">evil</b>'
-    run = make_run()
+    run = run_info()
     run["models"]["a"]["name_or_path"] = HOSTILE
     run["models"]["b"]["notice"] = '"><script>alert(3)</script>'
     rows = [dict(r, model_b='B"<i>') for r in rows]
@@ -291,7 +291,7 @@ def test_near_zero_generation_warning_with_samples_and_fewshot_advice(page):
     ],
 )
 def test_no_warning_otherwise(records):
-    out = html_summary(records, make_run(), STATS)
+    out = html_summary(records, run_info(), STATS)
     assert 'class="qc-warning"' not in out and "near-zero score" not in out
 
 
@@ -300,16 +300,16 @@ def test_warning_without_examples_or_generation_key_and_with_fewshot():
     for r in rows:
         r.pop("examples")
         r.pop("generation")  # older records: pass@ metrics are generation benchmarks
-    out = html_summary(rows, make_run(shots_mbpp=2), None)
+    out = html_summary(rows, run_info(shots_mbpp=2), None)
     assert 'class="qc-warning"' in out and "No sample outputs" in out
     assert "Already 2-shot" in out and "zero-shot (" not in out
     assert "--num-fewshot mbpp=2" not in out  # it is 2-shot already: no advice to make it 2-shot
-    one_shot = html_summary(rows, make_run(shots_mbpp=1), None)
+    one_shot = html_summary(rows, run_info(shots_mbpp=1), None)
     assert "Already 1-shot" in one_shot and "the study ran it 2-shot (<code>--num-fewshot mbpp=2</code>)" in one_shot
 
 
 def test_toy_models_get_the_ratio_without_the_qwen_yardstick():
-    out = html_summary(make_records(), make_run(params=(123_520, 690_688)), STATS)
+    out = html_summary(make_records(), run_info(params=(123_520, 690_688)), STATS)
     assert "<b>5.59×</b>" in out and "124K → 691K" in out
     assert "reference: Qwen2.5" not in out and "at 5.59× params" not in out
     assert parse(out).errors == []
@@ -318,7 +318,7 @@ def test_toy_models_get_the_ratio_without_the_qwen_yardstick():
 def test_headline_numbers_and_parameter_ratio(page):
     headline = re.search(r'<table class="qc-headline">.*?</table>(.*?)<div class="qc-top">', page, re.S)
     table_html, after = headline.group(0), headline.group(1)
-    assert html_report.parameter_ratio(make_run()) == pytest.approx(PARAMS_B / PARAMS_A)
+    assert html_report.parameter_ratio(run_info()) == pytest.approx(PARAMS_B / PARAMS_A)
     ratio = f"{PARAMS_B / PARAMS_A:.2f}×"
     assert ratio == "4.93×"
     assert f"<b>{ratio}</b>" in after and "1.54B → 7.62B" in after
@@ -340,7 +340,7 @@ def test_headline_numbers_and_parameter_ratio(page):
 
 
 def test_headline_without_parameter_counts_or_stats():
-    out = html_summary(make_records(), make_run(params=(None, None)), None)
+    out = html_summary(make_records(), run_info(params=(None, None)), None)
     assert "params" not in out and "Scale:" not in out and "wall time" not in out
     assert html_report.parameter_ratio({}) is None
 
@@ -354,7 +354,7 @@ def test_degenerate_inputs_render():
 
 def test_benchmark_ids_are_slugged_and_unique():
     rows = [dict(r, benchmark="a b") for r in make_records()[:3]] + [dict(r, benchmark="a-b", benchmark_order=1) for r in make_records()[:3]]
-    out = html_summary(rows, make_run(), STATS)
+    out = html_summary(rows, run_info(), STATS)
     ids = parse(out).ids
     assert 'id="qwencmp-a-b"' in out and 'id="qwencmp-a-b-2"' in out and len(ids) == len(set(ids))
 
@@ -372,7 +372,7 @@ def test_every_row_has_as_many_cells_as_the_header(with_baseline):
         for r in records:
             r["baseline"] = {"baseline": "main", "delta": -1.25, "significance": "no detectable difference", "regressed": False}
         records[0]["baseline"].update(delta=-9.5, significance="worse", regressed=True)
-    out = html_summary(records, make_run(), STATS)
+    out = html_summary(records, run_info(), STATS)
     for name in ("mmlu", "hellaswag", "mbpp"):
         section = table(out, name)
         heads = re.findall(r'<th scope="col"', section)

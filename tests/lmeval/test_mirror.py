@@ -27,7 +27,7 @@ from pytest_qwencmp.cli import main
 datasets = pytest.importorskip("datasets")
 from datasets import ClassLabel, Dataset, Features, List, Value  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SUBJECTS = mirror.mmlu_subjects()
 FEW_SUBJECTS = ("anatomy", "virology")
 

@@ -19,7 +19,7 @@ from pytest_qwencmp.demo.data import DEMO_SIZES, demo_size
 from pytest_qwencmp.lmeval.sizes import TaskSizes
 from pytest_qwencmp.stats.paired import clopper_pearson_delta, paired_test
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REGISTRY = builtin_registry()
 
 

@@ -113,9 +113,8 @@ def test_compute_rejects_malformed_input():
 
 # ----------------------------------------------------------------- lm-eval wiring
 @pytest.fixture
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+def offline(offline, monkeypatch):
+    """conftest's offline environment, and model-written code not allowed to run until a test allows it."""
     monkeypatch.delenv("HF_ALLOW_CODE_EVAL", raising=False)
 
 

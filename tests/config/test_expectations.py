@@ -11,7 +11,7 @@ from pytest_qwencmp.config.expectations import Expectation, load_expectations, p
 from pytest_qwencmp.stats.rules import assess, check
 from pytest_qwencmp.stats.paired import clopper_pearson_delta
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REGISTRY = builtin_registry()
 
 

@@ -24,7 +24,7 @@ from pytest_qwencmp.cli import main
 from pytest_qwencmp.config.benchmarks import builtin_registry
 from pytest_qwencmp.store.exchange import ImportedEntries
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "pytest_qwencmp" / "report" / "results.schema.json"
 # A fails its MBPP floor (it never finishes a program): the merge must report the same failure as the single run.
 EXPECTATIONS = """

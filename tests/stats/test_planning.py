@@ -12,7 +12,7 @@ import pytest
 
 from pytest_qwencmp.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 def row(out: str, item: str) -> list[str]:
     """The cells of one item's row in the plan's table."""

@@ -280,7 +280,7 @@ def test_importing_the_modules_is_cheap():
         "import sys, pytest_qwencmp.demo.build, pytest_qwencmp.demo.data, pytest_qwencmp.demo.training; "
         "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
@@ -292,7 +292,7 @@ def test_the_demo_expectations_state_the_demo_models_true_sizes(demo_assets):
     from pytest_qwencmp.models.weights import read_parameter_count
     from pytest_qwencmp.config.settings import ModelRef
 
-    header = (Path(__file__).resolve().parents[1] / "evals" / "demo-expectations.toml").read_text(encoding="utf-8")
+    header = (Path(__file__).resolve().parents[2] / "evals" / "demo-expectations.toml").read_text(encoding="utf-8")
     stated = [int(k) * 1000 for k in _re.findall(r"\((?:A|B), (\d+)k\b", header)]
     counted = [read_parameter_count(ModelRef.parse(str(folder), "--model")) for folder in (demo_assets.model_a, demo_assets.model_b)]
     assert len(stated) == 2 and all(abs(s - c) < 500 for s, c in zip(stated, counted)), (stated, counted)

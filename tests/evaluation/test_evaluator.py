@@ -10,17 +10,8 @@ import pytest
 
 from pytest_qwencmp.config.benchmarks import builtin_registry
 from pytest_qwencmp.evaluation.cache import cache_key
-from pytest_qwencmp.config.expectations import NO_EXPECTATIONS
-from pytest_qwencmp.session import ComparisonRun
-from pytest_qwencmp.config.settings import parse_settings
 
 REGISTRY = builtin_registry()
-
-
-def make_run(demo_assets, cache, **raw):
-    values = {"model_a": str(demo_assets.model_a), "model_b": str(demo_assets.model_b),
-              "data_dir": str(demo_assets.data_dir), "cache_dir": str(cache), **raw}
-    return ComparisonRun(parse_settings(values, REGISTRY.names()), REGISTRY, NO_EXPECTATIONS)
 
 
 @pytest.mark.parametrize(
@@ -30,7 +21,7 @@ def make_run(demo_assets, cache, **raw):
         ({"temperature": "0"}, {"do_sample": False}),
     ],
 )
-def test_sampling_settings_reach_generate(demo_assets, fresh_cache, offline, monkeypatch, raw, expected):
+def test_sampling_settings_reach_generate(demo_assets, fresh_cache, offline, monkeypatch, raw, expected, make_run):
     import transformers
 
     seen: list[dict] = []
@@ -41,7 +32,7 @@ def test_sampling_settings_reach_generate(demo_assets, fresh_cache, offline, mon
         return real_generate(self, *args, **kwargs)
 
     monkeypatch.setattr(transformers.GenerationMixin, "generate", recording_generate)
-    run = make_run(demo_assets, fresh_cache, limit="2", **raw)
+    run = make_run(fresh_cache, limit="2", **raw)
     evaluation = run.evaluator.evaluate("a", "mbpp")
     assert seen, "generate was never called"
     for kwargs in seen:
@@ -54,7 +45,7 @@ def test_sampling_settings_reach_generate(demo_assets, fresh_cache, offline, mon
         assert evaluation.gen_kwargs[key] == value
 
 
-def test_one_call_per_benchmark_and_model_loaded_once(demo_assets, fresh_cache, offline, monkeypatch):
+def test_one_call_per_benchmark_and_model_loaded_once(demo_assets, fresh_cache, offline, monkeypatch, make_run):
     import lm_eval
 
     calls: list[list[str]] = []
@@ -65,7 +56,7 @@ def test_one_call_per_benchmark_and_model_loaded_once(demo_assets, fresh_cache, 
         return real(*args, **kwargs)
 
     monkeypatch.setattr(lm_eval, "simple_evaluate", counting)
-    run = make_run(demo_assets, fresh_cache, limit="1")
+    run = make_run(fresh_cache, limit="1")
     for item in REGISTRY.get("mmlu").items:
         run.comparison("mmlu", item.id)
     run.comparison("hellaswag", "acc")
@@ -73,7 +64,7 @@ def test_one_call_per_benchmark_and_model_loaded_once(demo_assets, fresh_cache, 
     assert calls == [["mmlu"], ["mmlu"], ["hellaswag"], ["hellaswag"]]
     assert run.stats()["model_loads"] == 2 and run.stats()["evaluations"] == 4
 
-    again = make_run(demo_assets, fresh_cache, limit="1")
+    again = make_run(fresh_cache, limit="1")
     again.comparison("mmlu", "overall")
     stats = again.stats()
     counted = {k: stats[k] for k in ("model_loads", "evaluations", "cache_hits", "evaluation_seconds")}
@@ -82,8 +73,8 @@ def test_one_call_per_benchmark_and_model_loaded_once(demo_assets, fresh_cache, 
     assert run.stats()["evaluated"] == {"a": ["mmlu", "hellaswag"], "b": ["mmlu", "hellaswag"]}
 
 
-def test_cache_key_covers_what_changes_numbers(demo_assets, fresh_cache, offline):
-    base = make_run(demo_assets, fresh_cache)
+def test_cache_key_covers_what_changes_numbers(demo_assets, fresh_cache, offline, make_run):
+    base = make_run(fresh_cache)
     mbpp = REGISTRY.get("mbpp")
     key = cache_key(base.evaluator.key_parts("a", mbpp))
     variations = [
@@ -91,27 +82,27 @@ def test_cache_key_covers_what_changes_numbers(demo_assets, fresh_cache, offline
         {"dtype": "bfloat16"}, {"batch_size": "4"},
     ]
     for change in variations:
-        assert cache_key(make_run(demo_assets, fresh_cache, **change).evaluator.key_parts("a", mbpp)) != key, change
+        assert cache_key(make_run(fresh_cache, **change).evaluator.key_parts("a", mbpp)) != key, change
     assert cache_key(base.evaluator.key_parts("b", mbpp)) != key
     hellaswag = REGISTRY.get("hellaswag")
     # Sampling settings do not change loglikelihood benchmarks, so they do not invalidate them.
-    assert cache_key(make_run(demo_assets, fresh_cache, temperature="0.5").evaluator.key_parts("a", hellaswag)) == cache_key(
+    assert cache_key(make_run(fresh_cache, temperature="0.5").evaluator.key_parts("a", hellaswag)) == cache_key(
         base.evaluator.key_parts("a", hellaswag)
     )
 
 
-def test_corrupt_cache_entry_is_recomputed(demo_assets, fresh_cache, offline):
-    run = make_run(demo_assets, fresh_cache, limit="1")
+def test_corrupt_cache_entry_is_recomputed(demo_assets, fresh_cache, offline, make_run):
+    run = make_run(fresh_cache, limit="1")
     first = run.evaluator.evaluate("a", "hellaswag")
     path = run.evaluator.cache.path_for(first.key)
     path.write_text(path.read_text()[:100])  # truncated by a crash or a full disk
-    again = make_run(demo_assets, fresh_cache, limit="1")
+    again = make_run(fresh_cache, limit="1")
     second = again.evaluator.evaluate("a", "hellaswag")
     assert again.stats()["evaluations"] == 1 and not second.from_cache
     assert second.items == first.items
 
 
-def test_ctrl_c_keeps_finished_evaluations(demo_assets, fresh_cache, offline, monkeypatch):
+def test_ctrl_c_keeps_finished_evaluations(demo_assets, fresh_cache, offline, monkeypatch, make_run):
     import lm_eval
 
     real = lm_eval.simple_evaluate
@@ -122,12 +113,12 @@ def test_ctrl_c_keeps_finished_evaluations(demo_assets, fresh_cache, offline, mo
         return real(*args, **kwargs)
 
     monkeypatch.setattr(lm_eval, "simple_evaluate", interrupted_on_mbpp)
-    run = make_run(demo_assets, fresh_cache, limit="1")
+    run = make_run(fresh_cache, limit="1")
     run.comparison("hellaswag", "acc")
     with pytest.raises(KeyboardInterrupt):
         run.comparison("mbpp", "pass@1")
     monkeypatch.setattr(lm_eval, "simple_evaluate", real)
-    resumed = make_run(demo_assets, fresh_cache, limit="1")
+    resumed = make_run(fresh_cache, limit="1")
     resumed.comparison("hellaswag", "acc")
     resumed.comparison("mbpp", "pass@1")  # the interrupted key's lock was released
     assert resumed.stats()["cache_hits"] == 2 and resumed.stats()["evaluations"] == 2
@@ -151,7 +142,7 @@ def test_cuda_out_of_memory_becomes_one_actionable_paragraph():
     assert _translate(unrelated, REGISTRY.get("mmlu"), "x", FakeLM()) is unrelated
 
 
-def test_malformed_local_dataset_is_one_clear_paragraph(demo_assets, fresh_cache, offline, tmp_path):
+def test_malformed_local_dataset_is_one_clear_paragraph(demo_assets, fresh_cache, offline, tmp_path, make_run):
     import shutil
 
     from pytest_qwencmp.errors import DataError
@@ -160,7 +151,7 @@ def test_malformed_local_dataset_is_one_clear_paragraph(demo_assets, fresh_cache
     shutil.copytree(demo_assets.data_dir, data)
     validation = next((data / "Rowan" / "hellaswag").rglob("*validation*.jsonl"))
     validation.write_text('{"ind": 1, "ctx": "broken\n{{{ not json at all\n')
-    run = make_run(demo_assets, fresh_cache, data_dir=str(data), limit="1")
+    run = make_run(fresh_cache, data_dir=str(data), limit="1")
     with pytest.raises(DataError) as info:
         run.evaluator.evaluate("a", "hellaswag")
     message = info.value.message
@@ -168,7 +159,7 @@ def test_malformed_local_dataset_is_one_clear_paragraph(demo_assets, fresh_cache
     assert "--data-dir" in message and "\n" not in message
 
 
-def test_a_failed_evaluation_is_remembered_and_no_model_ran_on_bad_data(demo_assets, fresh_cache, offline, tmp_path, monkeypatch):
+def test_a_failed_evaluation_is_remembered_and_no_model_ran_on_bad_data(demo_assets, fresh_cache, offline, tmp_path, monkeypatch, make_run):
     import shutil
 
     import lm_eval
@@ -183,7 +174,7 @@ def test_a_failed_evaluation_is_remembered_and_no_model_ran_on_bad_data(demo_ass
     real = lm_eval.simple_evaluate
     monkeypatch.setattr(lm_eval, "simple_evaluate", lambda **kw: calls.append(kw["tasks"]) or real(**kw))
     lines = []
-    run = make_run(demo_assets, fresh_cache, data_dir=str(data), limit="1")
+    run = make_run(fresh_cache, data_dir=str(data), limit="1")
     run.progress = lines.append
     with pytest.raises(DataError) as first:
         run.comparison("mmlu", "anatomy")
@@ -201,7 +192,7 @@ def test_a_failed_evaluation_is_remembered_and_no_model_ran_on_bad_data(demo_ass
         "evaluating (hf, float32, cpu)", "done", "evaluating (hf, float32, cpu)", "done"]
 
 
-def test_an_unexpected_failure_shows_its_traceback_once_then_one_line(demo_assets, fresh_cache, offline, monkeypatch):
+def test_an_unexpected_failure_shows_its_traceback_once_then_one_line(demo_assets, fresh_cache, offline, monkeypatch, make_run):
     import lm_eval
 
     from pytest_qwencmp.errors import QwencmpError
@@ -211,7 +202,7 @@ def test_an_unexpected_failure_shows_its_traceback_once_then_one_line(demo_asset
 
     monkeypatch.setattr(lm_eval, "simple_evaluate", broken)
     lines = []
-    run = make_run(demo_assets, fresh_cache, limit="1")
+    run = make_run(fresh_cache, limit="1")
     run.progress = lines.append
     with pytest.raises(RuntimeError, match="lm-eval broke"):
         run.evaluator.evaluate("a", "hellaswag")
@@ -220,12 +211,12 @@ def test_an_unexpected_failure_shows_its_traceback_once_then_one_line(demo_asset
         run.evaluator.evaluate("a", "hellaswag")
 
 
-def test_a_lock_held_by_another_run_is_announced_and_bounded(demo_assets, fresh_cache, offline):
+def test_a_lock_held_by_another_run_is_announced_and_bounded(demo_assets, fresh_cache, offline, make_run):
     import threading
 
     from pytest_qwencmp.files import LockTimeout
 
-    run = make_run(demo_assets, fresh_cache, limit="1", lock_timeout="1")
+    run = make_run(fresh_cache, limit="1", lock_timeout="1")
     lines = []
     run.progress = lines.append
     evaluator = run.evaluator
@@ -253,11 +244,11 @@ def test_a_lock_held_by_another_run_is_announced_and_bounded(demo_assets, fresh_
     assert run.stats()["model_loads"] == 0
 
 
-def test_after_a_model_fails_only_what_needs_no_model_still_runs(demo_assets, fresh_cache, offline):
+def test_after_a_model_fails_only_what_needs_no_model_still_runs(demo_assets, fresh_cache, offline, make_run):
     from pytest_qwencmp.errors import ModelUnavailable
 
-    make_run(demo_assets, fresh_cache, limit="1").comparison("hellaswag", "acc")  # both sides cached
-    run = make_run(demo_assets, fresh_cache, limit="1")
+    make_run(fresh_cache, limit="1").comparison("hellaswag", "acc")  # both sides cached
+    run = make_run(fresh_cache, limit="1")
     assert run.skip_reason("mbpp") is None  # nothing has failed
     error = ModelUnavailable("Could not load model 'x' (--model-b, a hub id): it is gone. Fix: bring it back.")
     assert run.failures.message(error, "test_mbpp[pass@1]") == error.message
