@@ -34,8 +34,6 @@ from .demo.data import DEMO_SIZES, demo_size
 from .errors import QwencmpError
 from .evaluation.cache import EvaluationCache
 from .files import write_atomic
-from .lmeval import mirror
-from .lmeval.sizes import TaskSizes
 from .report.text import reuse_lines, settings_lines, text_tables
 from .stats import planning
 from .store.exchange import export_side, import_directory
@@ -46,6 +44,8 @@ USAGE_ERROR = 2
 
 
 def cmd_mirror(args: argparse.Namespace) -> int:
+    from .lmeval import mirror  # lazy: PyYAML and the hub's libraries; the merge job installs numpy, scipy, filelock, jinja2 only
+
     plan = mirror.make_plan(
         out=args.out,
         benchmarks=args.benchmarks,
@@ -110,6 +110,8 @@ def add_mirror_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from .lmeval.sizes import TaskSizes  # lazy: PyYAML (lm-eval's task files); the merge job installs numpy, scipy, filelock, jinja2 only
+
     extra = [Path(p) for p in args.benchmark_file] or [p for p in (Path("evals/benchmarks.toml"),) if p.is_file()]
     registry = load_registry(extra)
     default = Path("evals/demo-expectations.toml" if args.demo else "evals/expectations.toml")
