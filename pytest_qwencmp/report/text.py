@@ -1,18 +1,14 @@
-"""Rendering comparison records as the study's tables: terminal text, Markdown, JSON (HTML in ``html_report``).
+"""Comparison records as the study's tables: terminal text and Markdown, and the lines around them.
 
 Input is plain data — the JSON-able records each item attaches to its test
 report (``ItemComparison.to_record``) and the run's settings — so the same
 tables render on the xdist controller, in pytest-html and in CI summaries.
-This module is the one source of every count (:func:`counts`) and of the
-wording of an item's numbers (:func:`item_lines`, :func:`short_line`) and of
-a benchmark's family and noise level (:func:`benchmark_lines`): the terminal,
-HTML, Markdown, JSON and the failure message all call these.
-
-Counts: ``passed``/``failed``/``underpowered`` are over every item;
-``better``/``worse``/``undetermined`` over the benchmark's family (its
-non-overall items, the ones adjusted together). ``overall`` — lm-eval's group
-score, a size-weighted micro-average over all questions — is tested alone,
-unadjusted, and reported on its own line.
+This module words an item's numbers (:func:`item_lines`, :func:`short_line`:
+the failure message and ``-rA``), a benchmark's family and noise level
+(:func:`benchmark_lines`, the sentences the HTML shows too), the tables
+(:func:`text_tables`, :func:`markdown_tables`), the run's settings
+(:func:`settings_lines`) and what was reused (:func:`reuse_lines`). Counts and
+number formats come from ``formatting``.
 """
 
 from __future__ import annotations
@@ -33,57 +29,6 @@ from .formatting import (
     is_overall,
     score_text,
 )
-
-
-
-def fmt_bound(value: Any) -> str:
-    """A bound in points: ``+1.23``; a bound within 0.005 of 0 keeps its side (``+0.003``)."""
-    if value is None:
-        return "—"
-    value = float(value)
-    if value != 0 and abs(value) < 0.005:
-        return f"{value:+.1g}"
-    return f"{value:+.2f}"
-
-
-def fmt_ci(low: Any, high: Any) -> str:
-    if low is None or high is None:
-        return "—"
-    return f"[{fmt_bound(low)}, {fmt_bound(high)}]"
-
-
-def fmt_p(p: Any) -> str:
-    if p is None:
-        return "—"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def fmt_mde(record: Record) -> str:
-    """``±12.3`` points; ``none`` when no difference is detectable at this size; ``—`` without per-document data."""
-    if record.get("mde_level") is None:
-        return "—"
-    mde = record.get("mde")
-    return "none" if mde is None else f"±{mde:.1f}"
-
-
-def score_text(value: float | None, stderr: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.2f} ± {stderr:.2f}" if stderr is not None else f"{value:.2f}"
-
-
-def confidence(record: Record) -> str:
-    return f"{1 - float(record.get('alpha') or 0.05):.0%}"
-
-
-def adjustment_phrase(record: Record) -> str:
-    """How an item's adjusted pair was obtained, in words."""
-    if is_overall(record):
-        return "tested alone (group score), unadjusted"
-    size = int(record.get("family_size") or 1)
-    if size <= 1:
-        return "alone in its family, no adjustment"
-    return f"{record.get('correction')}-adjusted over {size} items"
 
 
 def item_lines(record: Record) -> list[str]:

@@ -135,19 +135,16 @@ def _available_text(directory: Path) -> str:
 
 
 def baseline_from_evaluations(
-    name: str,
-    evaluations: Iterable[BenchmarkEvaluation],
-    settings_that_matter: Mapping[str, Any],
-    *,
-    machine: Mapping[str, Any] | None = None,
-    project_commit: str | None = None,
-    created: str | None = None,
+    name: str, evaluations: Iterable[BenchmarkEvaluation], settings_that_matter: Mapping[str, Any], **lean: Any
 ) -> Baseline:
-    """A :class:`Baseline` of these evaluations: ``saved.saved_from_evaluations`` in its lean form, under a valid name."""
-    return saved_from_evaluations(
-        validate_name(name), evaluations, settings_that_matter,
-        machine=machine, project_commit=project_commit, created=created,
-    )
+    """A :class:`Baseline` of these evaluations: ``format.saved_from_evaluations`` in its lean form, under a valid name.
+
+    ``lean`` are its keyword options that a baseline keeps: ``machine``, ``project_commit``, ``created``.
+    """
+    unknown = set(lean) - {"machine", "project_commit", "created"}
+    if unknown:
+        raise TypeError(f"baseline_from_evaluations() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    return saved_from_evaluations(validate_name(name), evaluations, settings_that_matter, **lean)
 
 
 def save_baseline(baseline: Baseline, directory: Path) -> Path:
