@@ -12,7 +12,7 @@ Two runs, each on a fresh evaluation cache (nothing built, nothing evaluated):
        task setup      TaskManager indexing, task construction, datasets' loading (lm_eval.tasks,
                        lm_eval.api.task, datasets), the plugin's local-data overrides
        model compute   torch (forward passes, generation)
-       code execution  MBPP candidates run in the sandbox (pytest_qwencmp.sandbox.executor, .sandbox_launch)
+       code execution  MBPP candidates run in the sandbox (pytest_qwencmp.sandbox.executor, .launch)
        lm-eval other   the rest of simple_evaluate (requests, metrics, aggregation)
      plugin, per evaluation  cache keys and fingerprints, result extraction, cache writes
      statistics        pytest_qwencmp.comparison.compare_benchmark
@@ -42,12 +42,13 @@ from _common import offline_env, work_root  # noqa: E402
 
 DONE_LINE = re.compile(r"qwencmp: (?P<what>.+?): done in (?P<s>[\d.]+)s")
 
-# Leaf parts: (name, predicate on (file path, function)); the first part whose predicate matches
+# Leaf parts (the paths of this layout and of the one before the package was regrouped, for --repo):
+# (name, predicate on (file path, function)); the first part whose predicate matches
 # a frame, walking down from the root, takes that frame's whole time.
 _PARTS = (
-    ("demo build", lambda f, fn: f.endswith("pytest_qwencmp/demo/build.py") and fn == "build_demo_assets"),
-    ("model loads", lambda f, fn: f.endswith("pytest_qwencmp/models/loading.py") and fn == "load_model"),
-    ("evaluations", lambda f, fn: f.endswith("pytest_qwencmp/lmeval/harness.py") and fn == "run_request"),
+    ("demo build", lambda f, fn: f.endswith(("pytest_qwencmp/demo/build.py", "pytest_qwencmp/demo.py")) and fn == "build_demo_assets"),
+    ("model loads", lambda f, fn: f.endswith(("pytest_qwencmp/models/loading.py", "pytest_qwencmp/models.py")) and fn == "load_model"),
+    ("evaluations", lambda f, fn: f.endswith(("pytest_qwencmp/lmeval/harness.py", "pytest_qwencmp/harness.py")) and fn == "run_request"),
     ("statistics", lambda f, fn: f.endswith("pytest_qwencmp/comparison.py") and fn == "compare_benchmark"),
     ("report", lambda f, fn: (
         (f.endswith("pytest_qwencmp/plugin.py") and fn in ("pytest_terminal_summary", "pytest_sessionfinish", "pytest_html_results_summary"))
@@ -57,12 +58,12 @@ _PARTS = (
 )
 # Containers: what is left inside them (not a leaf part) is theirs, not "pytest & rest".
 _CONTAINERS = (
-    ("plugin, per evaluation", lambda f, fn: f.endswith("pytest_qwencmp/evaluation/evaluator.py") and fn in ("_evaluate", "key_parts", "load_cached")),
+    ("plugin, per evaluation", lambda f, fn: f.endswith(("pytest_qwencmp/evaluation/evaluator.py", "pytest_qwencmp/evaluation.py")) and fn in ("_evaluate", "key_parts", "load_cached")),
 )
 _EVALUATION_PARTS = (
-    ("task setup", lambda f, fn: any(k in f for k in ("lm_eval/tasks/", "lm_eval/api/task.py", "/datasets/", "pytest_qwencmp/lmeval/tasks.py"))),
+    ("task setup", lambda f, fn: any(k in f for k in ("lm_eval/tasks/", "lm_eval/api/task.py", "/datasets/", "pytest_qwencmp/lmeval/tasks.py", "pytest_qwencmp/lm_tasks.py"))),
     ("model compute", lambda f, fn: "/torch/" in f or "/transformers/" in f),
-    ("code execution", lambda f, fn: f.endswith(tuple(f"pytest_qwencmp/{m}.py" for m in ("sandbox/executor", "sandbox/launch", "lmeval/code_eval")))),
+    ("code execution", lambda f, fn: f.endswith(tuple(f"pytest_qwencmp/{m}.py" for m in ("sandbox/executor", "sandbox/launch", "lmeval/code_eval", "executor", "sandbox_launch", "code_eval")))),
     ("imports", lambda f, fn: fn == "_find_and_load" and "importlib" in f),
 )
 REST = "pytest & rest"

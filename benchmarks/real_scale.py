@@ -173,13 +173,17 @@ def load_once(folder: str, dtype: str) -> dict:
     from lm_eval.models.huggingface import HFLM  # noqa: F401
     from transformers import AutoModelForCausalLM  # noqa: F401
 
-    from pytest_qwencmp.models.loading import load_model
-
-    try:
+    try:  # this layout: one folder per job
+        from pytest_qwencmp.config.settings import ModelRef
+        from pytest_qwencmp.models.loading import load_model
         from pytest_qwencmp.models.placement import plan_execution
-    except ImportError:  # a --code checkout from before models.py was split
-        from pytest_qwencmp.models.loading import plan_execution
-    from pytest_qwencmp.config.settings import ModelRef
+    except ImportError:  # a --code checkout from before the package was regrouped by job
+        from pytest_qwencmp.models import load_model
+        from pytest_qwencmp.settings import ModelRef
+        try:
+            from pytest_qwencmp.execution_plan import plan_execution
+        except ImportError:  # ... and from before models.py was split
+            from pytest_qwencmp.models import plan_execution
 
     ref = ModelRef(folder)
     plan = plan_execution(dtype=dtype, backend="hf", device="cpu", batch_size=16, has_cuda=False, has_deepspeed=False)
