@@ -4,12 +4,18 @@ Takes two ``BenchmarkEvaluation``s of the same benchmark, pairs their
 per-document values and runs each item's paired test; the benchmark's
 non-overall items form one family whose p-values are adjusted (Holm by
 default) with intervals at the matching per-item levels
-(``statistics.family_levels``), so an item's interval and p-value never
-disagree, adjusted or not. Each item also gets its minimum detectable effect
-and the power of its expectation's rules (``power``, ``expectations.assess``).
+(``stats.adjust_family``, the adjustment baselines use too), so an item's
+interval and p-value never disagree, adjusted or not. Each item also gets its
+minimum detectable effect and the power of its expectation's rules
+(``stats.power``, ``stats.rules``), and its verdict (``stats.rules.check``).
 The result is one frozen ``ItemComparison`` per item: the record behind each
 pytest item, its failure message and its row in the report. ``overall`` (the
 benchmark's group score) is tested alone, unadjusted.
+
+:func:`merge_shards` does the same for the shards of a ``--qwencmp-shard``
+run (``python -m pytest_qwencmp merge``): ``store.merge`` reads and checks
+them, this module compares each benchmark exactly as a single run would, and
+:class:`MergedRun` writes the reports. No pytest, no lm-eval, no model.
 """
 
 from __future__ import annotations

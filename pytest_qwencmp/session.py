@@ -260,7 +260,7 @@ class ComparisonRun:
     ) -> SavedEvaluations | None:
         """The evaluations of ``benchmark_names`` (read from the cache, nothing is run) with their settings; None if any is missing.
 
-        ``full`` (a shard's results, see ``saved``) adds each evaluation's record
+        ``full`` (a shard's results, see ``store.format``) adds each evaluation's record
         and key parts, the benchmark definitions and the comparison settings.
         """
         evaluations, key_parts = [], {}

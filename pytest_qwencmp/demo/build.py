@@ -8,9 +8,9 @@ every file) that tells a finished build from a partial or outdated one. A
 folder whose manifest is missing, names another version, or lists a file that
 is gone or resized is rebuilt.
 
-What is built comes from two modules: ``demo_data`` (synthetic MMLU,
+What is built comes from two modules: ``data`` (synthetic MMLU,
 HellaSwag and MBPP data in the hub schemas lm-eval reads, and their writers)
-and ``demo_training`` (the tokenizer and the two small models trained on that
+and ``training`` (the tokenizer and the two small models trained on that
 data). The build is deterministic (seeded, one thread, deterministic kernels):
 two builds give byte-identical files. Importing this module is cheap: torch,
 transformers and tokenizers load only when a build trains or saves.

@@ -6,7 +6,7 @@ the side's prompting (chat template, few-shot as multi-turn, system
 instruction, passed exactly as lm-eval's CLI passes them) — and
 is plain, picklable data, so the same request runs in this process or in every
 rank of a tensor-parallel group (``tensor_parallel``). ``run_request`` builds
-the task manager over the real task definitions (``lm_tasks``), runs MBPP's
+the task manager over the real task definitions (``tasks``), runs MBPP's
 code through the sandbox (``code_eval``), translates the failures a user can
 fix into one-paragraph errors, and returns only the parts of lm-eval's output
 this project reads.

@@ -1,6 +1,6 @@
 """Local JSON Lines dataset copies, read straight into memory for lm-eval's tasks.
 
-With ``--data-dir`` every leaf task's override (``lm_tasks``) names
+With ``--data-dir`` every leaf task's override (``tasks``) names
 :func:`load_json_lines` as lm-eval's ``custom_dataset``: lm-eval calls it
 instead of ``datasets.load_dataset`` and gets the same rows, in file order, as
 ``datasets.Dataset`` objects — without datasets' builder machinery (config

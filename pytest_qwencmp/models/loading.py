@@ -1,7 +1,7 @@
 """Loading a model once and wrapping it as lm-eval's ``HFLM``.
 
 ``load_model`` reads weights and tokenizer as an ``ExecutionPlan``
-(``execution_plan``) says and wraps them for lm-eval: on a single CUDA device
+(``placement``) says and wraps them for lm-eval: on a single CUDA device
 the weights load straight onto it (``device_map``), never staged in host memory;
 with the DeepSpeed backend the model becomes an FP16 inference engine.
 ``ModelHandle`` holds one side's model in this process: it loads lazily, so a
@@ -242,7 +242,7 @@ class ModelHandle:
     """One side of the comparison (A or B) in this process: loads its model on first use, at most once.
 
     Before any weights are read, ``check`` decides in seconds whether (and from
-    where) the model can be loaded at all (``model_sources``). A failed check or
+    where) the model can be loaded at all (``sources``). A failed check or
     load is remembered: every later use raises the same error object at once.
     Subclasses that keep the model elsewhere override ``_load``, ``_run`` and ``close``.
     """

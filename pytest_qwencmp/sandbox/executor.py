@@ -47,10 +47,10 @@ own (a non-root user on a machine without user namespaces) a hostile program
 can signal the caller's other processes: only use such a machine for models you
 trust.
 
-Modules, imports flowing one way: ``sandbox`` (the data: ``Limits``,
-``Sandbox``, ``ExecutionResult``, descriptions) <- ``sandbox_wrapper`` (the
+Modules, imports flowing one way: ``policy`` (the data: ``Limits``,
+``Sandbox``, ``ExecutionResult``, descriptions) <- ``wrapper`` (the
 trusted program inside, and the verdict on its report: why "passed" cannot be
-faked, and what can still fake it) <- ``sandbox_launch`` (starting one program,
+faked, and what can still fake it) <- ``launch`` (starting one program,
 limits, wall-clock kill, capped output) <- this module (which configuration this
 machine supports, probed once per process, and the public ``run_program`` /
 ``run_programs``).

@@ -2,7 +2,7 @@
 
 The parent's side of one run: a fresh temporary directory (and the directories
 to hide from it), rlimits set between fork and exec, a minimal environment, the
-nonce and status pipes, the launcher argv around ``sandbox_wrapper.WRAPPER``;
+nonce and status pipes, the launcher argv around ``wrapper.WRAPPER``;
 then output read incrementally and capped (only the tail is kept), the
 wall-clock deadline after which the namespace's init and the process group get
 SIGKILL, and cleanup whatever the program left. ``execute`` never raises for a

@@ -1,6 +1,6 @@
 """The trusted program that runs inside the sandbox around the candidate, and the verdict on its report.
 
-``WRAPPER`` is started (by ``sandbox_launch``) as the sandbox's first process:
+``WRAPPER`` is started (by ``launch``) as the sandbox's first process:
 it sets up the filesystem, forks the candidate (which drops its uid, sets
 no_new_privs and runs the program with its asserts via ``exec``), and reports on
 a dedicated status pipe: ``setup-error ...``, ``done <nonce>``, then ``exit N``

@@ -99,7 +99,7 @@ def family_levels(p_values: Sequence[float], method: str = "holm", alpha: float 
 
     The level is chosen so that the test's interval at it excludes 0 exactly
     when ``adjusted_p < alpha`` (for an item whose ``p`` is not at a level's
-    boundary; at the boundary ``statistics.PairedTest.interval`` takes the
+    boundary; at the boundary ``paired.PairedTest.interval`` takes the
     decision from ``adjusted_p``):
 
     * ``holm``: the step-down rejects ranks ``1 … k*−1`` and stops at rank
@@ -146,7 +146,7 @@ def verdict(comparison, adjusted_p: float, alpha: float = 0.05) -> str:
     ``"worse"`` if ``adjusted_p < alpha`` and ``delta < 0``, otherwise
     ``"no detectable difference"``. The adjusted interval (taken at the level
     :func:`family_levels` gives) then lies entirely above, resp. below, 0.
-    ``comparison`` is a ``statistics.PairedComparison`` (anything with ``delta``).
+    ``comparison`` is a ``paired.PairedComparison`` (anything with ``delta``).
     """
     alpha = _check_alpha(alpha)
     adjusted_p = float(adjusted_p)

@@ -1,4 +1,4 @@
-"""Power and minimum detectable effect (MDE) of the paired tests in ``statistics``.
+"""Power and minimum detectable effect (MDE) of the paired tests in ``paired``.
 
 One source for "what can this item detect?", used by the run (per item, from
 the observed data) and by ``python -m pytest_qwencmp plan`` (before a run,
@@ -16,7 +16,7 @@ true improvement the two-sided test detects with that power.
 * Binary metrics (exact): documents are discordant with probability ``r``
   (the discordance); given ``m`` discordant documents, ``b ~ Bin(m, π)`` with
   ``π = (r + Δ)/(2r)``, so ``|Δ| <= r``. The Clopper–Pearson bound of
-  ``statistics.clopper_pearson_delta`` beats ``τ`` exactly when ``b`` reaches
+  ``paired.clopper_pearson_delta`` beats ``τ`` exactly when ``b`` reaches
   a critical count ``u(m)`` (its duality with the binomial tail: lower bound
   of π above ``π0 = (1 + τ n/m)/2`` ⟺ ``P(Bin(m, π0) >= b) < level/2``), so
   ``power = Σ_m P(M = m) · P(Bin(m, π) >= u(m))``, summed over ``m`` within
@@ -143,7 +143,7 @@ def _critical_counts(n: int, r: float, level: float, tau: float) -> tuple[np.nda
 
 
 def _exact_boundary(u: np.ndarray, m: np.ndarray, n: int, level: float, tau: float) -> np.ndarray:
-    """``u`` moved to the smallest b whose interval, as ``statistics`` computes it in floating point, lies above τ.
+    """``u`` moved to the smallest b whose interval, as ``paired`` computes it in floating point, lies above τ.
 
     The duality gives ``u`` exactly in real arithmetic; at a bound equal to τ to rounding the run's own
     comparison decides, so power is the probability of exactly the run's decision.

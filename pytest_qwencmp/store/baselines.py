@@ -1,6 +1,6 @@
 """Baselines across runs: save a run, compare a later run with it.
 
-A baseline is the lean form of the saved-evaluations format (``saved``): every
+A baseline is the lean form of the saved-evaluations format (``format``): every
 item's score and per-document values for both models, the settings that change
 the numbers (``compatibility.number_settings``), the models, the machine and
 the project's commit. This module owns what is baseline-specific:
@@ -16,9 +16,10 @@ the project's commit. This module owns what is baseline-specific:
   not compared, model B is meant to change) are refused unless the user
   passes ``--qwencmp-baseline-allow-mismatch``;
 * the comparison (:func:`compare_to_baseline`): per item, the current run
-  against the saved one with the paired machinery of ``statistics``, over the
+  against the saved one with the paired machinery of ``stats.paired``, over the
   documents present in both (matched by doc key ``"task/doc_id"``), p-values
-  adjusted across each benchmark's non-overall items, and a
+  adjusted across each benchmark's non-overall items (``stats.adjust_family``,
+  as the A-vs-B comparison does), and a
   :class:`BaselineComparison` saying whether the item regressed beyond its
   tolerance.
 
@@ -411,7 +412,7 @@ def compare_to_baseline(
     item_id) -> ItemScore``, or another :class:`Baseline`.
     Items only in one of the two runs are left out of the result (the caller
     reports them as "no baseline"). Documents are matched by doc key; the
-    paired statistics (``statistics.compare_paired``, baseline as A, current
+    paired statistics (``stats.paired_test``, baseline as A, current
     as B, ``seed`` for resampling metrics) use matched documents only.
     ``tolerance_points`` is one number, a mapping ``(benchmark, item_id) ->
     points`` (``(benchmark, "*")`` for a whole benchmark; unlisted items get

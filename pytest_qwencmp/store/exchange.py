@@ -3,7 +3,7 @@
 A reference model's evaluations (model A: a release, the base model) are the
 same on every pull request. :func:`export_side` writes the cache entries one
 side evaluated to a directory — one file per entry in the saved-evaluations
-format (``saved``, full form: the evaluation, its cache key and the key parts
+format (``format``, full form: the evaluation, its cache key and the key parts
 it was computed from) — that an artifact or ``actions/cache`` carries to
 another machine. :func:`import_directory` puts them into a fresh cache: each
 entry is checked (its key must be the hash of its key parts, exactly as
