@@ -4,10 +4,15 @@ Takes two ``BenchmarkEvaluation``s of the same benchmark, pairs their
 per-document values and runs each item's paired test; the benchmark's
 non-overall items form one family whose p-values are adjusted (Holm by
 default) with intervals at the matching per-item levels
-(``stats.adjust_family``, the adjustment baselines use too), so an item's
-interval and p-value never disagree, adjusted or not. Each item also gets its
-minimum detectable effect and the power of its expectation's rules
-(``stats.power``, ``stats.rules``), and its verdict (``stats.rules.check``).
+(``stats.adjust_items``, the adjustment baselines use too), so an item's
+interval and p-value never disagree, adjusted or not: that is the verdict
+("better", "worse", "no detectable difference"). Each threshold key of the
+expectations is its own one-sided test at its own threshold, adjusted in its
+key's family (``stats.rules.decide_keys``); keys that can never pass (or fail)
+at the item's size are found exactly (``stats.planning.impossible_keys``, as
+``plan`` does). Each item also gets its minimum detectable effect and the
+power of its expectation's rules (``stats.power``, ``stats.rules``), and its
+verdict (``stats.rules.check``).
 The result is one frozen ``ItemComparison`` per item: the record behind each
 pytest item, its failure message and its row in the report. ``overall`` (the
 benchmark's group score) is tested alone, unadjusted.
@@ -33,15 +38,16 @@ from .stats import paired as stats
 from .config.benchmarks import Benchmark
 from .evaluation.scores import BenchmarkEvaluation, ItemScore
 from .config.expectations import Expectation, Expectations
-from .stats.rules import PowerNote, Verdict, assess, check
+from .stats.planning import Impossible, impossible_keys
+from .stats.rules import KeyResult, PowerNote, Verdict, assess, check, decide_keys
 from .files import write_atomic
-from .report.formatting import record_bound
+from .report.formatting import record_bound, record_points
 from .report.html import html_page
 from .report.junit import Case, item_properties, write_junit
 from .report.results import ordered_record, results_document
 from .report.text import item_lines, markdown_tables
 from .store.merge import ShardResult, load_shards
-from .stats.multiplicity import adjust_family
+from .stats.multiplicity import adjust_items
 from .stats.paired import POINTS
 
 RESAMPLES = 10_000
@@ -56,7 +62,9 @@ class ItemComparison:
     the item's family of ``family_size`` items by ``correction`` (a word:
     holm, bh or none), the interval taken at ``adjusted_level``; ``mde`` the
     smallest true difference (fraction) detected with 80% power at
-    ``mde_level``; ``power_notes`` what each expectation rule can detect.
+    ``mde_level``; ``power_notes`` what each expectation rule can detect;
+    ``keys`` each threshold key decided at its threshold in its family;
+    ``impossible`` the rules that can never pass (or fail) at this size.
     """
 
     benchmark: str
@@ -83,6 +91,9 @@ class ItemComparison:
     mde: float | None = None
     mde_level: float | None = None
     power_notes: tuple[PowerNote, ...] = ()
+    keys: tuple[KeyResult, ...] = ()
+    impossible: tuple[Impossible, ...] = ()
+    sampling: Mapping[str, Any] | None = None  # generation benchmarks: temperature and samples per problem
 
     def __repr__(self) -> str:
         return (
@@ -166,6 +177,10 @@ class ItemComparison:
             "mde_level": self.mde_level,
             "underpowered": self.underpowered,
             "power_notes": [note.text for note in self.power_notes],
+            "keys": [{**k.to_record(), "low": record_points(k.low, k.threshold), "high": record_points(k.high, k.threshold)}
+                     for k in self.keys],
+            "impossible": [x.to_record() for x in self.impossible],
+            "sampling": None if self.sampling is None else dict(self.sampling),
             "passed": self.verdict.passed,
             "failures": list(self.verdict.failures),
             "checked": list(self.verdict.checked),
@@ -219,7 +234,7 @@ def _paired_test(a: ItemScore, b: ItemScore, seed: int) -> stats.PairedTest | No
 
 def design_of(paired: stats.PairedComparison) -> pw.Design | None:
     """The power design an observed comparison implies: its n and discordance (binary) or sd of differences."""
-    if paired.test == stats.TEST_MCNEMAR:
+    if paired.test == stats.TEST_SCORE:
         return pw.Design(paired.n, discordance=paired.discordance)
     if paired.test == stats.TEST_PERMUTATION:
         min_p = 2.0 / (1 << paired.n) if paired.n < 63 and (1 << paired.n) <= RESAMPLES else 2.0 / (RESAMPLES + 1)
@@ -237,17 +252,29 @@ def compare_benchmark(
     alpha: float = 0.05,
     seed: int = 0,
 ) -> Mapping[str, ItemComparison]:
-    """Every item of ``benchmark`` compared; its non-overall items adjusted as one family."""
+    """Every item of ``benchmark`` compared; its non-overall items adjusted as one family, each key in its own.
+
+    ``alpha`` is two-sided (0.05: the 95 % interval); every key is a one-sided test at ``alpha / 2``.
+    """
     label_a = str(evaluation_a.model.get("label", "A"))
     label_b = str(evaluation_b.model.get("label", "B"))
     pairs = {}
     for item in benchmark.items:
         a, b = evaluation_a.item(item.id), evaluation_b.item(item.id)
         pairs[item.id] = (item, a, b, _paired_test(a, b, seed))
-    adjusted = adjust_family({item_id: pair[3] for item_id, pair in pairs.items()}, correction, alpha)
+    tests = {item_id: pair[3] for item_id, pair in pairs.items()}
+    rules = {item_id: expectations.for_item(benchmark.name, item_id) for item_id in pairs}
+    adjusted = adjust_items(tests, correction, alpha)
+    keys = decide_keys(tests, rules, correction=correction, alpha=alpha / 2.0)
+    tested = [item_id for item_id, test in tests.items() if test is not None]
+    impossible = impossible_keys(
+        tested, rules.__getitem__, {i: tests[i].n for i in tested}, correction=correction, alpha=alpha / 2.0,
+        binary={i: tests[i].test != stats.TEST_PERMUTATION for i in tested}, resamples=RESAMPLES,
+    )
+    sampling = sampling_of(evaluation_b) if benchmark.generation else None
     comparisons = {}
     for item_id, (item, a, b, test) in pairs.items():
-        expectation = expectations.for_item(benchmark.name, item_id)
+        expectation = rules[item_id]
         paired = adjusted_ci = adjusted_p = level = mde = mde_level = None
         family_size, method, notes, significance = 1, "none", (), "n/a"
         if item_id in adjusted:
@@ -263,9 +290,8 @@ def compare_benchmark(
             expectation,
             a.value * POINTS,
             b.value * POINTS,
-            ci_lower=None if paired is None else paired.ci_low * POINTS,
+            keys=keys.get(item_id, ()),
             significantly_worse=significance == stats.VERDICT_WORSE,
-            adjusted_ci=None if adjusted_ci is None else (adjusted_ci[0] * POINTS, adjusted_ci[1] * POINTS),
         )
         comparisons[item_id] = ItemComparison(
             benchmark=benchmark.name,
@@ -291,8 +317,19 @@ def compare_benchmark(
             mde=mde,
             mde_level=mde_level,
             power_notes=notes,
+            keys=keys.get(item_id, ()),
+            impossible=impossible.get(item_id, ()),
+            sampling=sampling,
         )
     return comparisons
+
+
+def sampling_of(evaluation: BenchmarkEvaluation) -> dict[str, Any] | None:
+    """How a generation benchmark's answers were drawn: ``{"temperature", "samples"}``; None when greedy."""
+    gen_kwargs = evaluation.gen_kwargs or {}
+    if not gen_kwargs.get("do_sample"):
+        return None
+    return {"temperature": gen_kwargs.get("temperature"), "samples": int(evaluation.samples)}
 
 
 # --------------------------------------------------------------------------- shards merged into one run

@@ -37,7 +37,7 @@ from .models.weights import read_parameter_count
 from .report.junit import RECORD_PROPERTY, item_properties, record_property
 from .report.html import html_summary
 from .report.results import combine_stats, ordered_record, results_document
-from .report.text import markdown_tables, reuse_lines, settings_lines, text_tables
+from .report.text import impossible_notes, markdown_tables, reuse_lines, settings_lines, text_tables
 from .sandbox.executor import detect_sandbox
 from .stats.multiplicity import CORRECTIONS
 from .store.baselines import check_compatible, compare_to_baseline, load_baseline, save_baseline, validate_name
@@ -462,7 +462,9 @@ def summary_lines(run: ComparisonRun, results: Results) -> list[str]:
     """The terminal summary under "qwencmp: model comparison": settings, tables, work done, warnings; [] without records."""
     if not results.records:
         return []
-    lines = [*settings_lines(results.run_info), "", *text_tables(results.records.values())]
+    lines = [*settings_lines(results.run_info)]
+    lines += [f"can never pass or fail at this size: {note}" for note in impossible_notes(results.records.values())]
+    lines += ["", *text_tables(results.records.values())]
     s = results.stats(run)
     lines.append(
         f"qwencmp: {s['model_loads']} model load(s), {s['evaluations']} evaluation(s) "

@@ -83,6 +83,7 @@ class BenchmarkEvaluation:
     lm_eval_results: Mapping[str, Any] = field(default_factory=dict)
     from_cache: bool = False
     warnings: tuple[str, ...] = ()  # numerical health: degenerate generations (numerical_health)
+    samples: int = 1  # generation benchmarks: answers sampled per problem (--samples), each value the mean of them
 
     def item(self, item_id: str) -> ItemScore:
         for score in self.items:
@@ -106,6 +107,7 @@ class BenchmarkEvaluation:
             "documents": dict(self.documents),
             "lm_eval_results": dict(self.lm_eval_results),
             "warnings": list(self.warnings),
+            "samples": self.samples,
         }
 
     @classmethod
@@ -127,6 +129,7 @@ class BenchmarkEvaluation:
             lm_eval_results=payload.get("lm_eval_results", {}),
             from_cache=True,
             warnings=tuple(payload.get("warnings", ())),
+            samples=int(payload.get("samples", 1)),
         )
 
 

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from typing import Any, Iterable, Mapping
 
 from ..config.benchmarks import OVERALL
-from ..stats.paired import POINTS
+from ..stats.paired import POINTS, TEST_NAMES
 
 Record = Mapping[str, Any]
 
@@ -44,17 +44,23 @@ def group_by_benchmark(records: Iterable[Record]) -> "OrderedDict[str, list[Reco
     return groups
 
 
-def record_bound(value: float) -> float:
-    """A bound of B − A (fraction) in points for a record: 4 decimals, never rounded across 0.
+def record_points(points: float, threshold: float = 0.0) -> float:
+    """A bound in points for a record: 4 decimals, never rounded onto or across ``threshold``.
 
-    Keeps ``0 ∉ [low, high] ⟺ p < level`` true of the recorded numbers too.
+    Keeps ``t ∉ [low, high] ⟺ p(t) < level`` true of the recorded numbers too
+    (t = 0 for the verdict's interval, a key's threshold for a key's).
     """
-    points = round(value * POINTS, 4)
-    if value > 0 and points <= 0:
-        return 0.0001
-    if value < 0 and points >= 0:
-        return -0.0001
-    return points
+    rounded = round(points, 4)
+    if points > threshold and rounded <= threshold:
+        return round(threshold + 0.0001, 4) if round(threshold + 0.0001, 4) > threshold else points
+    if points < threshold and rounded >= threshold:
+        return round(threshold - 0.0001, 4) if round(threshold - 0.0001, 4) < threshold else points
+    return rounded
+
+
+def record_bound(value: float) -> float:
+    """A bound of B − A (fraction) in points for a record: 4 decimals, never rounded across 0."""
+    return record_points(value * POINTS)
 
 
 def counts(records: Iterable[Record]) -> dict[str, int]:
@@ -118,6 +124,12 @@ def score_text(value: float | None, stderr: float | None) -> str:
 
 def confidence(record: Record) -> str:
     return f"{1 - float(record.get('alpha') or 0.05):.0%}"
+
+
+def paired_test_name(record: Record) -> str:
+    """The name of the item's paired test, as every report shows it (``Tango score (cc)``, ``paired permutation``)."""
+    test = record.get("test")
+    return "" if not test else TEST_NAMES.get(str(test), str(test))
 
 
 def adjustment_phrase(record: Record) -> str:

@@ -44,6 +44,7 @@ from jinja2 import BaseLoader, Environment, StrictUndefined, TemplateNotFound
 from markupsafe import Markup
 
 from ..config.sides import describe_setup
+from ..stats.planning import impossible_text
 from .charts import COLOR_A, COLOR_B, dumbbell_svg, histogram_svg
 from .formatting import (
     Record,
@@ -57,9 +58,19 @@ from .formatting import (
     is_overall,
     num,
     p_cell,
+    paired_test_name,
     score_cell,
 )
-from .text import adjusted_header, baseline_cell, baseline_name, family_sentence, noise_sentence, overall_sentence
+from .text import (
+    adjusted_header,
+    baseline_cell,
+    baseline_name,
+    family_sentence,
+    impossible_notes,
+    noise_sentence,
+    overall_sentence,
+    sampling_sentence,
+)
 
 # Below this size a model is a toy (the demo's); the Qwen2.5 yardstick is shown only for real language models.
 REAL_SCALE_PARAMETERS = 100_000_000
@@ -97,7 +108,8 @@ def _templates() -> Environment:
     env.globals.update(
         COLOR_A=COLOR_A, COLOR_B=COLOR_B, adjustment_phrase=adjustment_phrase, baseline_cell=baseline_cell,
         ci_text=ci_text, confidence=confidence, disagree=_disagree, fmt=fmt, fmt_mde=fmt_mde, human_count=human_count,
-        is_overall=is_overall, near_zero=_near_zero, num=num, p_cell=p_cell, plural=_plural, score_cell=score_cell,
+        is_overall=is_overall, near_zero=_near_zero, num=num, p_cell=p_cell, paired_test_name=paired_test_name, impossible_text=impossible_text,
+        plural=_plural, score_cell=score_cell,
         side_class=_side_class, sign_class=_sign_class, unique_warnings=_unique_warnings, verdict_ci=_verdict_ci,
         verdict_text=_verdict_text,
     )
@@ -334,7 +346,7 @@ def _section(benchmark: str, rows: Sequence[Record], slug: str, run: Mapping[str
         "kind": "subject" if any(is_overall(r) for r in rows) else "metric",
         "shots": "%d-shot" % int(num(shots)) if num(shots) is not None else "default shots",
         "family": family_sentence(rows), "overall": [overall_sentence(r) for r in rows if is_overall(r)],
-        "noise": noise_sentence(rows), "warnings": _generation_warnings(benchmark, rows, run, label_a, label_b),
+        "noise": noise_sentence(rows), "sampling": sampling_sentence(rows), "warnings": _generation_warnings(benchmark, rows, run, label_a, label_b),
         "charts": _charts(rows, slug, label_a, label_b), "heads": _table_heads(rows, label_a, label_b),
         "ordered": [r for r in rows if is_overall(r)] + [r for r in rows if not is_overall(r)],
         "compared_with": baseline_name(rows),
@@ -422,7 +434,7 @@ def render_summary(records: Iterable[Record], run: Mapping[str, Any] | None = No
         css=_asset("report.css"), js=_asset("report.js"), label_a=label_a, label_b=label_b, rows=rows, failed=failed,
         failed_names=", ".join(f"{r.get('benchmark')}[{r.get('item')}]" for r in failed[:6]) + (" …" if len(failed) > 6 else ""),
         sections=[_section(name, group, slugs[name], run) for name, group in groups.items()],
-        model_rows=_model_rows(run), settings=_settings(run, stats),
+        model_rows=_model_rows(run), settings=_settings(run, stats), impossible=impossible_notes(rows),
         notices=[(label, notice) for label, notice in ((label_a, (models.get("a") or {}).get("notice")),
                                                        (label_b, (models.get("b") or {}).get("notice"))) if notice],
         ratio=parameter_ratio(run), parameters_a=pa, parameters_b=pb,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping, Sequence
 
 from .formatting import Record, counts, group_by_benchmark, is_overall
+from .text import impossible_notes, sampling_sentence
 
 
 RESULTS_SCHEMA_VERSION = 1
@@ -27,7 +28,8 @@ def results_document(
     for name, group in group_by_benchmark(rows).items():
         family = [r for r in group if not is_overall(r)]
         correction = family[0].get("correction", "none") if len(family) > 1 else "none"
-        benchmarks[name] = {"title": group[0].get("benchmark_title", name), **counts(group), "correction": correction}
+        benchmarks[name] = {"title": group[0].get("benchmark_title", name), **counts(group), "correction": correction,
+                            "sampling_note": sampling_sentence(group) or None, "impossible": impossible_notes(group)}
     models: dict[str, Any] = {}
     for side in ("a", "b"):
         models[side] = {

@@ -17,6 +17,7 @@ import statistics as pystats
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..config.sides import describe_setup
+from ..stats.planning import impossible_lines, impossible_text
 from .formatting import (
     Record,
     adjustment_phrase,
@@ -27,6 +28,7 @@ from .formatting import (
     fmt_p,
     group_by_benchmark,
     is_overall,
+    paired_test_name,
     score_text,
 )
 
@@ -40,7 +42,7 @@ def item_lines(record: Record) -> list[str]:
         kind = "paired" if r.get("p_value") is not None else "unpaired"
         first += f" (± {r['delta_stderr']:.2f} {kind} stderr"
         if r.get("ci_low") is not None:
-            first += f", {confidence(r)} CI {fmt_ci(r['ci_low'], r['ci_high'])}, p = {r['p_value']:.3g}"
+            first += f", {confidence(r)} CI {fmt_ci(r['ci_low'], r['ci_high'])}, {paired_test_name(r)} p = {r['p_value']:.3g}"
         first += ")"
     lines = [first + "."]
     if r.get("adjusted_p") is not None:
@@ -55,6 +57,8 @@ def item_lines(record: Record) -> list[str]:
         lines.append("  Missed: " + "; ".join(r["failures"]) + ".")
     elif r.get("checked"):
         lines.append("  Expected: " + "; ".join(r["checked"]) + ".")
+    if r.get("impossible"):
+        lines.append("  At this size: " + "; ".join(impossible_text(entry) for entry in r["impossible"]) + ".")
     weak = [note for note in r.get("power_notes") or [] if note.endswith("underpowered")]
     if weak:
         lines.append("  Power: " + "; ".join(weak) + ".")
@@ -123,6 +127,29 @@ def overall_sentence(record: Record) -> str:
             f"tested alone, unadjusted → {record.get('significance')}.")
 
 
+def sampling_sentence(rows: Sequence[Record]) -> str:
+    """What sampled generations mean for a generation benchmark's score (said once per benchmark), or ""."""
+    sampling = next((r.get("sampling") for r in rows if r.get("sampling")), None)
+    if not sampling:
+        return ""
+    k = int(sampling.get("samples") or 1)
+    benchmark = rows[0].get("benchmark", "")
+    how = f"temperature {sampling.get('temperature')}"
+    if k == 1:
+        return (f"pass@1 comes from one sampled answer per problem ({how}), so it carries sampling noise: the same model "
+                "scores differently on a rerun, and the paired test counts that noise as disagreement. "
+                f"--samples {benchmark}=K averages K answers per problem (pass@1 = c/K, Chen et al. 2021), "
+                "compared with the paired permutation test.")
+    return (f"pass@1 is c/K per problem over K = {k} sampled answers ({how}; Chen et al. 2021's unbiased estimate "
+            "for k = 1), compared with the paired permutation test: sampling noise is averaged over the K answers, "
+            "not removed.")
+
+
+def impossible_notes(records: Iterable[Record]) -> list[str]:
+    """The run's rules that can never pass (or fail) at their items' size, grouped as ``plan`` prints them."""
+    return impossible_lines((r["benchmark"], r["item"], entry) for r in records for entry in r.get("impossible") or ())
+
+
 def benchmark_lines(rows: Sequence[Record]) -> list[str]:
     """The headline of one benchmark: counts, the family, overall, and what 'no detectable difference' means."""
     c = counts(rows)
@@ -136,9 +163,9 @@ def benchmark_lines(rows: Sequence[Record]) -> list[str]:
         lines.append(f"  {family}: B significantly better on {c['better']}, worse on {c['worse']}, "
                      f"no detectable difference on {c['undetermined']}.")
     lines += ["  " + overall_sentence(r) for r in rows if is_overall(r)]
-    noise = noise_sentence(rows)
-    if noise:
-        lines.append("  " + noise)
+    for sentence in (noise_sentence(rows), sampling_sentence(rows)):
+        if sentence:
+            lines.append("  " + sentence)
     return lines
 
 
@@ -276,9 +303,11 @@ _SETTING_LINES = (
 
 
 def markdown_tables(records: Iterable[Record], run: Mapping[str, Any]) -> str:
-    """GitHub-flavoured Markdown: settings, then one table per benchmark."""
+    """GitHub-flavoured Markdown: settings, the rules that cannot be decided at this size, then one table per benchmark."""
+    records = list(records)
     lines = ["## Model comparison", ""]
     lines += [f"- {s}" for s in settings_lines(run)]
+    lines += [f"- **Can never pass or fail at this size:** {note}" for note in impossible_notes(records)]
     lines.append("")
     for benchmark, rows in group_by_benchmark(records).items():
         headers = _headers(rows)

@@ -1,13 +1,18 @@
-"""Many items at once: multiple-comparison adjustment with intervals that agree, and the verdict.
+"""Many tests at once: multiple-comparison adjustment with intervals that agree, and the verdict.
 
-A benchmark's items (MMLU's 57 subjects, HellaSwag's acc and acc_norm) are
-tested together. :func:`adjust_p_values` adjusts their p-values (Holm, BH or
-none); :func:`family_levels` gives each item the level at which its test's
-interval must be taken so that the interval excludes 0 exactly when the
-adjusted p-value is below α; :func:`verdict` words the result;
-:func:`adjust_family` does all three for a benchmark's items at once — the one
-adjustment both the A-vs-B comparison and the baseline comparison use. Pure
-numpy; the tests check the adjustments against statsmodels.
+:func:`adjust_family` is THE adjustment. It takes the ONE-SIDED p-values of
+the hypotheses a family of items tests — each threshold key's own test at its
+own threshold (``keys``), or the test of "no difference" on the side the data
+point to — adjusts them (Holm, BH or none) at the one-sided ``alpha`` (0.025:
+one side of a 95 % interval) and returns each item's TWO-SIDED interval level,
+chosen so that the threshold lies outside the item's interval on its side
+exactly when the adjusted p-value is below ``alpha``. :func:`adjust_p_values`
+is its adjusted p-values alone (= statsmodels' ``multipletests``).
+:func:`adjust_items` applies it to a benchmark's items for the verdict
+("better", "worse", "no detectable difference", worded by :func:`verdict`):
+the one adjustment the A-vs-B comparison and the baseline comparison use; the
+keys' families are ``rules.test_keys``. Pure numpy; the tests check the
+adjustments against statsmodels.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ VERDICT_WORSE = "worse"
 VERDICT_NONE = "no detectable difference"
 
 CORRECTIONS = ("holm", "bh", "none")
+ALPHA = 0.025  # one-sided: what each key (or a Holm family of keys) may err; one side of a 95 % interval
 
 
 def _values(values: Sequence[float]) -> np.ndarray:
@@ -38,13 +44,6 @@ def _values(values: Sequence[float]) -> np.ndarray:
     if arr.ndim != 1 or not np.all(np.isfinite(arr)):
         raise ValueError("adjust_p_values: expected a flat sequence of finite p-values")
     return arr
-
-
-def _check_alpha(alpha: float) -> float:
-    alpha = float(alpha)
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
-    return alpha
 
 
 def _adjust_sorted(p_sorted: np.ndarray, key: str) -> np.ndarray:
@@ -94,61 +93,76 @@ def adjust_p_values(p_values: Sequence[float], method: str = "holm") -> list[flo
     return [float(v) for v in adjusted]
 
 
-def family_levels(p_values: Sequence[float], method: str = "holm", alpha: float = 0.05) -> list[tuple[float, float]]:
-    """Per item ``(adjusted_p, level)``: the level its adjusted interval is taken at.
+def adjust_family(p_values: Sequence[float], method: str = "holm", alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
+    """Adjusted one-sided p-values and each item's two-sided interval level: ``(adjusted, levels)``.
 
-    The level is chosen so that the test's interval at it excludes 0 exactly
-    when ``adjusted_p < alpha`` (for an item whose ``p`` is not at a level's
-    boundary; at the boundary ``paired.PairedTest.interval`` takes the
-    decision from ``adjusted_p``):
+    ``p_values``: one per item, the ONE-SIDED p-value of the hypothesis it tests
+    (``paired_binary_test(..., delta0=threshold, alternative=...)`` for a key).
+    ``alpha``: the one-sided level the family controls (0.025, one side of a 95 %
+    interval). With the m p-values sorted ascending ``p_(1) ≤ … ≤ p_(m)``:
 
-    * ``holm``: the step-down rejects ranks ``1 … k*−1`` and stops at rank
-      ``k*``. A rejected item of rank ``k`` gets ``α / (m − k + 1)`` (the
-      level it was tested at; tied p-values share the level of the first of
-      them); every other item gets ``α / (m − k* + 1)``, at which none of them
-      is significant.
-    * ``bh``: with ``r`` items rejected, every item gets ``max(r, 1) · α / m``
-      (the Benjamini–Yekutieli "FCR-adjusted" level, 2005).
-    * ``none``: ``α``.
+    * ``"holm"`` (family-wise error ≤ alpha): ``adj_(k) = min(1, max_{j≤k} (m − j + 1) p_(j))``;
+      an item rejected at rank k is tested at the one-sided level ``alpha/(m − k + 1)``
+      (tied p-values share the level of the first of them), every other item at
+      ``alpha/(m − k* + 1)``, the rank k* where the step-down stopped;
+    * ``"bh"`` (false discovery rate ≤ alpha): ``adj_(k) = min(1, min_{j≥k} p_(j) m / j)``;
+      with r rejections every item gets ``max(r, 1)·alpha/m`` (Benjamini–Yekutieli's
+      FCR-adjusted level, 2005);
+    * ``"none"``: ``adj = p``, level ``alpha``.
 
-    Results are in the input order; [] for [].
+    ``levels`` are TWO-SIDED (2 × the one-sided level), the form an interval's
+    ``level`` takes: a family of one at alpha 0.025 gets 0.05, the 95 % interval.
+    Guarantee, for every input: ``p_i < levels_i / 2 ⟺ adjusted_i < alpha`` (where
+    rounding ties p to its level, the level moves by one ulp to the side the
+    adjusted p-value decides), so with an interval that inverts its test at the
+    threshold (``paired_binary_ci(..., level=levels[i], at=threshold)``) the
+    threshold lies outside item i's interval on its side ⟺ ``adjusted_i < alpha``.
+    The adjusted p-values equal statsmodels' ``multipletests(p, method="holm" |
+    "fdr_bh")[1]``. Input order is kept; empty in, empty out.
     """
-    alpha = _check_alpha(alpha)
+    alpha = float(alpha)
+    if not 0.0 < alpha < 0.5:
+        raise ValueError(f"alpha is one-sided and must lie in (0, 0.5), got {alpha} (0.025 for a 95 % interval)")
     p, key = _check_family(p_values, method)
     m = p.size
     if m == 0:
-        return []
+        return np.empty(0), np.empty(0)
     if key == "none":
-        return [(float(v), alpha) for v in p]
-    order = np.argsort(p, kind="stable")
-    p_sorted = p[order]
-    adjusted_sorted = _adjust_sorted(p_sorted, key)
-    rejected = adjusted_sorted < alpha
-    levels_sorted = np.empty(m)
-    if key == "bh":
-        levels_sorted[:] = max(int(np.count_nonzero(rejected)), 1) * alpha / m
+        adjusted, one_sided = p.copy(), np.full(m, alpha)
     else:
-        stop = int(np.argmin(rejected)) if not rejected.all() else m  # 0-based rank k* − 1
-        first_of_tie = np.searchsorted(p_sorted, p_sorted, side="left")
-        ranks = np.where(np.arange(m) < stop, first_of_tie, stop)
-        levels_sorted[:] = alpha / (m - ranks)
-    adjusted = np.empty(m)
-    levels = np.empty(m)
-    adjusted[order] = adjusted_sorted
-    levels[order] = levels_sorted
-    return [(float(a), float(level)) for a, level in zip(adjusted, levels)]
+        order = np.argsort(p, kind="stable")
+        ps = p[order]
+        adj = _adjust_sorted(ps, key)
+        if key == "holm":
+            rejected = adj < alpha
+            stop = int(np.argmin(rejected)) if not rejected.all() else m  # 0-based rank where it stopped
+            first_of_tie = np.searchsorted(ps, ps, side="left")
+            ranks = np.where(np.arange(m) < stop, first_of_tie, stop)
+            lev = alpha / (m - ranks)
+        else:
+            lev = np.full(m, max(int(np.count_nonzero(adj < alpha)), 1) * alpha / m)
+        adjusted, one_sided = np.empty(m), np.empty(m)
+        adjusted[order], one_sided[order] = adj, lev
+    # the guarantee to the last bit: p < level ⟺ adjusted < alpha
+    reject = adjusted < alpha
+    one_sided = np.where(reject & ~(p < one_sided), np.nextafter(p, np.inf), one_sided)
+    one_sided = np.where(~reject & (p < one_sided), p, one_sided)
+    return adjusted, 2.0 * one_sided
 
 
-def verdict(comparison, adjusted_p: float, alpha: float = 0.05) -> str:
-    """The wording of one item's result.
+def verdict(comparison, adjusted_p: float, alpha: float = 2 * ALPHA) -> str:
+    """The wording of one item's result from its two-sided adjusted p-value.
 
     ``"better"`` if ``adjusted_p < alpha`` and ``delta > 0`` (B beats A),
     ``"worse"`` if ``adjusted_p < alpha`` and ``delta < 0``, otherwise
-    ``"no detectable difference"``. The adjusted interval (taken at the level
-    :func:`family_levels` gives) then lies entirely above, resp. below, 0.
-    ``comparison`` is a ``paired.PairedComparison`` (anything with ``delta``).
+    ``"no detectable difference"``. ``alpha`` is two-sided (0.05: each side
+    2.5 %). The adjusted interval (taken at the level :func:`adjust_items`
+    gives) then lies entirely above, resp. below, 0. ``comparison`` is a
+    ``paired.PairedComparison`` (anything with ``delta``).
     """
-    alpha = _check_alpha(alpha)
+    alpha = float(alpha)
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
     adjusted_p = float(adjusted_p)
     if not 0.0 <= adjusted_p <= 1.0:
         raise ValueError(f"adjusted p-value must lie in [0, 1], got {adjusted_p}")
@@ -162,12 +176,13 @@ def verdict(comparison, adjusted_p: float, alpha: float = 0.05) -> str:
 
 @dataclass(frozen=True)
 class Adjusted:
-    """One item's paired test after its family's adjustment.
+    """One item's paired test after its family's adjustment, for the verdict.
 
-    ``paired`` is the unadjusted test with its interval at ``alpha``;
-    ``adjusted_p`` and ``adjusted_ci`` (fractions) the same test adjusted for a
-    family of ``family_size`` items by ``correction`` ("none" for an item tested
-    alone), the interval taken at ``level``; ``significance`` its wording.
+    ``paired`` is the unadjusted test with its interval at ``level`` 0.05 (95 %);
+    ``adjusted_p`` (two-sided) and ``adjusted_ci`` (fractions) the same test of
+    "no difference" adjusted for a family of ``family_size`` items by
+    ``correction`` ("none" for an item tested alone), the interval taken at
+    ``level``; ``significance`` its wording.
     """
 
     paired: "PairedComparison"
@@ -179,29 +194,35 @@ class Adjusted:
     significance: str
 
 
-def adjust_family(
-    tests: Mapping[str, "PairedTest | None"], correction: str = "holm", alpha: float = 0.05
+def adjust_items(
+    tests: Mapping[str, "PairedTest | None"], correction: str = "holm", level: float = 2 * ALPHA
 ) -> dict[str, Adjusted]:
-    """Every item that has a test, adjusted: its non-overall items form one family, ``overall`` is tested alone.
+    """Every item that has a test, adjusted for the verdict: its non-overall items form one family, ``overall`` is alone.
 
     ``tests`` maps item ids to their paired test (None: no per-document data,
-    the item is left out of the family and of the result).
+    the item is left out of the family and of the result). The family's
+    hypotheses are "no difference", each on the side its data point to: the
+    one-sided p-value is half the two-sided one, adjusted by :func:`adjust_family`
+    at ``level / 2``; the adjusted p-value is reported two-sided (doubled), so
+    ``0 ∉ adjusted CI ⟺ adjusted p < level``.
     """
     family = [i for i, t in tests.items() if t is not None and i.split(":")[0] != OVERALL]
-    levels = dict(zip(family, family_levels([tests[i].p_value for i in family], correction, alpha)))
+    adjusted_one, levels = adjust_family([tests[i].p_value / 2.0 for i in family], correction, level / 2.0)
+    by_item = {i: (min(1.0, 2.0 * float(a)), float(lv)) for i, a, lv in zip(family, adjusted_one, levels)}
     adjusted = {}
     for item_id, test in tests.items():
         if test is None:
             continue
-        paired = test.comparison(level=alpha)
-        if item_id in levels:
+        paired = test.comparison(level=level)
+        if item_id in by_item:
             family_size = len(family)
             method = correction if family_size > 1 else "none"
-            adjusted_p, level = levels[item_id]
+            adjusted_p, item_level = by_item[item_id]
         else:
             family_size, method = 1, "none"
-            adjusted_p, level = paired.p_value, alpha
+            adjusted_p, item_level = paired.p_value, level
         # The interval beside the adjusted p-value is the same test's, at the family's level.
-        interval = test.interval(level, reject=adjusted_p < alpha)
-        adjusted[item_id] = Adjusted(paired, adjusted_p, level, interval, method, family_size, verdict(paired, adjusted_p, alpha))
+        interval = test.interval(item_level, reject=adjusted_p < level)
+        adjusted[item_id] = Adjusted(paired, adjusted_p, item_level, interval, method, family_size,
+                                     verdict(paired, adjusted_p, level))
     return adjusted

@@ -1,29 +1,26 @@
 """Paired statistics for comparing two models on the same benchmark documents.
 
-This module owns every number that turns two models' per-document scores into
-a verdict: one model's mean and standard error (:func:`score_of`), the paired
-test of model B against model A on the *same* documents with the confidence
-interval that inverts that very test (:func:`paired_test`,
-:func:`compare_paired`), the unpaired interval shown only for contrast
-(:func:`compare_unpaired`), multiple-comparison adjustment of a family of items
-with intervals that agree with the adjusted p-values, and the final wording
-(:func:`adjust_p_values`, :func:`family_levels`, :func:`verdict`: owned by
-``multiplicity`` and re-exported here, where callers have always found them).
+One model's mean and standard error (:func:`score_of`); the paired test of
+model B against model A on the *same* documents with the confidence interval
+that inverts that very test (:func:`paired_test`, :func:`compare_paired`),
+at any threshold (:meth:`PairedTest.tails`, :meth:`PairedTest.key_interval`:
+an expectation key with threshold t is the test of Δ = t); the unpaired
+interval shown only for contrast (:func:`compare_unpaired`).
 
 One coherent story per item: the interval beside a p-value is the set of
-differences that the same test does not reject, so ``0 ∉ CI ⟺ p < level`` for
-every possible input (and likewise for the adjusted pair).
+differences that the same test does not reject, so ``t ∉ CI ⟺ p(t) < level``
+for every possible input and every t (likewise for the adjusted pair).
 
 * Binary metrics (every value in {0, 1}: ``acc``, ``acc_norm``, ``pass@1`` with
-  one sample): the exact McNemar test, i.e. the conditional binomial test of
-  ``b ~ Bin(m, 1/2)`` on the ``m = b + c`` discordant documents, and its
-  inversion, the Clopper–Pearson interval for ``π = b / m`` mapped to points of
-  B − A as ``(2π − 1)·m / n``.
-* Any other metric: a seeded sign-flip permutation test on ``d = b − a`` and its
-  inversion with the SAME sign vectors: shifting ``d`` by ``δ`` the test of
-  ``mean(d − δ) = 0`` accepts exactly when ``δ`` lies between two order
-  statistics of the subset means ``mean(d_i : i flipped)`` (Hartigan 1969,
-  "Using subsample values as typical values", JASA 64:1303–1317).
+  one sample): Tango's unconditional score test with a ½ continuity
+  correction and its interval (``paired_binary``, method ``score-cc``), valid
+  whatever the split of the discordant documents, including none.
+* Any other metric (``pass@1`` as c/K from K samples per problem): a seeded
+  sign-flip permutation test on ``d = b − a`` and its inversion with the SAME
+  sign vectors: shifting ``d`` by ``δ`` the test of ``mean(d − δ) = 0``
+  accepts exactly when ``δ`` lies between two order statistics of the subset
+  means ``mean(d_i : i flipped)`` (Hartigan 1969, "Using subsample values as
+  typical values", JASA 64:1303–1317).
 
 Pure: numpy and ``scipy.special`` only (scipy.stats and statsmodels are the
 references its tests check against; not importing scipy.stats keeps the
@@ -40,7 +37,9 @@ from typing import Sequence
 import numpy as np
 from scipy import special
 
-from .multiplicity import CORRECTIONS, VERDICT_BETTER, VERDICT_NONE, VERDICT_WORSE, adjust_p_values, family_levels, verdict
+from .keys import agree_at
+from .multiplicity import VERDICT_BETTER, VERDICT_NONE, VERDICT_WORSE
+from .paired_binary import paired_binary_ci, paired_binary_test
 
 __all__ = [
     "Score",
@@ -50,24 +49,24 @@ __all__ = [
     "paired_test",
     "compare_paired",
     "compare_unpaired",
-    "mcnemar_p",
-    "clopper_pearson_delta",
-    "adjust_p_values",
-    "family_levels",
-    "verdict",
-    "TEST_MCNEMAR",
+    "TEST_SCORE",
     "TEST_PERMUTATION",
     "TEST_DEGENERATE",
+    "TEST_NAMES",
     "VERDICT_BETTER",
     "VERDICT_WORSE",
     "VERDICT_NONE",
-    "CORRECTIONS",
     "POINTS",
 ]
 
-TEST_MCNEMAR = "mcnemar-exact"
+TEST_SCORE = "tango-score-cc"
 TEST_PERMUTATION = "paired-permutation"
 TEST_DEGENERATE = "degenerate"
+TEST_NAMES = {  # what the reports call each test
+    TEST_SCORE: "Tango score (cc)",
+    TEST_PERMUTATION: "paired permutation",
+    TEST_DEGENERATE: "one document: no test",
+}
 
 # Upper bound on the float64 cells of one resampling batch (~32 MB), so that
 # n = 14,042 documents x 10,000 resamples never materialises at once.
@@ -100,8 +99,9 @@ class PairedComparison:
 
     ``delta = mean_b - mean_a`` (positive: B scores higher); ``stderr`` is the
     paired standard error ``sd(b_i - a_i, ddof=1) / sqrt(n)``; ``p_value`` is
-    two-sided for H0: no difference, from ``test`` (one of ``"mcnemar-exact"``,
-    ``"paired-permutation"``, ``"degenerate"``); ``[ci_low, ci_high]`` is the
+    two-sided for H0: no difference, from ``test`` (one of ``"tango-score-cc"``,
+    ``"paired-permutation"``, ``"degenerate"``; ``TEST_NAMES`` words them);
+    ``[ci_low, ci_high]`` is the
     ``confidence`` interval that inverts that test, so 0 lies outside it
     exactly when ``p_value < 1 - confidence``. For binary metrics ``b_only``
     counts documents B got right and A wrong, ``a_only`` the reverse; for other
@@ -123,7 +123,7 @@ class PairedComparison:
 
     @property
     def binary(self) -> bool:
-        return self.test == TEST_MCNEMAR
+        return self.test == TEST_SCORE
 
     @property
     def discordance(self) -> float:
@@ -205,69 +205,6 @@ def score_of(values: Sequence[float]) -> Score:
 
 
 # --------------------------------------------------------------------------
-# binary metrics: exact McNemar and its Clopper–Pearson inversion
-
-
-def _binom_cdf(k, m, p):
-    """P(X <= k) for X ~ Bin(m, p) (integer-valued k and m), with k < 0 -> 0 and k >= m -> 1."""
-    k = np.asarray(k, dtype=np.float64)
-    m = np.asarray(m, dtype=np.float64)
-    safe_k = np.clip(k, 0.0, np.maximum(m - 1.0, 0.0))
-    with np.errstate(invalid="ignore"):
-        out = special.betainc(np.maximum(m - safe_k, 1.0), safe_k + 1.0, 1.0 - p)  # = bdtr(k, m, p)
-    return np.where(k < 0, 0.0, np.where(k >= m, 1.0, out))
-
-
-def mcnemar_p(b_only, a_only):
-    """Exact two-sided McNemar p-value (arrays welcome).
-
-    Under H0 each of the ``m = b_only + a_only`` discordant documents is
-    equally likely to favour either model, so ``b_only ~ Binomial(m, 1/2)``:
-    ``p = min(1, 2 * BinomCDF(min(b_only, a_only); m, 1/2))``, the number
-    ``scipy.stats.binomtest(min(b, c), m, 0.5).pvalue`` and
-    ``statsmodels...mcnemar(table, exact=True).pvalue`` give. With no
-    discordant documents there is no evidence at all: ``p = 1``.
-    """
-    b = np.asarray(b_only, dtype=np.float64)
-    c = np.asarray(a_only, dtype=np.float64)
-    m = b + c
-    p = np.minimum(1.0, 2.0 * _binom_cdf(np.minimum(b, c), m, 0.5))
-    p = np.where(m == 0, 1.0, p)
-    return float(p) if p.ndim == 0 else p
-
-
-def clopper_pearson_delta(b_only, a_only, n, level):
-    """The exact interval for B − A that inverts the exact McNemar test (arrays welcome).
-
-    Conditional on the ``m = b + c`` discordant documents, ``b ~ Bin(m, π)``
-    and B − A = ``(2π − 1)·m / n``. The Clopper–Pearson interval for ``π`` at
-    ``level`` (``α/2`` in each tail),
-
-        π_L = BetaInv(level/2; b, m − b + 1)   (0 when b = 0)
-        π_U = BetaInv(1 − level/2; b + 1, m − b)   (1 when b = m)
-
-    is the set of ``π`` that the two-sided conditional binomial test does not
-    reject; ``π = 1/2`` (no difference) is outside it exactly when the McNemar
-    p-value is below ``level``. Mapped to points: ``[(2π_L − 1) m/n, (2π_U − 1) m/n]``;
-    ``m = 0`` gives ``[0, 0]``. The same numbers as
-    ``scipy.stats.binomtest(b, m).proportion_ci(1 − level, method='exact')``.
-    """
-    b = np.asarray(b_only, dtype=np.float64)
-    c = np.asarray(a_only, dtype=np.float64)
-    n = np.asarray(n, dtype=np.float64)
-    m = b + c
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pi_low = np.where(b > 0, special.betaincinv(np.maximum(b, 1.0), c + 1.0, level / 2.0), 0.0)
-        pi_high = np.where(c > 0, special.betaincinv(b + 1.0, np.maximum(c, 1.0), 1.0 - level / 2.0), 1.0)
-        scale = np.where(m > 0, m / n, 0.0)
-    low = (2.0 * pi_low - 1.0) * scale
-    high = (2.0 * pi_high - 1.0) * scale
-    if low.ndim == 0:
-        return float(low), float(high)
-    return low, high
-
-
-# --------------------------------------------------------------------------
 # other metrics: sign-flip permutation test and its inversion
 
 
@@ -309,6 +246,17 @@ class _SignFlip:
         if j > count:  # cannot happen for level < 1; keep the point estimate
             return math.nan, math.nan
         return float(self.breakpoints[j - 1]), float(self.breakpoints[count - j])
+
+    def tails(self, delta: float) -> tuple[float, float]:
+        """One-sided p-values of the test of mean(d) = ``delta``: ``(P_>, P_<)``, H1 Δ > delta resp. Δ < delta.
+
+        The tails :meth:`bounds` inverts: ``P_> < level/2`` exactly when ``delta`` lies below the
+        lower bound at ``level``, ``P_< < level/2`` exactly when it lies above the upper one.
+        """
+        denominator = self.total + self.extra
+        upper = int(np.searchsorted(self.breakpoints, delta, side="right"))  # breakpoints ≤ delta
+        lower = self.breakpoints.size - int(np.searchsorted(self.breakpoints, delta, side="left"))  # ≥ delta
+        return (self.always + upper + self.extra) / denominator, (self.always + lower + self.extra) / denominator
 
 
 def _sign_flip(d: np.ndarray, resamples: int, rng: np.random.Generator) -> _SignFlip:
@@ -378,13 +326,15 @@ def _sign_flip(d: np.ndarray, resamples: int, rng: np.random.Generator) -> _Sign
 
 
 class PairedTest:
-    """The paired test of one item, able to give its interval at any level.
+    """The paired test of one item, able to give its interval at any level and its test at any threshold.
 
-    ``p_value`` tests H0: no difference. ``interval(level)`` is the set of
-    differences the same test does not reject at ``level``; ``interval(level,
-    reject=...)`` takes the decision about 0 from the caller (an adjusted
-    p-value compared with α) so that interval and adjusted p-value can never
-    disagree, even by rounding.
+    ``p_value`` tests H0: no difference (two-sided). ``interval(level)`` is the
+    set of differences the same test does not reject at ``level``;
+    ``interval(level, reject=...)`` takes the decision about 0 from the caller
+    (an adjusted p-value compared with α) so that interval and adjusted p-value
+    can never disagree, even by rounding. :meth:`tails` tests Δ = t for any
+    threshold t; :meth:`key_interval` is the interval whose bounds agree with
+    that test at t to the last bit (points).
     """
 
     def __init__(self, n: int, mean_a: float, mean_b: float, delta: float, stderr: float, p_value: float,
@@ -403,14 +353,13 @@ class PairedTest:
         self._span = span  # the largest possible |B − A| given the observed values
 
     def raw_interval(self, level: float) -> tuple[float, float]:
-        """The inversion at ``level`` exactly as computed, before any rounding guard."""
+        """The inversion at ``level`` (fractions), before the guard that ties it to the decision about 0."""
         level = _check_level(level)
-        if self.test == TEST_MCNEMAR:
-            return clopper_pearson_delta(self.b_only, self.a_only, self.n, level)
-        if self.test == TEST_DEGENERATE:  # one document: no information about the difference
+        if self.test == TEST_SCORE:
+            low, high = paired_binary_ci(self.b_only, self.a_only, self.n, level=level, at=0.0)
+            return low / POINTS, high / POINTS
+        if self._flips is None:  # one document: no information about the difference
             return -self._span, self._span
-        if self._flips is None:  # all differences 0: nothing varies under the null or any shift
-            return self.delta, self.delta
         low, high = self._flips.bounds(level)
         if math.isnan(low):
             return self.delta, self.delta
@@ -423,6 +372,36 @@ class PairedTest:
         if reject is None:
             reject = self.p_value < level
         return _consistent(low, high, self.delta, bool(reject))
+
+    def tails(self, threshold: float) -> tuple[float, float]:
+        """One-sided p-values of the test of Δ = ``threshold`` (points): ``(p_greater, p_less)``.
+
+        ``p_greater`` (H1: Δ > threshold) is the p-value of ``min_ci_lower`` and
+        ``non_inferiority_margin``, ``p_less`` (H1: Δ < threshold) that of
+        ``max_regression`` (``keys``). A threshold beyond what the data allow
+        is rejected on its side.
+        """
+        if self.test == TEST_SCORE:
+            return (paired_binary_test(self.b_only, self.a_only, self.n, threshold, "greater"),
+                    paired_binary_test(self.b_only, self.a_only, self.n, threshold, "less"))
+        delta = threshold / POINTS
+        if self._flips is None:
+            return (0.0 if delta < -self._span else 1.0), (0.0 if delta > self._span else 1.0)
+        return self._flips.tails(delta)
+
+    def key_interval(self, level: float, threshold: float) -> tuple[float, float]:
+        """The two-sided interval at ``level`` in points, its bounds agreeing with :meth:`tails` at ``threshold``:
+
+        ``low > threshold ⟺ p_greater < level/2`` and ``high < threshold ⟺ p_less < level/2``,
+        to the last bit (a key's threshold and the family's level: ``multiplicity.adjust_family``).
+        """
+        level = _check_level(level)
+        if self.test == TEST_SCORE:
+            return paired_binary_ci(self.b_only, self.a_only, self.n, level=level, at=threshold)
+        low, high = self.raw_interval(level)
+        low, high = min(low, self.delta) * POINTS, max(high, self.delta) * POINTS
+        greater, less = self.tails(threshold)
+        return agree_at(low, high, threshold, greater < level / 2.0, less < level / 2.0)
 
     def comparison(self, confidence: float = 0.95, *, level: float | None = None) -> PairedComparison:
         """The summary at ``confidence`` (or at ``level = 1 − confidence``, given exactly)."""
@@ -440,14 +419,18 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, seed: int = 0, resamp
 
     With ``d_i = b_i - a_i``: ``delta = mean(d)``, ``stderr = sd(d, ddof=1) / sqrt(n)``.
 
-    * Binary metrics (every value of both models in {0, 1}): exact McNemar
-      (:func:`mcnemar_p`), intervals by :func:`clopper_pearson_delta`;
-      closed form, no resampling.
+    * Binary metrics (every value of both models in {0, 1}): Tango's score test
+      with a ½ continuity correction (``paired_binary``, method ``score-cc``) on
+      the counts ``b_only``, ``a_only``, ``n``; closed form, no resampling; valid
+      with any number of documents, including one, and with no discordant
+      document (n = 20 identical answers: ±20.05 points).
     * Otherwise: the sign-flip permutation test with ``resamples`` sign
       vectors from ``numpy.random.default_rng(seed)``, intervals from the same
-      vectors. All differences 0: ``p = 1``, intervals ``[0, 0]``.
-    * ``n == 1``: nothing to test; ``p = 1``, intervals as wide as the difference can be
-      (``[-1, 1]`` for binary metrics).
+      vectors. All differences 0 is no special case: the interval is [0, 0]
+      only when the test could reject any other shift (2^-n below the level's
+      tail), else as wide as the scores allow.
+    * ``n == 1`` (other metrics): nothing to test; ``p = 1``, intervals as wide as
+      the difference can be.
 
     Raises ValueError for no documents, unequal lengths, non-finite values, or
     bad parameters.
@@ -470,24 +453,18 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, seed: int = 0, resamp
     d = y - x
     mean_a, mean_b = float(np.mean(x)), float(np.mean(y))
     values = np.concatenate([x, y])
-    span = float(values.max() - values.min())  # the largest possible |B − A| given the observed values
+    span = max(float(values.max() - values.min()), 1.0)  # the largest |B − A| the scores allow (fractions)
     binary = bool(np.all((x == 0.0) | (x == 1.0)) and np.all((y == 0.0) | (y == 1.0)))
     common = dict(n=n, mean_a=mean_a, mean_b=mean_b)
     if binary:
         xa, yb = x.astype(bool), y.astype(bool)
         b_only = int(np.count_nonzero(yb & ~xa))
         a_only = int(np.count_nonzero(xa & ~yb))
-        delta = (b_only - a_only) / n
-        if n == 1:
-            return PairedTest(**common, delta=delta, stderr=0.0, p_value=1.0, test=TEST_DEGENERATE,
-                              b_only=b_only, a_only=a_only, span=1.0)
-        return PairedTest(**common, delta=delta, stderr=_sample_stderr(d), p_value=mcnemar_p(b_only, a_only),
-                          test=TEST_MCNEMAR, b_only=b_only, a_only=a_only)
+        return PairedTest(**common, delta=(b_only - a_only) / n, stderr=_sample_stderr(d),
+                          p_value=paired_binary_test(b_only, a_only, n), test=TEST_SCORE, b_only=b_only, a_only=a_only)
     delta = float(np.mean(d))
     if n == 1:
         return PairedTest(**common, delta=delta, stderr=0.0, p_value=1.0, test=TEST_DEGENERATE, span=span)
-    if not np.any(d):
-        return PairedTest(**common, delta=0.0, stderr=0.0, p_value=1.0, test=TEST_PERMUTATION)
     flips = _sign_flip(d, int(resamples), np.random.default_rng(seed))
     return PairedTest(**common, delta=delta, stderr=_sample_stderr(d), p_value=flips.p_value,
                       test=TEST_PERMUTATION, flips=flips, span=span)

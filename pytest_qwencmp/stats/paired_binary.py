@@ -61,7 +61,7 @@ is not monotone to the last bit; ``at=δ0`` makes it exact for that δ0 too (the
 plugin passes each key's threshold). A key with threshold t is decided by the
 shifted test of Δ = t, not by the test of 0 (:func:`key_verdict`).
 
-Pure numpy and ``scipy.special``; no package imports.
+Pure numpy and ``scipy.special``; the keys' table from ``keys``.
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-__all__ = ["paired_binary_ci", "paired_binary_test", "key_verdict", "METHODS", "DEFAULT_METHOD", "ALTERNATIVES", "KEYS"]
+from .keys import KEYS
+
+__all__ = ["paired_binary_ci", "paired_binary_test", "key_verdict", "METHODS", "DEFAULT_METHOD", "ALTERNATIVES"]
 
 METHODS = ("score", "score-cc", "exact-conditional")
 DEFAULT_METHOD = "score-cc"
@@ -478,12 +480,6 @@ def paired_binary_ci(b_only, a_only, n, confidence=0.95, method=DEFAULT_METHOD, 
 
 # --------------------------------------------------------------------------- the keys
 
-KEYS = {  # key -> (the threshold it tests, as a function of the key's value; the test's alternative)
-    "min_ci_lower": (lambda t: t, "greater"),               # H0: Δ ≤ t;  passes iff CI low > t
-    "non_inferiority_margin": (lambda m: -m, "greater"),    # H0: Δ ≤ −M; passes iff CI low > −M
-    "max_regression": (lambda x: -x, "less"),               # H0: Δ ≥ −X; FAILS iff CI high < −X
-}
-
 
 def key_verdict(b_only, a_only, n, key, value, confidence=0.95, method=DEFAULT_METHOD, *, level=None):
     """One expectation key decided by the test of its own threshold: ``(passed, p, bound)``, elementwise.
@@ -491,15 +487,16 @@ def key_verdict(b_only, a_only, n, key, value, confidence=0.95, method=DEFAULT_M
     ``min_ci_lower = t``: H0 Δ ≤ t, ``p = p_greater(t)``, passes iff ``p < α/2``
     ⟺ the interval's low bound lies above t. ``non_inferiority_margin = M``: the
     same at t = −M. ``max_regression = X``: H0 Δ ≥ −X, ``p = p_less(−X)``, FAILS
-    iff ``p < α/2`` ⟺ the high bound lies below −X. α = 1 − confidence, or
-    ``level`` (two-sided, e.g. from ``family.adjust_family``); each key is a
-    one-sided test at α/2 (2.5 % for a 95 % interval). ``bound`` is the bound the
-    key reads, computed with ``at=threshold`` so that it can never contradict ``p``.
+    iff ``p < α/2`` ⟺ the high bound lies below −X (``keys.KEYS``). α = 1 −
+    confidence, or ``level`` (two-sided, e.g. from ``multiplicity.adjust_family``);
+    each key is a one-sided test at α/2 (2.5 % for a 95 % interval). ``bound`` is
+    the bound the key reads, computed with ``at=threshold`` so that it can never
+    contradict ``p``: ``passed`` equals ``keys.decide_key`` of that interval.
     """
-    if key not in KEYS:
+    sign, alternative = KEYS.get(key, (None, None))
+    if sign is None:
         raise ValueError(f"unknown key {key!r}; one of {', '.join(KEYS)}")
-    threshold_of, alternative = KEYS[key]
-    t = threshold_of(np.asarray(value, dtype=np.float64))
+    t = sign * np.asarray(value, dtype=np.float64)
     alpha = _alpha(confidence, level)
     p = paired_binary_test(b_only, a_only, n, t, alternative, method)
     low, high = paired_binary_ci(b_only, a_only, n, method=method, level=alpha, at=t)

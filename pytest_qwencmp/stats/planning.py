@@ -5,22 +5,29 @@ Given how many documents each task has (a :class:`Sizer`, such as
 minimum detectable effect at the level the run applies, the smallest
 regression a regression check catches, and the power of each expectation rule
 (``power``, ``rules.assess``) — the same functions the run uses, with an
-assumed discordance in place of the observed one. :func:`plan_lines` and
-:func:`plan_document` word it for the terminal and for JSON.
+assumed discordance in place of the observed one. :func:`impossible_keys` says,
+exactly and for plan and run alike, which keys can never pass (or never fail)
+at the item's n whatever the models answer: the key is decided on the most
+favourable tables its family can produce (every document won by B, resp. by
+A), and the intervals are monotone in the counts, so nothing can do better.
+:func:`plan_lines` and :func:`plan_document` word it for the terminal and for JSON.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
 from ..config.benchmarks import OVERALL, Benchmark, Registry
-from ..config.expectations import Expectations
+from ..config.expectations import Expectation, Expectations
 from ..errors import QwencmpError
 from . import power as pw
+from .keys import KEYS, key_threshold
+from .multiplicity import ALPHA, adjust_family
 from .paired import POINTS
-from .rules import PowerNote, assess
+from .paired_binary import paired_binary_test
+from .rules import PowerNote, assess, key_families
 
 DEFAULT_DISCORDANCE = 0.25
 
@@ -31,6 +38,119 @@ class Sizer(Protocol):
     sources: Mapping[str, str]
 
     def __call__(self, benchmark: Benchmark) -> Mapping[str, int]: ...
+
+
+@dataclass(frozen=True)
+class Impossible:
+    """A rule that can never pass (``outcome = "pass"``) or never fail (``"fail"``) at ``n`` documents."""
+
+    rule: str
+    value: Any
+    n: int
+    outcome: str
+    needed_n: int | None  # the smallest n (every item of its family that size) at which it could; None: none
+
+    @property
+    def text(self) -> str:
+        return impossible_text(self.to_record())
+
+    def to_record(self) -> dict[str, Any]:
+        return {"rule": self.rule, "value": self.value, "n": self.n, "outcome": self.outcome, "needed_n": self.needed_n}
+
+
+def impossible_text(entry: Mapping[str, Any]) -> str:
+    """``min_ci_lower 0 can never pass at n = 4, whatever the models answer (needs n ≥ 5)``, from an entry's record."""
+    need = f"needs n ≥ {entry['needed_n']:,}" if entry.get("needed_n") else "no n suffices"
+    value = "" if isinstance(entry["value"], bool) else f" {entry['value']:g}"
+    return f"{entry['rule']}{value} can never {entry['outcome']} at n = {entry['n']:,}, whatever the models answer ({need})"
+
+
+def impossible_lines(entries: Iterable[tuple[str, str, Mapping[str, Any]]]) -> list[str]:
+    """``(benchmark, item, entry)`` triples grouped into one line per benchmark and identical rule, size and need.
+
+    What ``plan`` prints and what the run's header (terminal, Markdown, HTML) shows, from the same entries.
+    """
+    groups: dict[tuple, list[str]] = {}
+    for benchmark, item, entry in entries:
+        key = (benchmark, entry["rule"], entry["value"], entry["outcome"], entry["n"], entry.get("needed_n"))
+        groups.setdefault(key, []).append(item)
+    lines = []
+    for (benchmark, rule, value, outcome, n, needed), items in groups.items():
+        entry = {"rule": rule, "value": value, "outcome": outcome, "n": n, "needed_n": needed}
+        shown = ", ".join(items[:3]) + (", …" if len(items) > 3 else "")
+        which = f"{benchmark}[{items[0]}]" if len(items) == 1 else f"{benchmark}: {len(items)} items ({shown})"
+        lines.append(f"{which}: {impossible_text(entry)}")
+    return lines
+
+
+def best_case_p(threshold: float, alternative: str, n: int, *, binary: bool = True, resamples: int = 10_000) -> float:
+    """The smallest one-sided p-value of the test of Δ = ``threshold`` (points) at ``n`` documents.
+
+    Binary scores: the score test on the most favourable table — every document
+    won by B (``alternative="greater"``) or by A (``"less"``); its bounds are
+    monotone in the counts, so no table does better. Other scores (the
+    permutation test): every difference equal and on the favourable side gives
+    the smallest tail the sign vectors allow, 2^-n (exact) or 1/(resamples + 1).
+    """
+    if binary:
+        b, c = (n, 0) if alternative == "greater" else (0, n)
+        return float(paired_binary_test(b, c, n, threshold, alternative))
+    if (threshold >= POINTS) if alternative == "greater" else (threshold <= -POINTS):
+        return 1.0
+    return 2.0 ** -n if n < 63 and (1 << n) <= resamples else 1.0 / (resamples + 1)
+
+
+# The rules whose outcome a table can force: the threshold keys, and no_significant_regression (Δ = 0, on the A side).
+_RULES = tuple(KEYS) + ("no_significant_regression",)
+
+
+def impossible_keys(
+    item_ids: Iterable[str],
+    expectation: Callable[[str], Expectation],
+    sizes: Mapping[str, int],
+    *,
+    correction: str = "holm",
+    alpha: float = ALPHA,
+    binary: Mapping[str, bool] | None = None,
+    resamples: int = 10_000,
+) -> dict[str, tuple[Impossible, ...]]:
+    """Per item, the rules that can never pass (or, for regression checks, never fail) at its size.
+
+    Each rule's family (``rules.key_families``; ``no_significant_regression``:
+    the benchmark's non-overall items) is put on its most favourable tables at
+    once and adjusted as the run adjusts it; the adjusted p-value of every
+    adjustment is monotone in each p-value, so a rule that fails there fails on
+    every outcome. ``binary`` (per item, default all): the test the item gets.
+    ``needed_n`` is the smallest n at which the rule could, with every item of
+    its family that size.
+    """
+    ids = list(item_ids)
+    binary = binary or {}
+    found: dict[str, list[Impossible]] = {i: [] for i in ids}
+    for rule in _RULES:
+        if rule == "no_significant_regression":
+            carrying = [i for i in ids if expectation(i).no_significant_regression]
+            families = [f for f in key_families(ids, "max_regression") if set(f) & set(carrying)]
+            setting = lambda i: (0.0, "less")  # noqa: E731
+        else:
+            carrying = [i for i in ids if getattr(expectation(i), rule) is not None]
+            families = key_families(carrying, rule)
+            setting = lambda i, rule=rule: key_threshold(rule, getattr(expectation(i), rule))  # noqa: E731
+        for family in families:
+            method = correction if len(family) > 1 else "none"
+
+            def possible(ns: list[int], family=family) -> list[bool]:
+                p = [best_case_p(*setting(i), n, binary=binary.get(i, True), resamples=resamples) for i, n in zip(family, ns)]
+                return [bool(a < alpha) for a in adjust_family(p, method, alpha)[0]]
+
+            for i, ok in zip(family, possible([sizes[i] for i in family])):
+                if ok or i not in carrying:
+                    continue
+                needed = pw.smallest_n(lambda n, i=i: possible([n] * len(family))[family.index(i)], limit=10_000_000)
+                value = getattr(expectation(i), rule)
+                outcome = "pass" if rule in KEYS and KEYS[rule][1] == "greater" else "fail"
+                found[i].append(Impossible(rule, value, sizes[i], outcome, needed))
+    return {i: tuple(v) for i, v in found.items()}
 
 
 @dataclass(frozen=True)
@@ -45,6 +165,7 @@ class ItemPlan:
     mde: float | None  # points
     regression: float | None  # points: the smallest true regression detected (no_significant_regression / max_regression)
     notes: tuple[PowerNote, ...] = ()
+    impossible: tuple[Impossible, ...] = ()
 
     @property
     def underpowered(self) -> bool:
@@ -95,9 +216,13 @@ def make_plan(
         if limit is not None:
             counted = {task: min(n, limit) for task, n in counted.items()}
         family = [i for i in benchmark.items if i.id.split(":")[0] != OVERALL]
+        item_sizes = {i.id: sum(counted.values()) if i.id.split(":")[0] == OVERALL else counted[i.task]
+                      for i in benchmark.items}
+        impossible = impossible_keys(item_sizes, lambda i: expectations.for_item(benchmark.name, i), item_sizes,
+                                     correction=correction, alpha=alpha / 2.0)
         for item in benchmark.items:
             alone = item.id.split(":")[0] == OVERALL
-            n = sum(counted.values()) if alone else counted[item.task]
+            n = item_sizes[item.id]
             family_size = 1 if alone else len(family)
             level = pw.mde_level(alpha, "none" if alone else correction, family_size)
             design = pw.Design(n, discordance=discordance)
@@ -109,7 +234,7 @@ def make_plan(
             items.append(ItemPlan(
                 benchmark=benchmark.name, item=item.id, n=n, family_size=family_size, level=level,
                 mde=None if mde is None else mde * POINTS, regression=None if caught is None else -caught * POINTS,
-                notes=notes,
+                notes=notes, impossible=impossible[item.id],
             ))
     return Plan(tuple(items), discordance, alpha, power, correction, dict(sizes.sources),
                 None if expectations.path is None else str(expectations.path))
@@ -144,6 +269,8 @@ def plan_lines(plan: Plan, registry: Registry) -> list[str]:
         for i in rows:
             weak = [f"{n.rule} underpowered (needs n ≥ {n.needed_n:,})" if n.needed_n else f"{n.rule} underpowered (no n suffices)"
                     for n in i.notes if n.underpowered]
+            weak = [f"{x.rule} can never {x.outcome} ({'needs n ≥ ' + format(x.needed_n, ',') if x.needed_n else 'no n suffices'})"
+                    for x in i.impossible] + weak
             table.append((i.item, f"{i.n:,}", "±" + _number(i.mde) if i.mde is not None else "none",
                           "≥ " + _number(i.regression) if i.regression is not None else "none",
                           "; ".join(weak) or ("ok" if i.notes else "—")))
@@ -153,6 +280,11 @@ def plan_lines(plan: Plan, registry: Registry) -> list[str]:
                                           for c, (cell, w) in enumerate(zip(row, widths))).rstrip())
     weak_items = [i for i in plan.items if i.underpowered]
     lines.append("")
+    never = impossible_lines((i.benchmark, i.item, x.to_record()) for i in plan.items for x in i.impossible)
+    if never:
+        lines.append(f"{sum(1 for i in plan.items if i.impossible)} of {len(plan.items)} items have an expectation that can "
+                     "never pass (or never fail) at their size, whatever the models answer:")
+        lines += [f"  {line}" for line in never]
     lines.append(f"{len(weak_items)} of {len(plan.items)} items have an underpowered expectation. MDE: the smallest true "
                  f"B − A detected with {plan.power:.0%} power; regression caught: the smallest true regression that "
                  "fails no_significant_regression / max_regression with that power. --json FILE keeps every rule's note.")
@@ -170,7 +302,8 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             {"benchmark": i.benchmark, "item": i.item, "n": i.n, "family_size": i.family_size, "level": i.level,
              "mde": i.mde, "regression_caught": i.regression, "underpowered": i.underpowered,
              "notes": [{"rule": n.rule, "text": n.text, "underpowered": n.underpowered, "needed_n": n.needed_n}
-                       for n in i.notes]}
+                       for n in i.notes],
+             "impossible": [{**x.to_record(), "text": x.text} for x in i.impossible]}
             for i in plan.items
         ],
     }

@@ -15,13 +15,13 @@ true improvement the two-sided test detects with that power.
 
 * Binary metrics (exact): documents are discordant with probability ``r``
   (the discordance); given ``m`` discordant documents, ``b ~ Bin(m, π)`` with
-  ``π = (r + Δ)/(2r)``, so ``|Δ| <= r``. The Clopper–Pearson bound of
-  ``paired.clopper_pearson_delta`` beats ``τ`` exactly when ``b`` reaches
-  a critical count ``u(m)`` (its duality with the binomial tail: lower bound
-  of π above ``π0 = (1 + τ n/m)/2`` ⟺ ``P(Bin(m, π0) >= b) < level/2``), so
-  ``power = Σ_m P(M = m) · P(Bin(m, π) >= u(m))``, summed over ``m`` within
-  8 standard deviations of ``n r``. The normal approximation of the same
-  design is Connor (1987), Biometrics 43:207–211.
+  ``π = (r + Δ)/(2r)``, so ``|Δ| <= r``. For each ``m`` the run's own test
+  (``paired_binary_test``, Tango's score test with continuity correction, the
+  decision ``p_greater(τ) < level/2``, exactly what the run compares) passes
+  from a critical count ``u(m)`` on (its bound is monotone in b), found by
+  bisection; ``power = Σ_m P(M = m) · P(Bin(m, π) >= u(m))``, summed over ``m``
+  within 8 standard deviations of ``n r``. No discordant document (``r = 0``)
+  is one table, b = c = 0, whose interval is wide.
 * Other metrics: a location shift of the differences with standard deviation
   ``sd``; the permutation test is approximated by the paired t-test, power
   from the noncentral t distribution; ``min_p`` (the smallest p-value the
@@ -41,7 +41,7 @@ from typing import Callable
 import numpy as np
 from scipy import special
 
-from .paired import clopper_pearson_delta
+from .paired_binary import paired_binary_test
 
 __all__ = ["Design", "power", "detectable", "mde", "mde_level", "point_pass_probability", "smallest_n"]
 
@@ -98,6 +98,8 @@ def _discordant_counts(n: int, r: float) -> tuple[np.ndarray, np.ndarray]:
     """(m values, P(M = m)) for M ~ Bin(n, r), over the range holding all but ~1e-15 of the mass."""
     if r >= 1.0:
         return np.array([n]), np.array([1.0])
+    if r <= 0.0:
+        return np.array([0]), np.array([1.0])
     mean, sd = n * r, math.sqrt(n * r * (1.0 - r))
     low = max(0, math.floor(mean - 8.0 * sd - 5))
     high = min(n, math.ceil(mean + 8.0 * sd + 5))
@@ -109,64 +111,30 @@ def _discordant_counts(n: int, r: float) -> tuple[np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=4096)
 def _critical_counts(n: int, r: float, level: float, tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(m, P(M = m), u(m)): ``lower bound > τ`` exactly when ``b >= u(m)`` (``u = m + 1``: never)."""
-    m, weight = _discordant_counts(n, r)
-    u = np.full(m.shape, 0, dtype=np.int64)
-    positive = m > 0
-    mp = m[positive].astype(np.float64)
-    pi0 = (1.0 + tau * n / mp) / 2.0
-    up = np.zeros(mp.shape, dtype=np.int64)
-    never = pi0 >= 1.0
-    always = pi0 < 0.0
-    inner = ~(never | always)
-    if np.any(inner):
-        mi, pi = mp[inner], pi0[inner]
-        # smallest b with P(X >= b) = sf(b − 1) < level/2; start from the continuous inverse, then step
-        guess = np.nan_to_num(special.bdtrik(1.0 - level / 2.0, mi, pi), nan=0.0)
-        b = np.clip(np.floor(guess).astype(np.int64), 0, mi.astype(np.int64) + 1)
-        for _ in range(64):
-            up_step = _binom_sf(b - 1, mi.astype(np.int64), pi) >= level / 2.0
-            if not np.any(up_step):
-                break
-            b = np.where(up_step, b + 1, b)
-        for _ in range(64):
-            down_step = (b > 0) & (_binom_sf(b - 2, mi.astype(np.int64), pi) < level / 2.0)
-            if not np.any(down_step):
-                break
-            b = np.where(down_step, b - 1, b)
-        up[inner] = b
-    up[never] = mp[never].astype(np.int64) + 1
-    up[always] = 0
-    u[positive] = _exact_boundary(up, m[positive], n, level, tau)
-    u[~positive] = 0 if tau < 0 else 1  # m = 0: the interval is [0, 0]
-    return m, weight, u
+    """(m, P(M = m), u(m)): the run's test says ``Δ > τ`` exactly when ``b >= u(m)`` (``u = m + 1``: never).
 
-
-def _exact_boundary(u: np.ndarray, m: np.ndarray, n: int, level: float, tau: float) -> np.ndarray:
-    """``u`` moved to the smallest b whose interval, as ``paired`` computes it in floating point, lies above τ.
-
-    The duality gives ``u`` exactly in real arithmetic; at a bound equal to τ to rounding the run's own
-    comparison decides, so power is the probability of exactly the run's decision.
+    ``u(m)`` is the smallest b in [0, m] with ``p_greater(τ; b, m − b, n) < level/2``,
+    found by bisection over b for all m at once; the p-value is the run's own.
     """
-    def beyond(b: np.ndarray) -> np.ndarray:
-        inside = (b >= 0) & (b <= m)
-        safe = np.clip(b, 0, m)
-        low, _ = clopper_pearson_delta(safe, m - safe, n, level)
-        return inside & (np.asarray(low) > tau)
-
-    for _ in range(8):
-        up = (u <= m) & ~beyond(u)
-        down = (u >= 1) & beyond(u - 1)
-        if not (np.any(up) or np.any(down)):
-            break
-        u = np.where(up, u + 1, np.where(down, u - 1, u))
-    return u
+    m, weight = _discordant_counts(n, r)
+    lo = np.zeros(m.shape, dtype=np.int64)
+    hi = m.astype(np.int64) + 1  # "passes" at m + 1 by definition: the answer lies in [lo, hi]
+    points = tau * 100.0
+    while np.any(lo < hi):
+        open_ = lo < hi
+        mid = (lo + hi) // 2
+        b = np.where(open_, mid, 0)
+        c = np.where(open_, m - mid, 0)
+        passes = open_ & (mid <= m) & (paired_binary_test(b, c, n, points, "greater") < level / 2.0)
+        hi = np.where(open_ & passes, mid, hi)
+        lo = np.where(open_ & ~passes, mid + 1, lo)
+    return m, weight, hi
 
 
 def _binary_power(n: int, r: float, delta: float, level: float, tau: float) -> float:
-    """P(lower bound of the exact interval > τ) when the true B − A is ``delta``."""
+    """P(the run's test says Δ > τ at ``level``, i.e. the interval's low bound lies above τ) for true B − A ``delta``."""
     m, weight, u = _critical_counts(n, r, level, tau)
-    pi = min(1.0, max(0.0, (r + delta) / (2.0 * r)))
+    pi = 0.5 if r <= 0.0 else min(1.0, max(0.0, (r + delta) / (2.0 * r)))
     hit = _binom_sf(u - 1, m, pi)
     hit = np.where(u <= 0, 1.0, np.where(u > m, 0.0, hit))
     return float(np.clip(np.sum(weight * hit), 0.0, 1.0))
@@ -196,10 +164,9 @@ def power(design: Design, delta: float, level: float, *, threshold: float = 0.0,
     if side == -1:  # upper bound of (A, B) below τ ⟺ lower bound of (B, A) above −τ
         delta, threshold = -delta, -threshold
     if design.binary:
-        r = float(design.discordance)
-        if r <= 0.0 or design.n < 1:
-            return 1.0 if threshold < 0 else 0.0
-        return _binary_power(int(design.n), r, float(delta), float(level), float(threshold))
+        if design.n < 1:
+            return 0.0
+        return _binary_power(int(design.n), max(0.0, float(design.discordance)), float(delta), float(level), float(threshold))
     return _continuous_power(design, float(delta), float(level), float(threshold))
 
 

@@ -1,21 +1,39 @@
 """How each expectation rule is decided, and how powerful it is at an item's size.
 
 ``config.expectations`` reads the rules a user wrote; this module applies them.
-:func:`check` turns an item's :class:`~pytest_qwencmp.config.expectations.Expectation`,
-the two scores and the item's intervals into a :class:`Verdict` (every rule
-missed, every rule applied); :func:`assess` says, from the power functions,
-what each rule can detect at the item's size and whether it is underpowered
-(:class:`PowerNote`). All numbers are percentage points.
+Each threshold key (``min_ci_lower``, ``non_inferiority_margin``,
+``max_regression``; see ``keys``) is a one-sided test at its own threshold,
+at 2.5 % — one side of a 95 % interval. :func:`decide_keys` decides every key of
+a benchmark's items: the keys on the adjusted interval form one family per key
+(:func:`key_families`: the non-overall items carrying it; ``overall`` alone),
+whose one-sided p-values ``multiplicity.adjust_family`` adjusts, and each
+item's interval is taken at the level it returns, with its bounds agreeing
+with the test at the threshold (:class:`KeyResult`). :func:`check` turns an
+item's expectation, the two scores and its key results into a
+:class:`Verdict` (every rule missed, every rule applied); :func:`assess` says,
+from the power functions, what each rule can detect at the item's size and
+whether it is underpowered (:class:`PowerNote`). All numbers are percentage
+points.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Any
 
+from ..config.benchmarks import OVERALL
 from ..config.expectations import Expectation
 from . import power as pw
-from .paired import POINTS
+from .keys import KEYS, key_threshold
+from .multiplicity import ALPHA, adjust_family
+from .paired import POINTS, PairedTest
+
+# Keys read on the interval adjusted for their family; min_ci_lower reads each item's own 95 % interval
+# (every item must pass it, so the suite's claim "B is better on all of them" errs at most 2.5 % unadjusted).
+ADJUSTED_KEYS = ("non_inferiority_margin", "max_regression")
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -26,20 +44,123 @@ class Verdict:
     checked: tuple[str, ...]  # human-readable rules that were applied
 
 
+@dataclass(frozen=True)
+class KeyResult:
+    """One threshold key of one item, decided by the one-sided test of its own threshold.
+
+    ``p`` is the test's one-sided p-value at ``threshold`` (points; ``alternative``
+    says its side), ``adjusted_p`` the same after ``correction`` over a family of
+    ``family_size`` items (``p`` itself alone); ``[low, high]`` the two-sided
+    interval at ``level`` whose bounds agree with the test at the threshold:
+    ``passed`` is ``keys.decide_key`` of it, and ``adjusted_p < 0.025`` says the same.
+    """
+
+    key: str
+    value: float
+    threshold: float
+    alternative: str
+    p: float
+    adjusted_p: float
+    level: float
+    low: float
+    high: float
+    correction: str
+    family_size: int
+    passed: bool
+
+    @property
+    def interval_name(self) -> str:
+        """``95% CI`` for a key alone, ``holm-adjusted 99.91% CI`` in a family."""
+        confidence = f"{1.0 - self.level:.2%}".replace(".00%", "%")
+        return f"{confidence} CI" if self.family_size <= 1 else f"{self.correction}-adjusted {confidence} CI"
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "key": self.key, "value": self.value, "threshold": self.threshold, "alternative": self.alternative,
+            "p": self.p, "adjusted_p": self.adjusted_p, "level": self.level, "low": self.low, "high": self.high,
+            "correction": self.correction, "family_size": self.family_size, "passed": self.passed,
+        }
+
+
+def key_families(item_ids: Sequence[str], key: str) -> list[list[str]]:
+    """The families ``key`` is adjusted over, among the items that carry it (``item_ids``, in order).
+
+    ``non_inferiority_margin`` and ``max_regression``: the non-overall items form
+    one family, each ``overall`` item is alone; ``min_ci_lower``: every item alone.
+    """
+    if key not in ADJUSTED_KEYS:
+        return [[i] for i in item_ids]
+    family = [i for i in item_ids if i.split(":")[0] != OVERALL]
+    return ([family] if family else []) + [[i] for i in item_ids if i not in family]
+
+
+def decide_keys(
+    tests: Mapping[str, PairedTest | None],
+    expectations: Mapping[str, Expectation],
+    *,
+    correction: str = "holm",
+    alpha: float = ALPHA,
+) -> dict[str, tuple[KeyResult, ...]]:
+    """Every threshold key of every item with a test, decided in its key's family (item order kept).
+
+    ``alpha`` is one-sided (0.025): each key alone errs at most 2.5 % at its
+    boundary; a Holm family of a key, at most 2.5 % in all.
+    """
+    results: dict[str, list[KeyResult]] = {item_id: [] for item_id in tests}
+    for key in KEYS:
+        carrying = [i for i, t in tests.items() if t is not None and getattr(expectations[i], key) is not None]
+        for family in key_families(carrying, key):
+            method = correction if len(family) > 1 else "none"
+            thresholds = [key_threshold(key, getattr(expectations[i], key)) for i in family]
+            p = [tests[i].tails(t)[0 if side == "greater" else 1] for i, (t, side) in zip(family, thresholds)]
+            adjusted, levels = adjust_family(p, method, alpha)
+            for i, (t, side), p_i, adj, level in zip(family, thresholds, p, adjusted, levels):
+                low, high = tests[i].key_interval(float(level), t)
+                significant = bool(adj < alpha)
+                results[i].append(KeyResult(
+                    key, getattr(expectations[i], key), t, side, float(p_i), float(adj), float(level), float(low),
+                    float(high), method, len(family), significant if side == "greater" else not significant,
+                ))
+    return {item_id: tuple(found) for item_id, found in results.items()}
+
+
+def _key_words(key: str, value: float, result: KeyResult | None) -> tuple[str, str | None]:
+    """(the rule as checked, the failure or None) for one threshold key."""
+    where = "95% CI" if result is None else result.interval_name
+    if key == "min_ci_lower":
+        rule = f"B − A confidently above {value:+.2f} ({where} lower bound > {value:+.2f})"
+    elif key == "non_inferiority_margin":
+        rule = f"B confidently within {value:.2f} points of A ({where} lower bound > {-value:+.2f})"
+    else:
+        rule = f"no significant regression beyond {-value:+.2f} ({where} upper bound not below {-value:+.2f})"
+    if result is None:
+        return rule, f"{key} needs per-document data for its test, and none is available"
+    if result.passed:
+        return rule, None
+    test = f"p = {result.p:.3g} for Δ {'≤' if result.alternative == 'greater' else '≥'} {result.threshold:+.2f}"
+    if result.family_size > 1:
+        test += f", adjusted p = {result.adjusted_p:.3g} over {result.family_size} items"
+    if key == "min_ci_lower":
+        return rule, f"the {where} of B − A starts at {result.low:+.2f}, not above the required {value:+.2f} points ({test})"
+    if key == "non_inferiority_margin":
+        return rule, (f"B not shown within {value:.2f} points of A (the {where} starts at {result.low:+.2f}, "
+                      f"not above {-value:+.2f}; {test})")
+    return rule, (f"B significantly worse by more than {value:.2f} points (the {where} [{result.low:+.2f}, "
+                  f"{result.high:+.2f}] lies below {-value:+.2f}; {test})")
+
+
 def check(
     expectation: Expectation,
     score_a: float,
     score_b: float,
     *,
-    ci_lower: float | None = None,
+    keys: Sequence[KeyResult] = (),
     significantly_worse: bool = False,
-    adjusted_ci: tuple[float, float] | None = None,
 ) -> Verdict:
     """Apply ``expectation`` to scores in points; returns every rule missed.
 
-    ``ci_lower`` is the lower bound of the unadjusted paired CI of B − A
-    (``min_ci_lower``); ``adjusted_ci`` the interval adjusted for the item's
-    family (``max_regression``, ``non_inferiority_margin``), both in points;
+    ``keys`` are the item's threshold keys decided by :func:`decide_keys` (a key
+    set in the expectation without its result — no per-document data — fails);
     ``significantly_worse`` the adjusted verdict (``no_significant_regression``).
     """
     failures: list[str] = []
@@ -57,34 +178,15 @@ def check(
         checked.append(f"B ≥ {expectation.floor_b:.2f}")
         if not score_b >= expectation.floor_b:
             failures.append(f"B scored {score_b:.2f}, below its floor {expectation.floor_b:.2f}")
-    if expectation.min_ci_lower is not None:
-        checked.append(f"CI lower bound of B − A ≥ {expectation.min_ci_lower:+.2f}")
-        if ci_lower is None:
-            failures.append("a confidence bound was required but no per-document data is available")
-        elif not ci_lower >= expectation.min_ci_lower:
-            failures.append(
-                f"the 95% CI of B − A starts at {ci_lower:+.2f}, below the required {expectation.min_ci_lower:+.2f} points"
-            )
-    if expectation.max_regression is not None:
-        limit = -expectation.max_regression
-        checked.append(f"no significant regression beyond {limit:+.2f}")
-        if adjusted_ci is None:
-            failures.append("max_regression needs per-document data for the adjusted CI, and none is available")
-        elif adjusted_ci[1] < limit:
-            failures.append(
-                f"B significantly worse by more than {expectation.max_regression:.2f} points "
-                f"(adjusted CI [{adjusted_ci[0]:+.2f}, {adjusted_ci[1]:+.2f}] lies below {limit:+.2f})"
-            )
-    if expectation.non_inferiority_margin is not None:
-        limit = -expectation.non_inferiority_margin
-        checked.append(f"B confidently within {expectation.non_inferiority_margin:.2f} points of A (adjusted CI above {limit:+.2f})")
-        if adjusted_ci is None:
-            failures.append("non_inferiority_margin needs per-document data for the adjusted CI, and none is available")
-        elif not adjusted_ci[0] > limit:
-            failures.append(
-                f"B not shown within {expectation.non_inferiority_margin:.2f} points of A "
-                f"(adjusted CI starts at {adjusted_ci[0]:+.2f}, not above {limit:+.2f})"
-            )
+    decided = {k.key: k for k in keys}
+    for key in KEYS:
+        value = getattr(expectation, key)
+        if value is None:
+            continue
+        rule, failure = _key_words(key, value, decided.get(key))
+        checked.append(rule)
+        if failure:
+            failures.append(failure)
     if expectation.no_significant_regression:
         checked.append("no significant regression")
         if significantly_worse:

@@ -18,7 +18,7 @@ the project's commit. This module owns what is baseline-specific:
 * the comparison (:func:`compare_to_baseline`): per item, the current run
   against the saved one with the paired machinery of ``stats.paired``, over the
   documents present in both (matched by doc key ``"task/doc_id"``), p-values
-  adjusted across each benchmark's non-overall items (``stats.adjust_family``,
+  adjusted across each benchmark's non-overall items (``stats.adjust_items``,
   as the A-vs-B comparison does), and a
   :class:`BaselineComparison` saying whether the item regressed beyond its
   tolerance.
@@ -42,7 +42,7 @@ from .compatibility import settings_mismatches as _settings_mismatches
 from ..errors import QwencmpError
 from ..evaluation.scores import BenchmarkEvaluation, ItemScore
 from ..files import json_safe, write_atomic
-from ..stats.multiplicity import VERDICT_WORSE, adjust_family
+from ..stats.multiplicity import VERDICT_WORSE, adjust_items
 from ..stats.paired import POINTS, PairedComparison, paired_test
 from .format import (
     SAVED_FORMAT,
@@ -436,7 +436,7 @@ def compare_to_baseline(
 
     results: dict[tuple[str, str], BaselineComparison] = {}
     for benchmark, by_item in pairs.items():
-        adjusted = adjust_family({item_id: pair[2] for item_id, pair in by_item.items()}, correction, alpha)
+        adjusted = adjust_items({item_id: pair[2] for item_id, pair in by_item.items()}, correction, alpha)
         for item_id, (base, now, test, matched) in by_item.items():
             paired = adjusted_ci = adjusted_p = None
             method, family_size, significance = "none", 1, "n/a"
