@@ -1,4 +1,4 @@
-"""Tests of pytest_qwencmp.stats.paired: reference values, the interval-test duality, properties."""
+"""Tests of pytest_qwencmp.stats.paired: each item's test and the interval that inverts it, at 0 and at any threshold."""
 
 from __future__ import annotations
 
@@ -10,22 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
-from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.multitest import multipletests
-
+from pytest_qwencmp.stats.multiplicity import adjust_items, verdict
 from pytest_qwencmp.stats.paired import (
+    TEST_NAMES,
     PairedComparison,
     Score,
-    adjust_p_values,
-    clopper_pearson_delta,
     compare_paired,
     compare_unpaired,
-    family_levels,
-    mcnemar_p,
     paired_test,
     score_of,
-    verdict,
 )
+from pytest_qwencmp.stats.paired_binary import paired_binary_ci, paired_binary_test
 
 TOL = 1e-12
 
@@ -92,32 +87,27 @@ def test_score_of_single_and_empty():
 
 
 # --------------------------------------------------------------------------
-# binary: exact McNemar, Newcombe interval
+# binary: Tango's score test with continuity correction (stats.paired_binary)
 
 
 @pytest.mark.parametrize("table", TABLES)
-def test_mcnemar_matches_statsmodels_and_scipy(table):
+def test_binary_items_are_the_score_test_of_their_counts(table):
     both, b_only, a_only, neither = table
     a, b = paired_binary(*table)
     c = compare_paired(a, b)
-    assert c.test == "mcnemar-exact"
-    assert (c.b_only, c.a_only, c.n) == (b_only, a_only, sum(table))
-    sm = mcnemar(np.array([[both, b_only], [a_only, neither]]), exact=True).pvalue
-    assert c.p_value == pytest.approx(sm, abs=TOL)
-    if b_only + a_only:
-        sp = stats.binomtest(b_only, a_only + b_only, 0.5).pvalue
-        assert c.p_value == pytest.approx(sp, abs=TOL)
-    else:
-        assert c.p_value == 1.0
+    assert c.test == "tango-score-cc" and TEST_NAMES[c.test] == "Tango score (cc)"
+    n = sum(table)
+    assert (c.b_only, c.a_only, c.n) == (b_only, a_only, n)
+    assert c.p_value == paired_binary_test(b_only, a_only, n)
+    for level in (0.05, 0.01, 0.05 / 57):
+        c = compare_paired(a, b, confidence=1 - level)
+        low, high = paired_binary_ci(b_only, a_only, n, level=1 - (1 - level), at=0.0)
+        assert c.ci_low == pytest.approx(low / 100, abs=1e-12) and c.ci_high == pytest.approx(high / 100, abs=1e-12)
 
 
-@given(st.integers(0, 400), st.integers(0, 400))
-@settings(max_examples=60, deadline=None, database=None)
-def test_mcnemar_property_matches_statsmodels(b_only, a_only):
-    a, b = paired_binary(5, b_only, a_only, 5)
-    c = compare_paired(a, b)
-    sm = mcnemar(np.array([[5, b_only], [a_only, 5]]), exact=True).pvalue
-    assert c.p_value == pytest.approx(sm, abs=TOL)
+def test_at_zero_the_binary_test_is_mcnemar_with_a_half_correction():
+    a, b = paired_binary(59, 6, 16, 80)  # Cavo et al. 2012, Fagerland et al. 2014
+    assert compare_paired(a, b).p_value == pytest.approx(2 * stats.norm.sf((16 - 6 - 0.5) / math.sqrt(22)), abs=TOL)
 
 
 @pytest.mark.parametrize("table", TABLES)
@@ -131,60 +121,12 @@ def test_paired_stderr_and_delta_match_numpy(table):
     assert c.mean_b == pytest.approx(np.mean(b), abs=TOL)
 
 
-@pytest.mark.parametrize("table", TABLES)
-def test_binary_interval_is_scipy_clopper_pearson_mapped_to_points(table):
-    both, b_only, a_only, neither = table
-    n, m = sum(table), b_only + a_only
-    for level in (0.05, 0.01, 0.05 / 57):
-        c = compare_paired(*paired_binary(*table), confidence=1 - level)
-        if m == 0:
-            assert (c.ci_low, c.ci_high) == (0.0, 0.0)
-            continue
-        ref = stats.binomtest(b_only, m).proportion_ci(confidence_level=1 - level, method="exact")
-        assert c.ci_low == pytest.approx((2 * ref.low - 1) * m / n, abs=1e-9)
-        assert c.ci_high == pytest.approx((2 * ref.high - 1) * m / n, abs=1e-9)
-
-
 def test_binary_interval_widens_with_confidence():
     a, b = paired_binary(700, 120, 95, 85)
     c90 = compare_paired(a, b, confidence=0.90)
     c99 = compare_paired(a, b, confidence=0.99)
     assert c99.ci_low < c90.ci_low < c90.delta < c90.ci_high < c99.ci_high
     assert (c90.confidence, c99.confidence) == pytest.approx((0.90, 0.99))
-
-
-def _tables(rng: np.random.Generator, count: int) -> np.ndarray:
-    """Every 2x2 table with n <= 12 (small and boundary cases), then random ones up to n = 2,000: rows (b, c, n)."""
-    small = [(b, c, n) for n in range(1, 13) for b in range(n + 1) for c in range(n + 1 - b)]
-    n = rng.integers(1, 2_001, count)
-    share = rng.random(count) ** 2  # many tables with few discordant documents
-    m = rng.binomial(n, share)
-    b = rng.binomial(m, rng.random(count))
-    extreme = rng.random(count) < 0.1
-    b = np.where(extreme, np.where(rng.random(count) < 0.5, 0, m), b)  # one model wins every discordant document
-    return np.concatenate([np.array(small), np.stack([b, m - b, n], axis=1)])
-
-
-def _excludes_zero(low, high):
-    return (np.asarray(low) > 0) | (np.asarray(high) < 0)
-
-
-def test_binary_interval_excludes_zero_exactly_when_mcnemar_rejects_on_10000_tables():
-    rng = np.random.default_rng(2026)
-    tables = _tables(rng, 12_000)
-    b, c, n = tables.T
-    p = mcnemar_p(b, c)
-    checked = 0
-    for level in (0.05, 0.01, 0.05 / 2, 0.05 / 57, 0.2, *rng.uniform(1e-4, 0.5, 3)):
-        low, high = clopper_pearson_delta(b, c, n, level)
-        boundary = np.abs(p - level) <= 1e-12 * level  # p at the level to rounding: decided by PairedTest
-        agree = _excludes_zero(low, high) == (p < level)
-        assert np.all(agree | boundary), tables[~(agree | boundary)][:5]
-        checked += int(np.count_nonzero(~boundary))
-    assert checked >= 10_000 * 8
-    # the McNemar p-value convention: b == c gives p = 1 (scipy's binomtest for p = 1/2, statsmodels' exact mcnemar)
-    assert mcnemar_p(7, 7) == 1.0 and mcnemar_p(0, 0) == 1.0
-    assert mcnemar_p(3, 9) == pytest.approx(stats.binomtest(3, 12, 0.5).pvalue, abs=TOL)
 
 
 @given(st.tuples(st.integers(0, 30), st.integers(0, 30), st.integers(0, 30), st.integers(0, 30)),
@@ -200,12 +142,31 @@ def test_paired_test_interval_agrees_with_its_p_value(table, level):
     assert low == pytest.approx(raw[0], abs=1e-11) and high == pytest.approx(raw[1], abs=1e-11)
 
 
-def test_no_discordant_pairs():
+def test_no_discordant_pairs_is_not_certainty():
     a, b = paired_binary(60, 0, 0, 40)
     c = compare_paired(a, b)
-    assert (c.delta, c.p_value, c.b_only, c.a_only) == (0.0, 1.0, 0, 0)
-    assert (c.ci_low, c.ci_high) == (0.0, 0.0)  # conditional on no discordant document, nothing varies
-    assert c.stderr == 0.0
+    assert (c.delta, c.p_value, c.b_only, c.a_only, c.stderr) == (0.0, 1.0, 0, 0, 0.0)
+    assert c.ci_low == -c.ci_high and 0.045 < c.ci_high < 0.047  # 100 identical answers: still ±4.61 points
+    identical = compare_paired(*paired_binary(12, 0, 0, 8))  # 20 documents: ±20.05, so no margin below that passes
+    assert (round(identical.ci_low * 100, 2), round(identical.ci_high * 100, 2)) == (-20.05, 20.05)
+
+
+@pytest.mark.parametrize("a, b", [([0], [1]), ([1], [1])])
+def test_one_binary_document_is_still_the_score_test(a, b):
+    c = compare_paired(a, b)
+    assert c.test == "tango-score-cc" and c.p_value > 0.6 and c.ci_low < 0 < c.ci_high  # one document shows nothing
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_tails_and_key_interval_are_paired_binary_at_any_threshold(table):
+    both, b_only, a_only, neither = table
+    n = sum(table)
+    test = paired_test(*paired_binary(*table))
+    for t in (-5.0, -0.5, 0.0, 1.5, 9.5, 100 * test.delta):
+        assert test.tails(t) == (paired_binary_test(b_only, a_only, n, t, "greater"),
+                                 paired_binary_test(b_only, a_only, n, t, "less"))
+        for level in (0.05, 0.05 / 57):
+            assert test.key_interval(level, t) == paired_binary_ci(b_only, a_only, n, level=level, at=t)
 
 
 # --------------------------------------------------------------------------
@@ -301,14 +262,14 @@ def test_different_lengths_raise():
         compare_paired([1, 0, 1], [1, 0])
 
 
-@pytest.mark.parametrize("a,b", [([1], [0]), ([0.3], [0.7]), ([1], [1])])
-def test_single_document_is_degenerate(a, b):
+@pytest.mark.parametrize("a,b", [([0.3], [0.7]), ([0.5], [0.5]), ([2.0], [-1.5])])
+def test_single_non_binary_document_is_degenerate(a, b):
     c = compare_paired(a, b)
     assert c.test == "degenerate"
     assert c.stderr == 0.0 and c.p_value == 1.0
     assert c.delta == pytest.approx(b[0] - a[0])
-    span = max(a + b) - min(a + b)  # one document says nothing: the interval is as wide as the difference can be
-    assert (c.ci_low, c.ci_high) == pytest.approx((-1.0, 1.0) if a[0] in (0, 1) and b[0] in (0, 1) else (-span, span))
+    span = max(max(a + b) - min(a + b), 1.0)  # one document says nothing: as wide as the scores allow, at least ±1
+    assert (c.ci_low, c.ci_high) == pytest.approx((-span, span))
 
 
 @pytest.mark.parametrize(
@@ -370,66 +331,6 @@ def test_paired_ci_narrower_than_unpaired_on_correlated_scores():
 
 
 # --------------------------------------------------------------------------
-# multiple comparisons
-
-
-P_FIXTURE = [0.001, 0.04, 0.03, 0.5, 0.04, 0.0001, 0.2, 0.9, 1.0, 0.011, 0.012]
-
-
-@pytest.mark.parametrize("method,sm_method", [("holm", "holm"), ("bh", "fdr_bh")])
-def test_adjustment_matches_statsmodels(method, sm_method):
-    ours = adjust_p_values(P_FIXTURE, method)
-    ref = multipletests(P_FIXTURE, method=sm_method)[1]
-    assert isinstance(ours, list) and all(isinstance(v, float) for v in ours)
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=TOL)
-
-
-def test_adjustment_default_none_empty_and_errors():
-    assert adjust_p_values(P_FIXTURE) == adjust_p_values(P_FIXTURE, "holm")
-    assert adjust_p_values(P_FIXTURE, "none") == P_FIXTURE
-    assert adjust_p_values([], "bh") == []
-    with pytest.raises(ValueError, match="unknown"):
-        adjust_p_values([0.1], "bonferroni-ish")
-    with pytest.raises(ValueError):
-        adjust_p_values([0.1, 1.5])
-
-
-p_lists = st.lists(
-    st.one_of(st.floats(0.0, 1.0, allow_nan=False), st.sampled_from([0.0, 0.01, 0.04, 0.5, 1.0])),
-    min_size=1,
-    max_size=60,
-)
-
-
-@given(p_lists, st.sampled_from([("holm", "holm"), ("bh", "fdr_bh")]))
-@settings(max_examples=40, deadline=None, database=None)
-def test_adjustment_property_matches_statsmodels(p, methods):
-    ours = adjust_p_values(p, methods[0])
-    with mock.patch("gc.collect", lambda *args, **kwargs: 0):  # statsmodels' Holm runs a full collection per call
-        ref = multipletests(p, method=methods[1])[1]
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=TOL)
-
-
-@given(p_lists, st.sampled_from(["holm", "bh", "none"]))
-@settings(max_examples=150, deadline=None, database=None)
-def test_adjusted_p_bounds(p, method):
-    adj = adjust_p_values(p, method)
-    assert len(adj) == len(p)
-    for raw, a in zip(p, adj):
-        assert raw <= a <= 1.0
-
-
-@given(p_lists, st.sampled_from(["holm", "bh"]))
-@settings(max_examples=150, deadline=None, database=None)
-def test_adjustment_is_monotone_in_raw_p(p, method):
-    adj = adjust_p_values(p, method)
-    for i in range(len(p)):
-        for j in range(len(p)):
-            if p[i] <= p[j]:
-                assert adj[i] <= adj[j]
-
-
-# --------------------------------------------------------------------------
 # verdict
 
 
@@ -437,7 +338,7 @@ def _comparison(delta: float) -> PairedComparison:
     return PairedComparison(
         n=100, mean_a=0.5, mean_b=0.5 + delta, delta=delta, stderr=0.01,
         ci_low=delta - 0.02, ci_high=delta + 0.02, p_value=0.01,
-        test="mcnemar-exact", b_only=10, a_only=2, confidence=0.95,
+        test="tango-score-cc", b_only=10, a_only=2, confidence=0.95,
     )
 
 
@@ -536,34 +437,16 @@ def test_identical_answers_property(a):
 
 
 # --------------------------------------------------------------------------
-# adjusted intervals: 0 outside the adjusted CI exactly when adjusted p < alpha
+# adjusted intervals: 0 outside the adjusted CI exactly when adjusted p < alpha (multiplicity.adjust_items)
 
 
-def test_family_levels_match_the_adjusted_p_values():
-    p = [0.001, 0.04, 0.03, 0.5, 0.04, 0.0001, 0.2, 0.011, 0.012]
-    holm = family_levels(p, "holm", 0.05)
-    assert [a for a, _ in holm] == pytest.approx(adjust_p_values(p, "holm"), abs=TOL)
-    # ranks: 0.0001 (1st, level α/9), 0.001 (2nd, α/8), 0.011 (3rd: 7 × 0.011 = 0.077 ≥ α, the step-down stops: α/7 for the rest)
-    assert holm[5][1] == pytest.approx(0.05 / 9) and holm[0][1] == pytest.approx(0.05 / 8)
-    assert all(level == pytest.approx(0.05 / 7) for i, (_, level) in enumerate(holm) if i not in (0, 5))
-    bh = family_levels(p, "bh", 0.05)
-    rejected = sum(a < 0.05 for a in adjust_p_values(p, "bh"))
-    assert all(level == pytest.approx(rejected * 0.05 / 9) for _, level in bh)
-    assert family_levels(p, "none", 0.05) == [(v, 0.05) for v in p]
-    assert family_levels([], "holm") == []
-    tied = family_levels([0.001, 0.001, 0.5], "holm", 0.05)
-    assert tied[0] == tied[1]  # tied p-values share their adjusted p and level (swap-invariant)
-
-
-def _family_check(p: np.ndarray, lows_highs, method: str, alpha: float = 0.05) -> int:
-    """Assert the equivalence for one family; returns how many items it covered."""
-    pairs = family_levels(p, method, alpha)
+def _family_check(tests, method: str, level: float = 0.05) -> int:
+    """Assert the equivalence for one family of items; returns how many items it covered."""
+    adjusted = adjust_items({str(i): t for i, t in enumerate(tests)}, method, level)
     checked = 0
-    for (adjusted, level), interval in zip(pairs, lows_highs(np.array([lv for _, lv in pairs]))):
-        low, high = interval
-        if abs(adjusted - alpha) <= 1e-12:
-            continue  # on the boundary to rounding: PairedTest takes the decision from adjusted_p
-        assert (low > 0 or high < 0) == (adjusted < alpha), (method, adjusted, level, low, high)
+    for result in adjusted.values():
+        low, high = result.adjusted_ci
+        assert (low > 0 or high < 0) == (result.adjusted_p < level), (method, result)
         checked += 1
     return checked
 
@@ -572,17 +455,15 @@ def _family_check(p: np.ndarray, lows_highs, method: str, alpha: float = 0.05) -
 def test_adjusted_binary_intervals_agree_with_adjusted_p_on_random_families(method):
     rng = np.random.default_rng({"holm": 1, "bh": 2, "none": 3}[method])
     checked = 0
-    while checked < 10_000:
+    while checked < 3_000:
         m = int(rng.integers(1, 61))
         n = rng.integers(20, 1_600, m)
-        r = rng.uniform(0.02, 0.5)
+        r = rng.uniform(0.0, 0.5)
         disc = rng.binomial(n, r)
         effect = rng.choice([0.5, 0.5, 0.6, 0.75, 0.25, 1.0])  # share of discordant documents B wins
         b = rng.binomial(disc, np.where(rng.random(m) < 0.5, 0.5, effect))
-        c = disc - b
-        p = mcnemar_p(b, c)
-        intervals = lambda levels: zip(*clopper_pearson_delta(b, c, n, levels))  # noqa: E731
-        checked += _family_check(p, intervals, method)
+        tests = [paired_test(*paired_binary(0, int(bi), int(di - bi), int(ni - di))) for bi, di, ni in zip(b, disc, n)]
+        checked += _family_check(tests, method)
 
 
 @pytest.mark.parametrize("method", ["holm", "bh"])
@@ -599,9 +480,32 @@ def test_adjusted_permutation_intervals_agree_with_adjusted_p_on_random_families
             if rng.random() < 0.3:
                 a, b = np.round(a * 8) / 8, np.round(b * 8) / 8  # pass@k-like ties
             tests.append(paired_test(a, b, seed=int(rng.integers(0, 1000)), resamples=499))
-        p = np.array([t.p_value for t in tests])
-        intervals = lambda levels: [t.raw_interval(level) for t, level in zip(tests, levels)]  # noqa: E731
-        checked += _family_check(p, intervals, method)
+        checked += _family_check(tests, method)
+
+
+@pytest.mark.parametrize("n, resamples", [(10, 10_000), (40, 999)])  # exact enumeration; Monte Carlo
+def test_permutation_key_interval_agrees_with_its_tails_at_any_threshold(n, resamples):
+    rng = np.random.default_rng(n)
+    a = np.round(rng.random(n) * 5) / 5  # pass@1 from 5 samples: c/5
+    b = np.clip(a + np.round(rng.normal(0.1, 0.3, n) * 5) / 5, 0, 1)
+    test = paired_test(a, b, seed=3, resamples=resamples)
+    breakpoints = test._flips.breakpoints * 100
+    for level in (0.05, 0.05 / 57, 0.2):
+        low, high = test.raw_interval(level)
+        candidates = [*rng.uniform(-100, 100, 50), *rng.choice(breakpoints, 50), 100 * low, 100 * high, 0.0]
+        for t in candidates:
+            for t in (t, np.nextafter(t, np.inf), np.nextafter(t, -np.inf)):
+                greater, less = test.tails(t)
+                k_low, k_high = test.key_interval(level, t)
+                assert (k_low > t) == (greater < level / 2) and (k_high < t) == (less < level / 2)
+                assert abs(k_low - 100 * min(low, test.delta)) <= 1e-9 or k_low in (t, np.nextafter(t, np.inf))
+
+
+def test_identical_non_binary_answers_are_not_certainty_on_few_documents():
+    few = paired_test([0.2, 0.4, 0.6, 0.8], [0.2, 0.4, 0.6, 0.8])  # 2^4 sign vectors: p ≥ 1/16 for any shift
+    assert few.key_interval(0.05, -5.0) == (-100.0, 100.0)
+    many = paired_test([0.2, 0.4, 0.6, 0.8, 1.0, 0.0] * 3, [0.2, 0.4, 0.6, 0.8, 1.0, 0.0] * 3)
+    assert many.key_interval(0.05, -5.0)[0] > -5.0  # 18 documents all equal: a shift of 5 points is rejected
 
 
 @given(score_pairs(), st.integers(0, 2**32 - 1), st.sampled_from([0.05, 0.01, 0.2]))

@@ -17,7 +17,8 @@ from pytest_qwencmp.config.benchmarks import builtin_registry
 from pytest_qwencmp.config.expectations import load_expectations
 from pytest_qwencmp.demo.data import DEMO_SIZES, demo_size
 from pytest_qwencmp.lmeval.sizes import TaskSizes
-from pytest_qwencmp.stats.paired import clopper_pearson_delta, paired_test
+from pytest_qwencmp.stats.paired import paired_test
+from pytest_qwencmp.stats.paired_binary import paired_binary_ci
 
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = builtin_registry()
@@ -32,8 +33,8 @@ def decision_power(n: int, r: float, delta: float, level: float, tau: float, sid
         if weight < 1e-15:
             continue
         b = np.arange(m + 1)
-        low, high = clopper_pearson_delta(b, m - b, n, level)
-        beyond = (np.asarray(low) > tau) if side == 1 else (np.asarray(high) < tau)
+        low, high = paired_binary_ci(b, m - b, n, level=level, at=100 * tau)
+        beyond = (np.asarray(low) > 100 * tau) if side == 1 else (np.asarray(high) < 100 * tau)
         total += weight * float(np.sum(sps.binom.pmf(b, m, pi) * beyond))
     return total
 
@@ -59,8 +60,8 @@ def simulated_power(n: int, r: float, delta: float, level: float, rng, *, tau: f
     """Monte Carlo: draw 2x2 tables, run the run's exact interval, count how often it lies beyond tau."""
     delta = max(-r, min(r, delta))
     x = rng.multinomial(n, [(r + delta) / 2, (r - delta) / 2, 1 - r], size=sims)
-    low, high = clopper_pearson_delta(x[:, 0], x[:, 1], n, level)
-    return float(np.mean(low > tau) if side == 1 else np.mean(high < tau))
+    low, high = paired_binary_ci(x[:, 0], x[:, 1], n, level=level, exact=False)
+    return float(np.mean(low > 100 * tau) if side == 1 else np.mean(high < 100 * tau))
 
 
 def _plan(demo: bool):
@@ -131,7 +132,8 @@ def test_non_binary_mde_agrees_with_the_permutation_test_it_approximates():
 
 
 def test_what_nothing_can_detect():
-    assert pw.mde(pw.Design(8, discordance=0.5), 0.05 / 57) is None  # 2/2^8 > 0.05/57: no table can reject
+    assert pw.mde(pw.Design(8, discordance=0.5), 0.05 / 57) is None  # 8 of 8 won by B: p = 0.008 > 0.05/57
+    assert pw.power(pw.Design(20, discordance=0.0), 0.0, 0.05, threshold=-0.05) == 0.0  # no disagreement: ±20 points
     assert pw.mde(pw.Design(100, discordance=0.0), 0.05) is None  # no discordant documents in the design
     assert pw.mde(pw.Design(30, sd=0.2, min_p=2 / 1001), 0.001) is None  # below the permutation test's smallest p
     assert pw.mde(pw.Design(1, sd=0.2), 0.05) is None
