@@ -226,10 +226,11 @@ def select_examples(
     )
 
 
-def _paired_test(a: ItemScore, b: ItemScore, seed: int) -> stats.PairedTest | None:
+def _paired_test(a: ItemScore, b: ItemScore, seed: int, samples: int = 1) -> stats.PairedTest | None:
+    """The item's paired test; with several samples per document (``--samples``) always the permutation test."""
     if not a.per_doc or a.doc_keys != b.doc_keys:
         return None
-    return stats.paired_test(a.per_doc, b.per_doc, seed=seed, resamples=RESAMPLES)
+    return stats.paired_test(a.per_doc, b.per_doc, seed=seed, resamples=RESAMPLES, binary=False if samples > 1 else None)
 
 
 def design_of(paired: stats.PairedComparison) -> pw.Design | None:
@@ -261,7 +262,8 @@ def compare_benchmark(
     pairs = {}
     for item in benchmark.items:
         a, b = evaluation_a.item(item.id), evaluation_b.item(item.id)
-        pairs[item.id] = (item, a, b, _paired_test(a, b, seed))
+        samples = max(evaluation_a.samples, evaluation_b.samples)
+        pairs[item.id] = (item, a, b, _paired_test(a, b, seed, samples))
     tests = {item_id: pair[3] for item_id, pair in pairs.items()}
     rules = {item_id: expectations.for_item(benchmark.name, item_id) for item_id in pairs}
     adjusted = adjust_items(tests, correction, alpha)

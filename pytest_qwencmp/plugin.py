@@ -45,7 +45,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for flag, kwargs, ini in OPTIONS:
         group.addoption(flag, dest=dest(flag), **kwargs)
         if ini:
-            ini_type = "linelist" if ini == "qwencmp_num_fewshot" else "string"
+            ini_type = "linelist" if ini in ("qwencmp_num_fewshot", "qwencmp_samples") else "string"
             parser.addini(ini, help=kwargs["help"], type=ini_type, default=[] if ini_type == "linelist" else None)
     parser.addini("qwencmp_demo_expectations", help="Expectations file used with --demo.", default=None)
     parser.addini("qwencmp_benchmark_files", help="TOML files that add benchmarks to the registry.", type="paths", default=[])

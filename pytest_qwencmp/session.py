@@ -333,6 +333,7 @@ class ComparisonRun:
             },
             "limit": settings.limit,
             "generation": settings.generation.as_gen_kwargs(),
+            **({"samples": dict(settings.samples)} if settings.samples else {}),
             "seed": settings.seed,
             "data": str(settings.data_dir) if settings.data_dir else "Hugging Face hub",
             "lm_eval_version": lm_eval_version(),
@@ -380,7 +381,7 @@ def build_run(
 ) -> ComparisonRun:
     """The session's run from the raw option values (``config.options.raw_options``); ``QwencmpError`` for a bad one."""
     registry = load_registry(benchmark_files)
-    settings = parse_settings(raw, registry.names())
+    settings = parse_settings(raw, registry.names(), {b.name: b.generation for b in registry.benchmarks})
     correction = (raw.get("correction") or "holm").lower()
     if correction not in CORRECTIONS:
         raise QwencmpError(f"--correction {correction!r} is not one of {', '.join(CORRECTIONS)}.")

@@ -25,6 +25,7 @@ OPTIONS: list[tuple[str, dict[str, Any], str | None]] = [
     ("--benchmarks", dict(metavar="LIST", help="Comma-separated subset of benchmarks to run, e.g. mmlu,hellaswag."), "qwencmp_benchmarks"),
     ("--limit", dict(metavar="N", help="Documents per task (per MMLU subject), for smoke runs; numbers are then not comparable to full runs."), None),
     ("--num-fewshot", dict(action="append", default=None, metavar="BENCH=N", help="Few-shot examples for a benchmark, e.g. mbpp=2 (repeatable)."), "qwencmp_num_fewshot"),
+    ("--samples", dict(action="append", default=None, metavar="BENCH=K", help="Sample K answers per problem of a generation benchmark, e.g. mbpp=5 (repeatable): pass@1 per problem is then c/K (Chen et al. 2021), compared with the paired permutation test. Default 1."), "qwencmp_samples"),
     ("--dtype", dict(metavar="DTYPE", help="Weights dtype: float16, bfloat16 or float32 (default: float16, as in the reference study)."), "qwencmp_dtype"),
     ("--backend", dict(metavar="NAME", help="auto, deepspeed or hf (default: auto = DeepSpeed on CUDA, transformers on CPU)."), "qwencmp_backend"),
     ("--device", dict(metavar="DEVICE", help="auto, cpu, cuda or cuda:N (default: auto = cuda when a GPU is visible, else cpu)."), "qwencmp_device"),

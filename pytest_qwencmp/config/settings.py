@@ -125,6 +125,7 @@ class RunSettings:
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT  # seconds to wait for another run's evaluation of the same key
     model_options_a: ModelOptions = field(default_factory=ModelOptions)
     model_options_b: ModelOptions = field(default_factory=ModelOptions)
+    samples: tuple[tuple[str, int], ...] = ()  # generation benchmarks: answers sampled per problem (--samples)
 
     def options(self, side: str) -> ModelOptions:
         """The side's chat template, system instruction, adapter and model arguments."""
@@ -136,6 +137,10 @@ class RunSettings:
 
     def shots_for(self, benchmark: str, default: int | None) -> int | None:
         return dict(self.num_fewshot).get(benchmark, default)
+
+    def samples_for(self, benchmark: str) -> int:
+        """How many answers are sampled per problem of a generation benchmark (1 unless --samples says)."""
+        return dict(self.samples).get(benchmark, 1)
 
     def tensor_parallel(self, side: str) -> int:
         """How many processes (GPUs) the side's model is split across; 1 = not split."""
@@ -193,17 +198,41 @@ def _parse_batch_size(value: Any) -> int | str:
     return _as_int(text, "--batch-size", 1)
 
 
-def _parse_fewshot(entries: list[str], known: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
-    shots: dict[str, int] = {}
+def _parse_per_benchmark(entries: list[str], known: tuple[str, ...], option: str, minimum: int,
+                         example: str) -> tuple[tuple[str, int], ...]:
+    """``BENCH=N`` entries (repeatable, comma-separated) as sorted ``(benchmark, N)`` pairs."""
+    values: dict[str, int] = {}
     for entry in entries:
         for part in str(entry).replace(",", " ").split():
             name, sep, count = part.partition("=")
             if not sep:
-                raise QwencmpError(f"--num-fewshot {part!r} must look like BENCHMARK=N, for example mbpp=2.")
+                raise QwencmpError(f"{option} {part!r} must look like BENCHMARK=N, for example {example}.")
             if name not in known:
-                raise QwencmpError(f"--num-fewshot names unknown benchmark {name!r}; known: {', '.join(known)}.")
-            shots[name] = _as_int(count, f"--num-fewshot {name}", 0)
-    return tuple(sorted(shots.items()))
+                raise QwencmpError(f"{option} names unknown benchmark {name!r}; known: {', '.join(known)}.")
+            values[name] = _as_int(count, f"{option} {name}", minimum)
+    return tuple(sorted(values.items()))
+
+
+def _parse_fewshot(entries: list[str], known: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    return _parse_per_benchmark(entries, known, "--num-fewshot", 0, "mbpp=2")
+
+
+def _parse_samples(entries: list[str], known: tuple[str, ...], generation: "GenerationSettings",
+                   generates: Mapping[str, bool] | None) -> tuple[tuple[str, int], ...]:
+    """``--samples mbpp=K``: K answers per problem of a generation benchmark, sampled (not greedy)."""
+    samples = _parse_per_benchmark(entries, known, "--samples", 1, "mbpp=5")
+    for name, k in samples:
+        if generates is not None and not generates.get(name, False):
+            raise QwencmpError(
+                f"--samples {name}={k}: {name} is scored by log-likelihood, not by generated answers, so every sample "
+                "would be the same; --samples applies to generation benchmarks such as mbpp."
+            )
+        if k > 1 and not generation.do_sample:
+            raise QwencmpError(
+                f"--samples {name}={k} with --temperature 0: greedy decoding gives the same answer every time, so the "
+                f"{k} samples would be one; set a sampling temperature (the default is 0.1) or drop --samples."
+            )
+    return tuple((name, k) for name, k in samples if k > 1)
 
 
 def _parse_benchmarks(value: Any, known: tuple[str, ...]) -> tuple[str, ...] | None:
@@ -217,8 +246,12 @@ def _parse_benchmarks(value: Any, known: tuple[str, ...]) -> tuple[str, ...] | N
     return tuple(dict.fromkeys(names))
 
 
-def parse_settings(raw: Mapping[str, Any], known_benchmarks: tuple[str, ...]) -> RunSettings:
-    """Validate raw option values; ``raw`` holds strings/None keyed by setting name."""
+def parse_settings(raw: Mapping[str, Any], known_benchmarks: tuple[str, ...],
+                   generates: Mapping[str, bool] | None = None) -> RunSettings:
+    """Validate raw option values; ``raw`` holds strings/None keyed by setting name.
+
+    ``generates``: benchmark -> whether it is scored on generated answers (for ``--samples``).
+    """
     demo = bool(raw.get("demo"))
     model_a = raw.get("model_a")
     model_b = raw.get("model_b")
@@ -244,6 +277,11 @@ def parse_settings(raw: Mapping[str, Any], known_benchmarks: tuple[str, ...]) ->
         dtype_option_given=raw.get("dtype") not in (None, ""),
         parse_dtype=_parse_dtype,
     )
+    generation = GenerationSettings(
+        temperature=_as_float(raw.get("temperature", DEFAULT_TEMPERATURE), "--temperature", 0.0, 5.0),
+        top_p=_as_top_p(raw.get("top_p", DEFAULT_TOP_P)),
+    )
+    samples = _parse_samples(list(raw.get("samples") or []), known_benchmarks, generation, generates)
     return RunSettings(
         model_a=None if demo or not model_a else ModelRef.parse(str(model_a), "--model-a", raw.get("revision_a")),
         model_b=None if demo or not model_b else ModelRef.parse(str(model_b), "--model-b", raw.get("revision_b")),
@@ -257,10 +295,7 @@ def parse_settings(raw: Mapping[str, Any], known_benchmarks: tuple[str, ...]) ->
         batch_size=_parse_batch_size(raw.get("batch_size") or "auto"),
         tensor_parallel_a=_parse_tensor_parallel(raw, "a"),
         tensor_parallel_b=_parse_tensor_parallel(raw, "b"),
-        generation=GenerationSettings(
-            temperature=_as_float(raw.get("temperature", DEFAULT_TEMPERATURE), "--temperature", 0.0, 5.0),
-            top_p=_as_top_p(raw.get("top_p", DEFAULT_TOP_P)),
-        ),
+        generation=generation,
         seed=_as_int(raw.get("seed", DEFAULT_SEED), "--seed", 0),
         cache_dir=Path(raw.get("cache_dir") or ".qwencmp").expanduser().resolve(),
         read_cache=not raw.get("no_cache"),
@@ -269,6 +304,7 @@ def parse_settings(raw: Mapping[str, Any], known_benchmarks: tuple[str, ...]) ->
         lock_timeout=_as_float(raw.get("lock_timeout") or DEFAULT_LOCK_TIMEOUT, "--lock-timeout", 1.0, 1e7),
         model_options_a=options["a"],
         model_options_b=options["b"],
+        samples=samples,
     )
 
 

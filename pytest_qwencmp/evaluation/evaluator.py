@@ -95,7 +95,12 @@ class Evaluator:
             "data": source.data_fingerprints() if self.settings.data_dir else "hub",
             # chat template, system instruction, model args, the adapter's fingerprint (not where it was read from)
             **({"setup": {k: v for k, v in handle.setup().items() if k != "adapter"}} if handle.setup() else {}),
+            # answers sampled per problem (--samples); absent at 1, so earlier cache entries stay valid
+            **({"samples": self._samples(benchmark)} if self._samples(benchmark) > 1 else {}),
         }
+
+    def _samples(self, benchmark: Benchmark) -> int:
+        return self.settings.samples_for(benchmark.name) if benchmark.generation else 1
 
     def evaluate(self, side: str, benchmark_name: str) -> BenchmarkEvaluation:
         """The evaluation, computed at most once per session; a failure is raised again at once, never retried."""
@@ -220,6 +225,7 @@ class Evaluator:
             gen_kwargs=gen_kwargs,
             seed=self.settings.seed,
             data_fingerprints=data_fingerprints,
+            samples=self._samples(benchmark),
             **handle.options.prompting(),
         )
         started = time.perf_counter()
@@ -240,4 +246,5 @@ class Evaluator:
             documents=documents(benchmark, output),
             lm_eval_results=json_safe({k: v for k, v in output.items() if k != "samples"}),
             warnings=generation_warnings(benchmark, output, handle.label, info.dtype),
+            samples=self._samples(benchmark),
         )

@@ -9,7 +9,9 @@ scores, the model as it ran, shots, task versions, generation settings,
 lm-eval's own results object and the documents the reports show — what the
 cache stores (:meth:`BenchmarkEvaluation.to_payload`) and what a comparison
 reads. :func:`extract_item_scores` and :func:`documents` reduce
-``simple_evaluate``'s output to them. Pure: no lm-eval import, no model.
+``simple_evaluate``'s output to them, checking that lm-eval's score of each
+item is the mean of the per-document values the statistics use
+(:func:`check_score_against_documents`). Pure: no lm-eval import, no model.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..config.benchmarks import OVERALL, Benchmark
 from ..errors import QwencmpError
 
 RESULT_FORMAT = 3
+SCORE_TOLERANCE = 1e-9  # lm-eval's score against the mean of the per-document values
 MAX_OUTPUT_CHARS = 1500
 MAX_PROMPT_CHARS = 400
 
@@ -146,6 +149,29 @@ def _per_task_samples(samples: Mapping[str, list], task: str, metric: str) -> tu
     return keys, values
 
 
+def check_score_against_documents(benchmark: Benchmark, item, value: float | None, per_doc: list[float]) -> None:
+    """lm-eval's score for ``item`` must be the mean of the per-document values the statistics use.
+
+    For a leaf task, lm-eval aggregates its documents by their mean; for MMLU
+    ``overall`` its group score is the size-weighted mean, which is the mean
+    of all questions. A difference beyond ``SCORE_TOLERANCE`` means the table
+    would show one number and the test another: a ``QwencmpError`` (the
+    evaluator fails the benchmark's items once), never a silent disagreement.
+    """
+    if value is None or not per_doc:
+        return
+    mean = math.fsum(per_doc) / len(per_doc)
+    if abs(value - mean) <= SCORE_TOLERANCE:
+        return
+    raise QwencmpError(
+        f"lm-eval reports {item.metric} = {value!r} for {benchmark.name}[{item.id}] (task {item.task}), but the mean of "
+        f"the {len(per_doc):,} per-document values the paired statistics use is {mean!r} (they differ by "
+        f"{abs(value - mean):.3g}, beyond {SCORE_TOLERANCE:g}). The score shown and the test would disagree, so "
+        f"{benchmark.name}'s items fail: check that the task aggregates its documents by their mean (a metric with "
+        "another aggregation, a filter that drops documents, a modified lm-eval or an edited cache entry would explain it)."
+    )
+
+
 def extract_item_scores(benchmark: Benchmark, output: Mapping[str, Any]) -> tuple[ItemScore, ...]:
     """Reduce ``simple_evaluate``'s output to the benchmark's items."""
     results = output["results"]
@@ -171,6 +197,7 @@ def extract_item_scores(benchmark: Benchmark, output: Mapping[str, Any]) -> tupl
         else:
             keys, per_doc = _per_task_samples(samples, item.task, item.metric)
         n = len(per_doc) or int(n_samples.get(item.task, {}).get("effective", 0))
+        check_score_against_documents(benchmark, item, value, per_doc)
         scores.append(
             ItemScore(item.id, item.task, item.metric, value if value is not None else float("nan"), stderr, n, tuple(keys), tuple(per_doc))
         )

@@ -49,6 +49,7 @@ class EvaluationRequest:
     apply_chat_template: bool | str = False  # lm-eval's apply_chat_template: False, True or a template name
     fewshot_as_multiturn: bool = False
     system_instruction: str | None = None
+    samples: int = 1  # answers sampled per document of a generation task (--samples), every one scored
 
 
 def run_request(lm, request: EvaluationRequest) -> dict[str, Any] | None:
@@ -72,7 +73,7 @@ def run_request(lm, request: EvaluationRequest) -> dict[str, Any] | None:
     with tempfile.TemporaryDirectory(prefix="qwencmp-tasks-") as tmp:
         fingerprints = None if request.data_fingerprints is None else dict(request.data_fingerprints)
         source = TaskSource(request.benchmark, request.data_dir)
-        manager = source.build_manager(Path(tmp), request.datasets_cache, fingerprints)
+        manager = source.build_manager(Path(tmp), request.datasets_cache, fingerprints, samples=request.samples)
         output = _simple_evaluate(lm, request, manager)
     if output is None:
         if int(os.environ.get("LOCAL_RANK", "0")) != 0:

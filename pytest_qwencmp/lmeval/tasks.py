@@ -182,61 +182,90 @@ class TaskSource:
         return local
 
     def build_manager(
-        self, work_dir: Path, datasets_cache: Path | None = None, fingerprints: dict[str, str] | None = None
+        self, work_dir: Path, datasets_cache: Path | None = None, fingerprints: dict[str, str] | None = None,
+        samples: int = 1,
     ) -> "TaskManager":
-        """A TaskManager over the real task folders, with local-data overrides when offline.
+        """A TaskManager over the real task folders, with overrides where the run needs them.
 
-        Local datasets are prepared under ``datasets_cache`` (default: inside
-        ``work_dir``) in a folder named by their content hash: ``fingerprints``
-        when the caller just computed them (``data_fingerprints``), else hashed here.
+        Offline (a data directory), each leaf task reads its local copy: prepared under
+        ``datasets_cache`` (default: inside ``work_dir``) in a folder named by the data's
+        content hash, ``fingerprints`` when the caller just computed them
+        (``data_fingerprints``), else hashed here. ``samples`` > 1 (``--samples``) makes
+        each leaf task draw that many answers per document through lm-eval's own
+        ``repeats``, all kept (``take_first_k``, under the filter name ``none`` so that the
+        metric keys stay lm-eval's): the task's metric then scores every answer, and
+        MBPP's ``pass_at_1`` is c/K per problem.
         """
-        if self.data_dir is None:
+        if self.data_dir is None and samples == 1:
             return self._base_manager()
         from lm_eval.tasks import TaskManager  # lazy: lm-eval (torch, datasets) only when an evaluation runs
+        from lm_eval.tasks._yaml_loader import load_yaml  # lazy: as above
 
-        local = self.check_local_data()
+        local = self.check_local_data() if self.data_dir is not None else {}
         base = self._base_manager()
         override_dir = work_dir / f"overrides-{self.benchmark.name}"
         override_dir.mkdir(parents=True, exist_ok=True)
-        if fingerprints is None or set(fingerprints) != set(local):
+        if local and (fingerprints is None or set(fingerprints) != set(local)):
             fingerprints = {hub: data_fingerprint(path) for hub, path in local.items()}
-        from lm_eval.tasks._yaml_loader import load_yaml  # lazy: lm-eval (torch, datasets) only when an evaluation runs
-
         readmes: dict[str, list[dict[str, Any]]] = {}
         for task in self.benchmark.leaf_tasks:
             entry = base.task_index[task]
             config = load_yaml(entry.yaml_path, resolve_func=False)
-            hub = str(config.get("dataset_path", ""))
-            dataset_kwargs: dict[str, Any] = dict(config.get("dataset_kwargs") or {})
-            # A private datasets cache per content hash: HF's offline cache is keyed by the
-            # folder NAME and would otherwise serve stale data after the files change.
-            dataset_kwargs["cache_dir"] = str((datasets_cache or work_dir / "datasets-cache") / fingerprints[hub][:16])
             override: dict[str, Any] = {"include": str(entry.yaml_path), "task": task}
-            if hub not in readmes:
-                readmes[hub] = readme_configs(local[hub])
-            direct = data_files_for(local[hub], readmes[hub], config.get("dataset_name"))
             function = None
-            if direct is not None and direct[0] == "json" and all(
-                p.endswith(".jsonl") and not any(c in p for c in "*?[") for paths in direct[1].values() for p in paths
-            ):
-                # JSON Lines: read into memory by local_data (lm-eval's custom_dataset hook), the
-                # same rows in file order, without datasets' per-subject builder and Arrow cache.
-                function = LOCAL_JSON_LINES
-                dataset_kwargs = {"qwencmp_files": direct[1]}
-            elif direct is not None:
-                # Other files: datasets' packaged builder reads them directly, the same rows as
-                # load_dataset(dir, name=...), without re-parsing the README for every subject.
-                builder, files = direct
-                override.update(dataset_path=builder, dataset_name=None)
-                dataset_kwargs["data_files"] = files
-            else:
-                override["dataset_path"] = str(local[hub])
-            override["dataset_kwargs"] = dataset_kwargs
+            if local:
+                function = self._local_data_override(config, override, local, readmes, fingerprints,
+                                                     datasets_cache or work_dir / "datasets-cache")
+            if samples > 1:
+                override.update(_repeats_override(task, config, samples))
             _write_yaml(override_dir / f"{task}.yaml", override, function=function)
         return TaskManager(
             include_defaults=False,
             include_path=[str(p) for p in self.task_folders()] + [str(override_dir)],
         )
+
+    def _local_data_override(self, config: dict[str, Any], override: dict[str, Any], local: dict[str, Path],
+                             readmes: dict[str, list[dict[str, Any]]], fingerprints: dict[str, str],
+                             datasets_cache: Path) -> str | None:
+        """Point ``override`` at the local copy of the task's dataset; returns a ``custom_dataset`` function or None."""
+        hub = str(config.get("dataset_path", ""))
+        dataset_kwargs: dict[str, Any] = dict(config.get("dataset_kwargs") or {})
+        # A private datasets cache per content hash: HF's offline cache is keyed by the
+        # folder NAME and would otherwise serve stale data after the files change.
+        dataset_kwargs["cache_dir"] = str(datasets_cache / fingerprints[hub][:16])
+        if hub not in readmes:
+            readmes[hub] = readme_configs(local[hub])
+        direct = data_files_for(local[hub], readmes[hub], config.get("dataset_name"))
+        function = None
+        if direct is not None and direct[0] == "json" and all(
+            p.endswith(".jsonl") and not any(c in p for c in "*?[") for paths in direct[1].values() for p in paths
+        ):
+            # JSON Lines: read into memory by local_data (lm-eval's custom_dataset hook), the
+            # same rows in file order, without datasets' per-subject builder and Arrow cache.
+            function = LOCAL_JSON_LINES
+            dataset_kwargs = {"qwencmp_files": direct[1]}
+        elif direct is not None:
+            # Other files: datasets' packaged builder reads them directly, the same rows as
+            # load_dataset(dir, name=...), without re-parsing the README for every subject.
+            builder, files = direct
+            override.update(dataset_path=builder, dataset_name=None)
+            dataset_kwargs["data_files"] = files
+        else:
+            override["dataset_path"] = str(local[hub])
+        override["dataset_kwargs"] = dataset_kwargs
+        return function
+
+
+def _repeats_override(task: str, config: dict[str, Any], samples: int) -> dict[str, Any]:
+    """lm-eval's own ``repeats`` with every answer kept, for ``--samples``; a task with filters of its own is refused."""
+    if config.get("output_type") != "generate_until":
+        raise QwencmpError(f"--samples applies to generation tasks; lm-eval task {task!r} is scored by "
+                           f"{config.get('output_type') or 'log-likelihood'}, where every sample is the same.")
+    if config.get("filter_list"):
+        raise QwencmpError(f"--samples: lm-eval task {task!r} has filters of its own "
+                           f"({', '.join(str(f.get('name')) for f in config['filter_list'])}); K answers per document "
+                           "are kept only for tasks that score their raw answers (such as mbpp). Drop --samples for it.")
+    return {"repeats": samples, "filter_list": [{"name": "none", "filter": [{"function": "take_first_k", "k": samples}]}]}
 
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}

@@ -391,13 +391,13 @@ def _settings(run: Mapping[str, Any], stats: Mapping[str, Any] | None) -> list[t
     """(label, value, smoke run?) per setting shown, then the wall time and the work done."""
     items = []
     details = "code_sandbox_details" if run.get("code_sandbox_details") else "code_sandbox"
-    for key in ("num_fewshot", "limit", "generation", "seed", "correction", "data", "lm_eval_version", "machine", details, "baseline"):
+    for key in ("num_fewshot", "limit", "generation", "samples", "seed", "correction", "data", "lm_eval_version", "machine", details, "baseline"):
         if key not in run or run[key] in (None, {}, ""):
             continue
         value = run[key]
         if isinstance(value, Mapping):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
-        label = {"num_fewshot": "few-shot", "lm_eval_version": "lm-eval", "correction": "p correction",
+        label = {"num_fewshot": "few-shot", "samples": "samples per problem", "lm_eval_version": "lm-eval", "correction": "p correction",
                  "code_sandbox": "code sandbox", "code_sandbox_details": "code sandbox"}.get(key, key.replace("_", " "))
         items.append((label, value, key == "limit"))
     if stats:

@@ -295,7 +295,7 @@ def settings_lines(run: Mapping[str, Any]) -> list[str]:
 # The run-wide settings, by line: what the models were asked; where the data and the method came from;
 # the sandbox model-written code ran in; the baseline model B was compared with.
 _SETTING_LINES = (
-    ("num_fewshot", "limit", "generation", "seed"),
+    ("num_fewshot", "limit", "generation", "samples", "seed"),
     ("data", "lm_eval_version", "correction"),
     ("code_sandbox",),
     ("baseline",),

@@ -414,7 +414,8 @@ class PairedTest:
         )
 
 
-def paired_test(a: Sequence[float], b: Sequence[float], *, seed: int = 0, resamples: int = 10_000) -> PairedTest:
+def paired_test(a: Sequence[float], b: Sequence[float], *, seed: int = 0, resamples: int = 10_000,
+                binary: bool | None = None) -> PairedTest:
     """The paired test of B against A on the same documents (``a[i]``, ``b[i]``: document ``i``).
 
     With ``d_i = b_i - a_i``: ``delta = mean(d)``, ``stderr = sd(d, ddof=1) / sqrt(n)``.
@@ -431,6 +432,10 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, seed: int = 0, resamp
       tail), else as wide as the scores allow.
     * ``n == 1`` (other metrics): nothing to test; ``p = 1``, intervals as wide as
       the difference can be.
+
+    ``binary``: None (default) picks the test from the values; False forces the
+    permutation test even when every value happens to be 0 or 1 (per-document
+    means of several samples, ``--samples``, are not single 0/1 outcomes).
 
     Raises ValueError for no documents, unequal lengths, non-finite values, or
     bad parameters.
@@ -454,7 +459,10 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, seed: int = 0, resamp
     mean_a, mean_b = float(np.mean(x)), float(np.mean(y))
     values = np.concatenate([x, y])
     span = max(float(values.max() - values.min()), 1.0)  # the largest |B − A| the scores allow (fractions)
-    binary = bool(np.all((x == 0.0) | (x == 1.0)) and np.all((y == 0.0) | (y == 1.0)))
+    zero_one = bool(np.all((x == 0.0) | (x == 1.0)) and np.all((y == 0.0) | (y == 1.0)))
+    if binary and not zero_one:
+        raise ValueError("compare_paired: binary=True needs every per-document score to be 0 or 1")
+    binary = zero_one if binary is None else binary
     common = dict(n=n, mean_a=mean_a, mean_b=mean_b)
     if binary:
         xa, yb = x.astype(bool), y.astype(bool)

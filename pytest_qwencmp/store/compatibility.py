@@ -8,7 +8,7 @@ answer it here:
 * :func:`number_settings` records the settings that change a number, as a
   JSON mapping (what actually ran: per model its weights' fingerprint, dtype,
   backend, device type, tensor-parallel size, and per benchmark the shots,
-  task versions and generation kwargs; per model its adapter and setup —
+  task versions, generation kwargs and samples per problem; per model its adapter and setup —
   chat template, system instruction, model arguments; the lm-eval version,
   limit, seed and data). Adding a number-changing setting is one line: a name in
   :data:`MODEL_SETTINGS` (recorded in each evaluation's model description),
@@ -42,6 +42,7 @@ __all__ = [
     "IDENTITY",
     "ADAPTER_IDENTITY",
     "SETUP",
+    "SAMPLES",
     "number_settings",
     "settings_mismatches",
 ]
@@ -50,6 +51,8 @@ __all__ = [
 MODEL_SETTINGS = ("dtype", "backend", "tensor_parallel")
 # From each evaluation, per (side, benchmark): recorded name -> BenchmarkEvaluation attribute.
 BENCHMARK_SETTINGS = {"task_versions": "versions", "gen_kwargs": "gen_kwargs"}
+# Per (side, benchmark): answers sampled per problem (--samples), each document's value their mean.
+SAMPLES = "samples"
 # From RunSettings, for the whole run.
 RUN_SETTINGS = ("limit", "seed")
 # Per side, the weights' fingerprint. Shards and cache entries must agree on it;
@@ -126,6 +129,7 @@ def number_settings(
         for name, attribute in BENCHMARK_SETTINGS.items():
             value = getattr(evaluation, attribute)
             run["benchmarks"][evaluation.benchmark][name] = None if value is None else dict(value)
+        run["benchmarks"][evaluation.benchmark][SAMPLES] = int(evaluation.samples)
         if evaluation.lm_eval_version:
             versions.add(str(evaluation.lm_eval_version))
     for side, seen in execution.items():

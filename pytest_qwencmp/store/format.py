@@ -42,7 +42,7 @@ JSON layout (``format`` = :data:`SAVED_FORMAT`)::
      # full form only:
      "evaluations": [{"side", "benchmark", "key", "key_parts", "model", "item_ids", "n_shot",
                       "versions", "gen_kwargs", "lm_eval_version", "wall_seconds",
-                      "documents", "lm_eval_results"}, ...],
+                      "documents", "lm_eval_results", "samples"}, ...],
      "benchmarks": {name: {"order": 0, "definition": {benchmarks.toml keys}}},
      "comparison": {"correction": "holm", "expectations": {"name": ..., "text": ...} | null}}
 
@@ -216,6 +216,7 @@ class SavedEvaluations:
                     documents=record.get("documents", {}),
                     lm_eval_results=record.get("lm_eval_results", {}),
                     from_cache=True,
+                    samples=int(record.get("samples", 1)),
                 )
             )
         return tuple(out)
@@ -327,6 +328,7 @@ def evaluation_record(evaluation: BenchmarkEvaluation, key_parts: Mapping[str, A
         "wall_seconds": evaluation.wall_seconds,
         "documents": dict(evaluation.documents),
         "lm_eval_results": dict(evaluation.lm_eval_results),
+        "samples": evaluation.samples,
     }
     if key_parts is not None:
         record["key_parts"] = dict(key_parts)
@@ -523,6 +525,9 @@ def _records_from_json(raw_records: Any, items: Mapping[tuple[str, str, str], It
                 raise ValueError(f"{where}: {name!r} must be an object")
         if record["gen_kwargs"] is not None and not isinstance(record["gen_kwargs"], dict):
             raise ValueError(f"{where}: 'gen_kwargs' must be an object or null")
+        if "samples" in record and (isinstance(record["samples"], bool) or not isinstance(record["samples"], int)
+                                    or record["samples"] < 1):
+            raise ValueError(f"{where}: 'samples' must be a whole number ≥ 1")
         _number_or_nan(record["wall_seconds"], f"{where} wall_seconds")
         side, benchmark = record["side"], record["benchmark"]
         if not isinstance(record["item_ids"], list) or not all(isinstance(i, str) for i in record["item_ids"]):
