@@ -153,9 +153,10 @@ def add_plan_parser(commands: argparse._SubParsersAction) -> None:
         help="before a run: what each item can detect at its size (no model loaded)",
         description=(
             "Print, per benchmark item, its number of documents, the minimum detectable effect (MDE: the smallest "
-            "true B − A found with the given power at the level the run applies: α/m for a family of m under "
-            "holm or bh), the smallest regression a regression check catches, and which expectations are "
-            "underpowered at that size with the n they would need. Sizes are counted in local dataset copies "
+            "true B − A found with the given power at the level the run applies: the 95 % interval, or 5 %/m "
+            "two-sided for one item of a family of m under holm or bh), the smallest regression a regression check "
+            "catches, which expectations are underpowered at that size, and which can never pass (or never fail) "
+            "whatever the models answer, with the n they would need. Sizes are counted in local dataset copies "
             "(--data-dir, or the built demo with --demo) or taken from the dataset cards' published sizes. "
             "Scores are taken to be binary per document (acc, acc_norm, pass@1)."
         ),
@@ -172,7 +173,7 @@ def add_plan_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--discordance", type=float, default=planning.DEFAULT_DISCORDANCE, metavar="R",
                         help=f"share of documents where exactly one model is right (default {planning.DEFAULT_DISCORDANCE}: "
                              "0.2-0.3 is typical of two checkpoints 10 points apart on MMLU)")
-    parser.add_argument("--alpha", type=float, default=0.05, metavar="A", help="significance level (default 0.05)")
+    parser.add_argument("--alpha", type=float, default=0.05, metavar="A", help="two-sided level of the intervals (default 0.05: 95 %% intervals, each key a one-sided test at 2.5 %%)")
     parser.add_argument("--power", type=float, default=0.8, metavar="P", help="power for the MDE (default 0.8)")
     parser.add_argument("--correction", default="holm", choices=("holm", "bh", "none"),
                         help="multiple-comparison correction the run will use (default holm)")

@@ -203,3 +203,63 @@ def test_short_summary_shows_the_numbers_of_passed_items(pytester):
     line = next(line for line in out.splitlines() if line.startswith("PASSED test_fake.py::test_item"))
     assert " - B − A " in line  # the item's numbers beside its id (trimmed to the terminal width)
     assert "MBPP: 1 item, 1 passed, 0 failed" in out  # the summary table renders from the same record
+
+
+def _identical(benchmark_name: str, n: int, samples: int = 1):
+    """A and B answering every document alike (a quarter right), per-document values 0/1."""
+    benchmark = REGISTRY.get(benchmark_name)
+    answers = {i.id: (np.arange(n) % 4 == 0).astype(float) for i in benchmark.items if i.id.split(":")[0] != "overall"}
+    a, b = evaluation(benchmark, "a", answers), evaluation(benchmark, "b", answers)
+    if samples > 1:
+        a, b = (BenchmarkEvaluation(e.benchmark, e.side, e.key, e.model, e.items, {}, {},
+                                    {"do_sample": True, "temperature": 0.1}, "0.4.13", 0.0, samples=samples) for e in (a, b))
+    return benchmark, a, b
+
+
+@pytest.mark.parametrize("margin, passes", [(0.5, False), (4.9, False), (19.9, False), (20.1, True)])
+def test_twenty_identical_documents_through_the_comparison(margin, passes):
+    """Two identical models on 20 documents: the plugin's own comparison gives at least ±5 points (±20.05), and no
+    non-inferiority margin below that passes; the failure message and the record show the same interval and p."""
+    benchmark, a, b = _identical("mbpp", 20)
+    rules = parse_expectations(f'[mbpp."pass@1"]\nnon_inferiority_margin = {margin}\n', Path("e.toml"), REGISTRY)
+    result = compare_benchmark(benchmark, a, b, rules)["pass@1"]
+    record = result.to_record()
+    assert record["ci_low"] <= -5 and record["ci_high"] >= 5 and record["test"] == "tango-score-cc"
+    assert (record["ci_low"], record["ci_high"]) == (-20.0453, 20.0453)
+    key = record["keys"][0]
+    assert key["key"] == "non_inferiority_margin" and key["passed"] is passes and record["passed"] is passes
+    assert (key["low"], key["high"]) == (record["ci_low"], record["ci_high"])  # one 95 % interval, at the threshold too
+    if not passes:
+        assert f"the 95% CI starts at {key['low']:+.2f}, not above {-margin:+.2f}; p = {key['p']:.3g}" in result.describe()
+        assert "Tango score (cc) p = 1" in result.describe()
+
+
+def test_keys_that_can_never_pass_are_said_in_the_record_and_every_report():
+    benchmark, a, b = _identical("hellaswag", 4)
+    rules = parse_expectations("[hellaswag]\nmin_ci_lower = 0.0\n", Path("e.toml"), REGISTRY)
+    compared = compare_benchmark(benchmark, a, b, rules)
+    rows = [{**compared[i.id].to_record(), "order": k} for k, i in enumerate(benchmark.items)]
+    entry = {"rule": "min_ci_lower", "value": 0.0, "n": 4, "outcome": "pass", "needed_n": 5}
+    assert all(r["impossible"] == [entry] for r in rows)
+    line = ("hellaswag: 2 items (acc, acc_norm): min_ci_lower 0 can never pass at n = 4, whatever the models answer "
+            "(needs n ≥ 5)")
+    assert line in markdown_tables(rows, {})
+    assert line in html_summary(rows, {}, None)
+    assert results_document(rows, {}, {}, {})["benchmarks"]["hellaswag"]["impossible"] == [line]
+    assert "At this size: min_ci_lower 0 can never pass at n = 4" in compared["acc"].describe()
+
+
+def test_several_samples_per_problem_use_the_permutation_test_and_say_so_once():
+    benchmark, a, b = _identical("mbpp", 30, samples=5)
+    result = compare_benchmark(benchmark, a, b, NO_EXPECTATIONS)["pass@1"]
+    record = result.to_record()
+    assert record["test"] == "paired-permutation"  # values of 0 and 1 here, but means of 5 samples: not a 0/1 table
+    assert record["sampling"] == {"temperature": 0.1, "samples": 5}
+    rows = [{**record, "order": 0}]
+    note = "pass@1 is c/K per problem over K = 5 sampled answers (temperature 0.1"
+    assert "\n".join(text_tables(rows)).count(note) == 1
+    assert markdown_tables(rows, {}).count(note) == 1
+    assert html_summary(rows, {}, None).count(note) == 1
+    assert results_document(rows, {}, {}, {})["benchmarks"]["mbpp"]["sampling_note"].startswith(note)
+    one = compare_benchmark(*_identical("mbpp", 30, samples=1)[:1], *_identical("mbpp", 30)[1:], NO_EXPECTATIONS)
+    assert one["pass@1"].to_record()["sampling"] is None  # greedy (no gen_kwargs): nothing to say

@@ -45,6 +45,7 @@ from markupsafe import Markup
 
 from ..config.sides import describe_setup
 from ..stats.planning import impossible_text
+from ..stats.power import level_phrase
 from .charts import COLOR_A, COLOR_B, dumbbell_svg, histogram_svg
 from .formatting import (
     Record,
@@ -109,6 +110,7 @@ def _templates() -> Environment:
         COLOR_A=COLOR_A, COLOR_B=COLOR_B, adjustment_phrase=adjustment_phrase, baseline_cell=baseline_cell,
         ci_text=ci_text, confidence=confidence, disagree=_disagree, fmt=fmt, fmt_mde=fmt_mde, human_count=human_count,
         is_overall=is_overall, near_zero=_near_zero, num=num, p_cell=p_cell, paired_test_name=paired_test_name, impossible_text=impossible_text,
+        level_phrase=level_phrase,
         plural=_plural, score_cell=score_cell,
         side_class=_side_class, sign_class=_sign_class, unique_warnings=_unique_warnings, verdict_ci=_verdict_ci,
         verdict_text=_verdict_text,

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..config.sides import describe_setup
 from ..stats.planning import impossible_lines, impossible_text
+from ..stats.power import level_phrase
 from .formatting import (
     Record,
     adjustment_phrase,
@@ -50,8 +51,9 @@ def item_lines(record: Record) -> list[str]:
         if not is_overall(r) and int(r.get("family_size") or 1) > 1:
             adjusted = f": CI {fmt_ci(r.get('adjusted_ci_low'), r.get('adjusted_ci_high'))}, p = {r['adjusted_p']:.3g}"
         mde = fmt_mde(r)
-        power = "" if mde == "—" else (f"; MDE {mde} points (80% power at α = {r['mde_level']:.2g})" if mde != "none"
-                                       else f"; MDE none: no difference is detectable at α = {r['mde_level']:.2g} with {r['n']} documents")
+        power = "" if mde == "—" else (f"; MDE {mde} points (80% power, {level_phrase(r['mde_level'])})" if mde != "none"
+                                       else f"; MDE none: no difference is detectable ({level_phrase(r['mde_level'])}) "
+                                            f"with {r['n']} documents")
         lines.append(f"  {adjustment_phrase(r)}{adjusted} → {r.get('significance')}{power}.")
     if r.get("failures"):
         lines.append("  Missed: " + "; ".join(r["failures"]) + ".")
@@ -113,13 +115,13 @@ def noise_sentence(rows: Sequence[Record]) -> str:
     n_text = f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,}–{sizes[-1]:,}"
     if not mdes:
         return (f"With {n_text} documents per item no difference of any size can be told apart from noise at "
-                f"α = {level:.2g}, so \"no detectable difference\" says nothing about these items.")
+                f"the {level_phrase(level)}, so \"no detectable difference\" says nothing about these items.")
     typical = pystats.median(mdes)
     spread = "" if f"{min(mdes):.1f}" == f"{max(mdes):.1f}" else f" (per item {min(mdes):.1f}–{max(mdes):.1f})"
     missing = len(family) - len(mdes)
     extra = f"; {missing} item(s) cannot detect any difference" if missing else ""
     return (f"\"No detectable difference\" here means: with {n_text} documents per item, true differences smaller than "
-            f"about ±{typical:.1f} points{spread} cannot be told apart from noise (80% power at α = {level:.2g}){extra}.")
+            f"about ±{typical:.1f} points{spread} cannot be told apart from noise (80% power, {level_phrase(level)}){extra}.")
 
 
 def overall_sentence(record: Record) -> str:

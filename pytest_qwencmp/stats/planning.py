@@ -249,7 +249,8 @@ def plan_lines(plan: Plan, registry: Registry) -> list[str]:
     lines = [
         "pytest-qwencmp plan: what each item can detect, before anything runs",
         f"  assumptions: binary per-document scores; discordance {plan.discordance:g} (share of documents where exactly "
-        f"one model is right); α {plan.alpha:g}; power {plan.power:.0%}; correction {plan.correction}",
+        f"one model is right); {pw.level_phrase(plan.alpha)} (each key a one-sided test at {100 * plan.alpha / 2:g} %); "
+        f"power {plan.power:.0%}; correction {plan.correction}",
         f"  expectations: {plan.expectations or 'none'}",
     ]
     lines += [f"  sizes of {path}: {where}" for path, where in plan.sources.items()]
@@ -259,11 +260,12 @@ def plan_lines(plan: Plan, registry: Registry) -> list[str]:
         title = registry.get(name).title
         lines.append("")
         if len(family) > 1:
-            how = f"{len(family)} items form one family ({plan.correction}): MDEs at α/{len(family)} = {family[0].level:.2g}"
+            how = (f"{len(family)} items form one family ({plan.correction}): MDEs for one item that differs, at the "
+                   f"{pw.level_phrase(family[0].level)}")
         else:
-            how = f"{len(family)} item, tested alone at α = {plan.alpha:g}"
+            how = f"{len(family)} item, tested alone at the {pw.level_phrase(plan.alpha)}"
         if len(family) != len(rows):
-            how += f"; overall (the size-weighted micro-average) alone at α = {plan.alpha:g}"
+            how += f"; overall (the size-weighted micro-average) alone at the {pw.level_phrase(plan.alpha)}"
         lines.append(f"{title}: {how}")
         table = [("item", "n", "MDE", "regression caught", "expectations")]
         for i in rows:

@@ -43,7 +43,7 @@ from scipy import special
 
 from .paired_binary import paired_binary_test
 
-__all__ = ["Design", "power", "detectable", "mde", "mde_level", "point_pass_probability", "smallest_n"]
+__all__ = ["Design", "power", "detectable", "mde", "mde_level", "level_phrase", "point_pass_probability", "smallest_n"]
 
 DEFAULT_POWER = 0.8
 _BISECTIONS = 26
@@ -80,6 +80,12 @@ def mde_level(alpha: float, correction: str, family_size: int) -> float:
     if correction in ("holm", "bh") and family_size > 1:
         return alpha / family_size
     return alpha
+
+
+def level_phrase(level: float) -> str:
+    """A two-sided level in words, the one way every report says it: ``95 % interval, 2.5 % a side``."""
+    confidence = f"{100 * (1 - level):.2f}".rstrip("0").rstrip(".")
+    return f"{confidence} % interval, {100 * level / 2:.2g} % a side"
 
 
 # --------------------------------------------------------------------------- binary (exact)

@@ -111,3 +111,21 @@ def test_demo_drops_models_and_paths_resolve(tmp_path):
     assert s.demo and s.model_a is None
     assert s.cache_dir == (tmp_path / "c").resolve()
     assert isinstance(s.cache_dir, Path)
+
+
+def test_samples_per_generation_benchmark():
+    generates = {"mmlu": False, "hellaswag": False, "mbpp": True}
+    parse = lambda **raw: parse_settings({"model_a": "a/b", "model_b": "c/d", **raw}, KNOWN, generates)  # noqa: E731
+    s = parse(samples=["mbpp=5"])
+    assert s.samples == (("mbpp", 5),) and s.samples_for("mbpp") == 5 and s.samples_for("mmlu") == 1
+    assert parse(samples=["mbpp=1"]).samples == ()  # one sample is the default: nothing to record
+    for raw, fragment in (
+        (dict(samples=["mmlu=3"]), "--samples mmlu=3: mmlu is scored by log-likelihood"),
+        (dict(samples=["mbpp=3"], temperature="0"), "--samples mbpp=3 with --temperature 0: greedy decoding"),
+        (dict(samples=["mbpp"]), "--samples 'mbpp' must look like BENCHMARK=N, for example mbpp=5"),
+        (dict(samples=["mbpp=0"]), "--samples mbpp must be at least 1"),
+        (dict(samples=["arc=2"]), "--samples names unknown benchmark 'arc'"),
+    ):
+        with pytest.raises(QwencmpError) as info:
+            parse(**raw)
+        assert fragment in info.value.message

@@ -258,3 +258,81 @@ def test_after_a_model_fails_only_what_needs_no_model_still_runs(demo_assets, fr
     assert run.comparison("hellaswag", "acc_norm").benchmark == "hellaswag"
     assert run.stats()["model_loads"] == 0 and run.stats()["cache_hits"] == 2
     assert run.failures.message(error, "test_mmlu[anatomy]").startswith("Not attempted again: Could not load model 'x'")
+
+
+def test_a_score_that_is_not_the_mean_of_its_documents_fails_the_benchmark_once(demo_assets, fresh_cache, offline,
+                                                                                 monkeypatch, make_run):
+    """A tampered evaluation: lm-eval's HellaSwag acc moved by 1e-6 from the mean of the per-document values."""
+    import lm_eval
+
+    from pytest_qwencmp.errors import QwencmpError
+
+    calls = []
+    real = lm_eval.simple_evaluate
+
+    def tampered(*args, **kwargs):
+        calls.append(kwargs["tasks"])
+        output = real(*args, **kwargs)
+        output["results"]["hellaswag"]["acc,none"] += 1e-6
+        return output
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", tampered)
+    run = make_run(fresh_cache, limit="3")
+    with pytest.raises(QwencmpError) as first:
+        run.comparison("hellaswag", "acc")
+    message = first.value.message
+    assert "lm-eval reports acc = " in message and "hellaswag[acc] (task hellaswag)" in message
+    assert "the mean of the 3 per-document values the paired statistics use is" in message
+    assert "beyond 1e-09" in message and "\n" not in message
+    with pytest.raises(QwencmpError) as again:
+        run.comparison("hellaswag", "acc_norm")
+    assert again.value is first.value and len(calls) == 1  # the same error, not evaluated twice
+    assert not any(fresh_cache.glob("evaluations/**/*.json"))  # a broken evaluation is not cached
+
+
+def test_scores_within_rounding_of_the_mean_pass_the_check():
+    from pytest_qwencmp.evaluation.scores import check_score_against_documents
+    from pytest_qwencmp.errors import QwencmpError
+
+    benchmark = REGISTRY.get("mmlu")
+    item = benchmark.item("overall")
+    values = [1.0, 0.0, 1.0] * 1000
+    check_score_against_documents(benchmark, item, 2 / 3 + 1e-12, values)  # rounding of a size-weighted mean
+    check_score_against_documents(benchmark, item, None, values)  # no score: nothing to compare
+    with pytest.raises(QwencmpError, match="differ by 2e-09"):
+        check_score_against_documents(benchmark, item, 2 / 3 + 2e-9, values)
+
+
+def test_samples_draw_k_answers_per_problem_and_score_each(demo_assets, fresh_cache, offline, monkeypatch, make_run):
+    """--samples mbpp=3: lm-eval's repeats through a task override; each problem's value is c/3, lm-eval's pass@1 their
+    mean; K is part of the cache key and of the evaluation."""
+    from lm_eval.models.huggingface import HFLM
+
+    from pytest_qwencmp.lmeval.code_eval import SandboxedCodeEval
+
+    requests, scored = [], []
+    real_generate, real_compute = HFLM.generate_until, SandboxedCodeEval.compute
+
+    def counting_generate(self, reqs, *args, **kwargs):
+        requests.extend(reqs)
+        return real_generate(self, reqs, *args, **kwargs)
+
+    def counting_compute(self, *args, **kwargs):
+        scored.append(len(kwargs["predictions"][0]))
+        return real_compute(self, *args, **kwargs)
+
+    monkeypatch.setattr(HFLM, "generate_until", counting_generate)
+    monkeypatch.setattr(SandboxedCodeEval, "compute", counting_compute)
+    run = make_run(fresh_cache, limit="4", samples=["mbpp=3"])
+    evaluation = run.evaluator.evaluate("a", "mbpp")
+    assert len(requests) == 4 * 3  # three sampled answers per problem
+    assert scored.count(3) == 4  # and every one of them run against the problem's tests
+    assert evaluation.samples == 3
+    values = evaluation.item("pass@1").per_doc
+    assert len(values) == 4 and all(v * 3 == round(v * 3) for v in values)
+    samples = evaluation.lm_eval_results  # lm-eval's own results: its pass@1 is the mean of the per-problem values
+    assert samples["results"]["mbpp"]["pass_at_1,none"] == pytest.approx(sum(values) / 4, abs=1e-12)
+    mbpp = REGISTRY.get("mbpp")
+    plain = make_run(fresh_cache, limit="4")
+    assert run.evaluator.key_parts("a", mbpp)["samples"] == 3 and "samples" not in plain.evaluator.key_parts("a", mbpp)
+    assert cache_key(run.evaluator.key_parts("a", mbpp)) != cache_key(plain.evaluator.key_parts("a", mbpp))

@@ -40,17 +40,19 @@ def test_plan_on_the_shipped_expectations_loads_nothing_heavy(tmp_path):
     assert "HEAVY-MODULES: []" in out
     assert "expectations: evals/expectations.toml" in out
     assert "sizes of cais/mmlu: known sizes (pytest_qwencmp/config/dataset_sizes.toml" in out
-    assert "MMLU: 57 items form one family (holm): MDEs at α/57 = 0.00088" in out
-    for item, n, mde in (("abstract_algebra", "100", "±20.0"), ("professional_law", "1,534", "±5.4"),
-                         ("overall", "14,042", "±1.2"), ("acc", "10,042", "±1.5"), ("pass@1", "500", "±6.4")):
+    assert "MMLU: 57 items form one family (holm): MDEs for one item that differs, at the 99.91 % interval, 0.044 % a side" in out
+    for item, n, mde in (("abstract_algebra", "100", "±20.3"), ("professional_law", "1,534", "±5.3"),
+                         ("overall", "14,042", "±1.2"), ("acc", "10,042", "±1.5"), ("pass@1", "500", "±6.3")):
         assert row(out, item)[:2] == [n, mde], item
-    assert "max_regression underpowered (needs n ≥ 1,658)" in out  # a 5-point subject check needs 1,658 questions
+    assert "max_regression underpowered (needs n ≥ 1,680)" in out  # a 5-point subject check needs 1,680 questions
+    assert "can never" not in out  # the shipped expectations can all be decided at the real sizes
     document = json.loads(out_json.read_text())
     assert len(document["items"]) == 61 and document["assumptions"]["discordance"] == 0.25
     overall = next(i for i in document["items"] if i["item"] == "overall")
     assert overall["n"] == 14_042 and overall["family_size"] == 1 and overall["level"] == 0.05
     law = next(i for i in document["items"] if i["item"] == "professional_law")
-    assert law["family_size"] == 57 and any(n["rule"] == "max_regression" and n["needed_n"] == 1_658 for n in law["notes"])
+    assert law["family_size"] == 57 and any(n["rule"] == "max_regression" and n["needed_n"] == 1_680 for n in law["notes"])
+    assert all(i["impossible"] == [] for i in document["items"])
 
 
 def test_plan_counts_rows_of_local_copies(demo_assets, capsys):
@@ -62,7 +64,7 @@ def test_plan_counts_rows_of_local_copies(demo_assets, capsys):
     assert row(out, "abstract_algebra")[:2] == ["5", "none"] and row(out, "overall")[0] == "285"  # 57 × min(8, 5)
     assert row(out, "pass@1")[:2] == ["5", "none"]  # 15 MBPP problems, limited to 5
     main(["plan", f"--data-dir={demo_assets.data_dir}", "--benchmarks", "hellaswag", "--discordance", "0.6"])
-    assert row(capsys.readouterr().out, "acc")[:2] == ["40", "±37.9"]
+    assert row(capsys.readouterr().out, "acc")[:2] == ["40", "±37.0"]
 
 
 def test_plan_demo_without_a_built_demo_uses_its_fixed_sizes(tmp_path, capsys, monkeypatch):
@@ -73,6 +75,44 @@ def test_plan_demo_without_a_built_demo_uses_its_fixed_sizes(tmp_path, capsys, m
     assert "expectations: evals/demo-expectations.toml" in out
     assert row(out, "overall")[0] == "456" and row(out, "acc")[0] == "40" and row(out, "pass@1")[0] == "15"
     assert not (tmp_path / "demo").exists()  # nothing was built
+
+
+def test_plan_flags_expectations_that_can_never_pass_at_this_size(tmp_path, capsys, monkeypatch):
+    """`plan --demo --limit 4`: min_ci_lower = 0 can never pass on 4 documents (the best table, 4 of 4 won by B,
+    has a 95 % interval from −10.01), nor can the subjects' max_regression = 10 ever fail; the n each would need."""
+    monkeypatch.chdir(REPO)
+    assert main(["plan", "--demo", "--limit", "4", f"--eval-cache-dir={tmp_path}", f"--json={tmp_path / 'p.json'}"]) == 0
+    out = capsys.readouterr().out
+    assert "hellaswag: 2 items (acc, acc_norm): min_ci_lower 0 can never pass at n = 4, whatever the models answer (needs n ≥ 5)" in out
+    assert "mbpp[pass@1]: min_ci_lower 0 can never pass at n = 4, whatever the models answer (needs n ≥ 5)" in out
+    assert "max_regression 10 can never fail at n = 4" in out
+    assert row(out, "pass@1")[3:] == ["min_ci_lower can never pass (needs n ≥ 5)"]
+    items = json.loads((tmp_path / "p.json").read_text())["items"]
+    never = {(i["benchmark"], i["item"]): [x["rule"] for x in i["impossible"]] for i in items if i["impossible"]}
+    assert never[("hellaswag", "acc")] == ["min_ci_lower"] and never[("mbpp", "pass@1")] == ["min_ci_lower"]
+    assert ("mmlu", "overall") not in never  # 228 questions: 40 points can be shown
+    assert main(["plan", "--demo", "--limit", "5", f"--eval-cache-dir={tmp_path}"]) == 0  # at the n it said: possible
+    assert "min_ci_lower 0 can never" not in capsys.readouterr().out
+
+
+def test_impossible_keys_is_exact_at_the_boundary():
+    """The needed n is the first n at which the best table passes, and one fewer cannot."""
+    from pytest_qwencmp.config.expectations import Expectation
+    from pytest_qwencmp.stats.paired_binary import paired_binary_ci
+    from pytest_qwencmp.stats.planning import impossible_keys
+
+    rules = {"x": Expectation(min_ci_lower=30.0)}
+    found = impossible_keys(["x"], rules.__getitem__, {"x": 5})["x"][0]
+    needed = found.needed_n
+    assert found.outcome == "pass" and needed > 5
+    assert paired_binary_ci(needed, 0, needed, at=30.0)[0] > 30.0 >= paired_binary_ci(needed - 1, 0, needed - 1, at=30.0)[0]
+    assert impossible_keys(["x"], rules.__getitem__, {"x": needed})["x"] == ()
+    assert impossible_keys(["x"], lambda i: Expectation(min_ci_lower=100.0), {"x": 10**6})["x"][0].needed_n is None
+    family = {f"s{i}": Expectation(non_inferiority_margin=0.0) for i in range(57)}  # Holm over 57: 2.5 %/57 a side
+    sizes = {k: 7 for k in family}
+    assert all(v[0].needed_n == 13 for v in impossible_keys(list(family), family.__getitem__, sizes).values())
+    low, _ = paired_binary_ci(13, 0, 13, level=0.05 / 57, at=0.0)  # all tied at their best: Holm's first level for all
+    assert low > 0 >= paired_binary_ci(12, 0, 12, level=0.05 / 57, at=0.0)[0]
 
 
 @pytest.mark.parametrize(

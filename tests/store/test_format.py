@@ -138,3 +138,19 @@ def test_a_sides_setup_is_compared_and_its_adapter_is_identity():
     as_baseline = bl.baseline_from_evaluations("main", with_setup(full_run()), plain, machine=MACHINE)
     assert bl.settings_mismatches(as_baseline, tuned) == []
     assert bl.settings_mismatches(as_baseline, templated) != []
+
+
+def test_samples_travel_with_saved_evaluations_and_are_a_number_changing_setting():
+    from pytest_qwencmp.evaluation.scores import BenchmarkEvaluation, ItemScore
+    from pytest_qwencmp.store.compatibility import number_settings, settings_mismatches
+    from pytest_qwencmp.store.format import evaluation_record
+
+    item = ItemScore("pass@1", "mbpp", "pass_at_1", 0.4, 0.1, 2, ("mbpp/0", "mbpp/1"), (0.4, 0.4))
+    five = BenchmarkEvaluation("mbpp", "b", "k", {"label": "b"}, (item,), {"mbpp": 2}, {"mbpp": 1.0},
+                               {"do_sample": True}, "0.4.13", 1.0, samples=5)
+    one = BenchmarkEvaluation("mbpp", "b", "k", {"label": "b"}, (item,), {"mbpp": 2}, {"mbpp": 1.0},
+                              {"do_sample": True}, "0.4.13", 1.0)
+    assert evaluation_record(five)["samples"] == 5
+    assert BenchmarkEvaluation.from_payload(five.to_payload(), "b").samples == 5
+
+    assert settings_mismatches(number_settings([one]), number_settings([five])) == ["mbpp samples: baseline 1, now 5"]
