@@ -134,6 +134,36 @@ def test_planted_regression_fails_with_the_numbers(pytester, suite, fresh_cache,
     assert "the 95% CI of B − A starts at" in out
 
 
+def test_plan_and_the_run_say_the_same_about_keys_that_can_never_pass(pytester, suite, fresh_cache, capsys, tmp_path):
+    """`plan --demo --limit 4` and the run at --limit 4 flag the same keys, with the same n needed, in the run's
+    header (terminal settings lines, Markdown, HTML) and its JSON; the items then fail saying why."""
+    from pytest_qwencmp.cli import main
+
+    repo = Path(__file__).resolve().parents[1]
+    expectations = repo / "evals" / "demo-expectations.toml"
+    assert main(["plan", "--demo", "--limit", "4", f"--eval-cache-dir={fresh_cache}", "--benchmarks", "hellaswag,mbpp",
+                 f"--expectations={expectations}"]) == 0
+    planned = [line.strip() for line in capsys.readouterr().out.splitlines() if "can never" in line and ": " in line.strip()]
+    planned = [line for line in planned if line.startswith(("hellaswag", "mbpp"))]
+    assert planned == [
+        "hellaswag: 2 items (acc, acc_norm): min_ci_lower 0 can never pass at n = 4, whatever the models answer (needs n ≥ 5)",
+        "mbpp[pass@1]: min_ci_lower 0 can never pass at n = 4, whatever the models answer (needs n ≥ 5)",
+    ]
+    html, markdown, results = tmp_path / "r.html", tmp_path / "r.md", tmp_path / "r.json"
+    result = pytester.runpytest_inprocess(*demo_args(fresh_cache, "--limit", "4", "--benchmarks", "hellaswag,mbpp",
+                                                     f"--expectations={expectations}", f"--html={html}",
+                                                     f"--qwencmp-markdown={markdown}", f"--qwencmp-json={results}"))
+    result.assert_outcomes(failed=3, deselected=58)
+    out = result.stdout.str()
+    header = out[out.index("qwencmp: model comparison"):out.index("HellaSwag: 2 items")]
+    for line in planned:
+        assert f"can never pass or fail at this size: {line}" in header
+        assert line in markdown.read_text() and line in html.read_text()
+    document = json.loads(results.read_text())
+    assert document["benchmarks"]["mbpp"]["impossible"] == [planned[1]]
+    assert out.count("At this size: min_ci_lower 0 can never pass at n = 4") == 3  # in each failure message
+
+
 def test_xdist_workers_share_evaluations(pytester, suite, fresh_cache):
     pytest.importorskip("xdist")
     result = pytester.runpytest_inprocess(

@@ -156,14 +156,18 @@ def test_mde_level_and_smallest_n():
 
 
 def test_error_rate_script_runs_on_a_tiny_budget():
-    """benchmarks/expectations_error_rates.py (the README's before/after table) still runs against the current code."""
+    """benchmarks/expectations_error_rates.py (the README's error rates) still runs against the current code, and its
+    simulated verdicts equal compare_benchmark's."""
     import subprocess
     import sys
 
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "expectations_error_rates.py"), "--reps", "40", "--regression-reps", "10"],
+        [sys.executable, str(REPO / "benchmarks" / "expectations_error_rates.py"), "--reps", "40", "--regression-reps", "10",
+         "--check", "1"],
         capture_output=True, text=True, timeout=300, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "whole suite: a rerun of the study fails at least one item with probability" in proc.stdout
-    assert re.search(r"mmlu\[professional_law\]\s+1,534\s+[\d.]+%", proc.stdout)
+    assert "simulated verdicts equal compare_benchmark's" in proc.stdout
+    assert re.search(r"a rerun of the study fails the file \(truth drawn from the study's uncertainty\): [\d.]+ % at r = 0.25 "
+                     r"\([\d.]+–[\d.]+ % for r = 0.2–0.3\)", proc.stdout)
+    assert re.search(r"mmlu\[professional_law\]\s+1,534\s+[\d.]+", proc.stdout)

@@ -314,6 +314,7 @@ def test_number_settings_records_what_ran():
         "num_fewshot": 2,
         "task_versions": {"mbpp": 1.0},
         "gen_kwargs": {"do_sample": True, "temperature": 0.1, "top_p": 0.95},
+        "samples": 1,
     }
     assert run_b["benchmarks"]["mmlu"]["task_versions"]["mmlu_anatomy"] == 1.0
     fingerprints = bl.number_settings(evaluations, run_settings(), data={"mmlu": "sha-1"})
