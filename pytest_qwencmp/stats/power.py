@@ -157,7 +157,11 @@ def _continuous_power(design: Design, delta: float, level: float, tau: float) ->
     if se <= 0.0:
         return 1.0 if delta > tau else 0.0
     critical = float(special.stdtrit(df, 1.0 - level / 2.0))
-    return float(1.0 - special.nctdtr(df, (delta - tau) / se, critical))
+    shift = (delta - tau) / se
+    below = float(special.nctdtr(df, shift, critical))
+    if not math.isfinite(below):  # scipy's noncentral t gives NaN far in its tail: the probability is 0 or 1 there
+        below = 0.0 if shift > critical else 1.0
+    return 1.0 - below
 
 
 # --------------------------------------------------------------------------- public
@@ -207,7 +211,8 @@ def _bisect(f: Callable[[float], float], low: float, high: float, target: float)
     """Smallest x in [low, high] with f(x) >= target, f non-decreasing; None if f(high) < target.
 
     The Illinois variant of regula falsi (a few evaluations for a smooth power
-    curve), falling back to bisection steps, to a bracket of 1e-7 (0.00001 points).
+    curve), with a plain bisection every third step so that a flat curve over a
+    wide bracket still closes, to a bracket of 1e-7 (0.00001 points).
     """
     f_high = f(high) - target
     if f_high < 0:
@@ -216,10 +221,10 @@ def _bisect(f: Callable[[float], float], low: float, high: float, target: float)
     if f_low >= 0:
         return low
     side = 0
-    for step in range(_BISECTIONS * 2):
+    for step in range(_BISECTIONS * 6):
         if high - low <= 1e-7:
             break
-        mid = (low * f_high - high * f_low) / (f_high - f_low) if step % 4 != 3 else (low + high) / 2.0
+        mid = (low * f_high - high * f_low) / (f_high - f_low) if step % 3 != 2 else (low + high) / 2.0
         if not low < mid < high:
             mid = (low + high) / 2.0
         f_mid = f(mid) - target
