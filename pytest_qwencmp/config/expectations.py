@@ -5,11 +5,11 @@ all of its items; a sub-table per item overrides them; ``[defaults]`` applies
 to every benchmark::
 
     [mmlu]
-    max_regression = 5.0            # fail only if B is significantly worse by more than 5 points
+    max_regression = 5.0            # fail only when B is shown worse by more than 5 points
     [mmlu.overall]
-    min_ci_lower = 10.0             # B confidently better by at least 10 points
-    floor_a = 58.5                  # and neither may fall below its floor
-    floor_b = 70.8
+    min_ci_lower = 9.0              # B shown better by more than 9 points
+    floor_a = 58.0                  # and neither may fall below its floor
+    floor_b = 70.3
 
 A malformed file raises ``QwencmpError`` naming the file, the key and the
 problem. This module only reads the file into frozen dataclasses; how each
@@ -32,11 +32,11 @@ RULE_KEYS = {
     "min_improvement": "minimum of B − A on the point estimate, in points (negative allows a bounded regression)",
     "floor_a": "lowest acceptable score of model A, in points",
     "floor_b": "lowest acceptable score of model B, in points",
-    "min_ci_lower": "minimum of the lower bound of the paired 95% CI of B − A, in points",
+    "min_ci_lower": "passes only when the paired 95% CI of B − A starts above this many points (a one-sided test at 2.5 % of Δ ≤ t)",
     "no_significant_regression": "true: fail when B is significantly worse than A after multiple-comparison correction",
     "baseline_tolerance": "with --qwencmp-baseline-compare: largest allowed drop of B against the saved baseline, in points",
-    "max_regression": "fail only if B is significantly worse than A by more than this many points (the adjusted CI of B − A lies entirely below −X)",
-    "non_inferiority_margin": "pass only if B is confidently not worse than A by this many points (the adjusted CI of B − A starts above −X)",
+    "max_regression": "fail only when B is shown worse than A by more than this many points (a one-sided test at 2.5 % of Δ ≥ −X, adjusted over the benchmark's items that carry it)",
+    "non_inferiority_margin": "pass only when B is shown within this many points of A (a one-sided test at 2.5 % of Δ ≤ −M, adjusted over the benchmark's items that carry it)",
 }
 _MARGINS = ("floor_a", "floor_b", "baseline_tolerance", "max_regression", "non_inferiority_margin")
 
