@@ -90,7 +90,7 @@ MUTATIONS = [  # (name, file, old, new, tests)
     ("verdict family on two-sided p at 2.5 %", MULT,
      "    adjusted_one, levels = adjust_family([tests[i].p_value / 2.0 for i in family], correction, level / 2.0)",
      "    adjusted_one, levels = adjust_family([tests[i].p_value for i in family], correction, level / 2.0)",
-     T_PAIRED + T_CMP),
+     T_MULT + T_CMP),
     # the interval and its test
     ("interval polished at a 20 % larger tail than its test", PB, "        tail = alpha / 2.0\n\n        def accept_low",
      "        tail = alpha / 2.0 * 1.2\n\n        def accept_low", T_PB),

@@ -176,3 +176,24 @@ def test_holm_controls_the_family_wise_error_of_threshold_keys():
         adjusted, _ = adjust_family(p, "holm", ALPHA)
         wrong += np.any(adjusted < ALPHA)
     assert wrong / reps <= 0.025 + 2 * np.sqrt(0.025 * 0.975 / reps)
+
+
+def test_the_verdict_family_is_holm_on_the_two_sided_p_values_at_five_percent():
+    """adjust_items: the verdict's family is the tests of "no difference", two-sided at 5 % (2.5 % a side): its
+    adjusted p-values are statsmodels' Holm on the two-sided p-values, and an item alone is its own 95 % test."""
+    tables = [(30, 12, 200), (25, 20, 200), (40, 5, 200), (18, 30, 200), (22, 21, 200)]
+    tests = {f"s{i}": paired_test([0.0] * b + [1.0] * c + [1.0] * (n - b - c), [1.0] * b + [0.0] * c + [1.0] * (n - b - c))
+             for i, (b, c, n) in enumerate(tables)}
+    adjusted = adjust_items(tests, "holm")
+    p = [t.p_value for t in tests.values()]
+    with mock.patch("gc.collect", lambda *args, **kwargs: 0):
+        reference = multipletests(p, method="holm")[1]
+    assert [adjusted[i].adjusted_p for i in tests] == pytest.approx(list(reference), rel=1e-12)
+    first = min(tests, key=lambda i: tests[i].p_value)
+    assert adjusted[first].level == pytest.approx(0.05 / 5) and adjusted[first].family_size == 5
+    alone = {"overall": tests["s0"]}  # 30 against 12 of 200: p ≈ 0.009, significant on its own
+    result = adjust_items(alone, "holm")["overall"]
+    assert result.adjusted_p == tests["s0"].p_value and result.level == 0.05 and result.significance == "better"
+    borderline = {"overall": paired_test([0.0] * 19 + [1.0] * 8 + [1.0] * 73, [1.0] * 19 + [0.0] * 8 + [1.0] * 73)}
+    p = borderline["overall"].p_value
+    assert 0.025 < p < 0.05 and adjust_items(borderline, "holm")["overall"].significance == "better"  # 5 % two-sided

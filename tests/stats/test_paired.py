@@ -519,3 +519,29 @@ def test_permutation_interval_agrees_with_its_p_value(pair, seed, level):
         raw = test.raw_interval(level)
         # the guard moves a bound only at p == level to rounding, and then by at most 1e-12
         assert low == pytest.approx(min(raw[0], test.delta, 0.0 if test.p_value >= level else raw[0]), abs=1e-11)
+
+
+@pytest.mark.parametrize("b, c, n, t", [(13, 4, 441, 0.10755455242428691), (77, 56, 493, -0.4311335130058076)])
+def test_key_interval_agrees_with_its_test_even_within_rounding_of_a_bound(b, c, n, t):
+    """Tables whose double-precision bound lies on the wrong side of a threshold a few ulps away: the key's
+    interval is computed at that threshold (at=t), so the bound and the key's p-value still agree."""
+    test = paired_test(*paired_binary(0, b, c, n - b - c))
+    greater, less = test.tails(t)
+    low, high = test.key_interval(0.05, t)
+    assert (low > t) == (greater < 0.025) and (high < t) == (less < 0.025)
+    plain_low, _ = paired_binary_ci(b, c, n, level=0.05)
+    assert (plain_low > t) != (greater < 0.025)  # without at=t this table's bound would contradict the test
+
+
+@pytest.mark.parametrize("n, resamples", [(10, 10_000), (30, 999)])
+def test_permutation_tails_are_what_its_interval_inverts_at_every_breakpoint(n, resamples):
+    rng = np.random.default_rng(n + 1)
+    a = np.round(rng.random(n) * 5) / 5
+    b = np.clip(a + np.round(rng.normal(0.1, 0.3, n) * 5) / 5, 0, 1)
+    flips = paired_test(a, b, seed=4, resamples=resamples)._flips
+    for level in (0.05, 0.2):
+        low, high = flips.bounds(level)
+        for point in np.unique(flips.breakpoints):
+            for d in (point, np.nextafter(point, np.inf), np.nextafter(point, -np.inf)):
+                greater, less = flips.tails(d)
+                assert (low > d) == (greater < level / 2) and (high < d) == (less < level / 2), (level, d)

@@ -244,3 +244,21 @@ def test_power_is_the_probability_of_the_keys_own_decision():
         p = paired_binary_test(b, m - b, n, -margin, "greater")
         total += weight * float(np.sum(sps.binom.pmf(b, m, 0.5) * (p < 0.025)))
     assert pw.power(pw.Design(n, discordance=r), delta, 0.05, threshold=-margin / 100) == pytest.approx(total, abs=1e-12)
+
+
+class _AtTheLevel:
+    """A test whose one-sided p-value at any threshold is exactly 2.5 %, its interval's bound exactly on it."""
+
+    def tails(self, threshold):
+        return 0.025, 0.025
+
+    def key_interval(self, level, threshold):
+        return threshold, threshold
+
+
+@pytest.mark.parametrize("key", list(KEYS))
+def test_a_p_value_exactly_at_two_and_a_half_percent_does_not_decide(key):
+    """Strict: p = 0.025 exactly shows nothing — the low-side keys do not pass, max_regression does not fail."""
+    result = decided({"x": _AtTheLevel()}, {"x": Expectation(**{key: 1.0})})["x"][key]
+    assert result.adjusted_p == 0.025 and result.passed is (key == "max_regression")
+    assert decide_key(key, 1.0, result.low, result.high) == result.passed
