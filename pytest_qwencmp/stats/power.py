@@ -85,7 +85,7 @@ def mde_level(alpha: float, correction: str, family_size: int) -> float:
 def level_phrase(level: float) -> str:
     """A two-sided level in words, the one way every report says it: ``95 % interval, 2.5 % a side``."""
     confidence = f"{100 * (1 - level):.2f}".rstrip("0").rstrip(".")
-    return f"{confidence} % interval, {100 * level / 2:.2g} % a side"
+    return f"{confidence} % interval, {100 * level / 2:.3g} % a side"
 
 
 # --------------------------------------------------------------------------- binary (exact)

@@ -40,7 +40,7 @@ def test_plan_on_the_shipped_expectations_loads_nothing_heavy(tmp_path):
     assert "HEAVY-MODULES: []" in out
     assert "expectations: evals/expectations.toml" in out
     assert "sizes of cais/mmlu: known sizes (pytest_qwencmp/config/dataset_sizes.toml" in out
-    assert "MMLU: 57 items form one family (holm): MDEs for one item that differs, at the 99.91 % interval, 0.044 % a side" in out
+    assert "MMLU: 57 items form one family (holm): MDEs for one item that differs, at the 99.91 % interval, 0.0439 % a side" in out
     for item, n, mde in (("abstract_algebra", "100", "±20.3"), ("professional_law", "1,534", "±5.3"),
                          ("overall", "14,042", "±1.2"), ("acc", "10,042", "±1.5"), ("pass@1", "500", "±6.3")):
         assert row(out, item)[:2] == [n, mde], item
