@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_qwencmp.cli import main
+
 SCHEMA = Path(__file__).resolve().parents[1] / "pytest_qwencmp" / "report" / "results.schema.json"
 STATS = re.compile(r"qwencmp: (\d+) model load\(s\), (\d+) evaluation\(s\) \([\d.]+s\), (\d+) cached evaluation\(s\) reused")
 
@@ -137,8 +139,6 @@ def test_planted_regression_fails_with_the_numbers(pytester, suite, fresh_cache,
 def test_plan_and_the_run_say_the_same_about_keys_that_can_never_pass(pytester, suite, fresh_cache, capsys, tmp_path):
     """`plan --demo --limit 4` and the run at --limit 4 flag the same keys, with the same n needed, in the run's
     header (terminal settings lines, Markdown, HTML) and its JSON; the items then fail saying why."""
-    from pytest_qwencmp.cli import main
-
     repo = Path(__file__).resolve().parents[1]
     expectations = repo / "evals" / "demo-expectations.toml"
     assert main(["plan", "--demo", "--limit", "4", f"--eval-cache-dir={fresh_cache}", "--benchmarks", "hellaswag,mbpp",

@@ -9,7 +9,10 @@ import time
 import pytest
 
 from pytest_qwencmp.config.benchmarks import builtin_registry
+from pytest_qwencmp.errors import QwencmpError
 from pytest_qwencmp.evaluation.cache import cache_key
+from pytest_qwencmp.evaluation.scores import check_score_against_documents
+from pytest_qwencmp.lmeval.code_eval import SandboxedCodeEval
 
 REGISTRY = builtin_registry()
 
@@ -263,9 +266,7 @@ def test_after_a_model_fails_only_what_needs_no_model_still_runs(demo_assets, fr
 def test_a_score_that_is_not_the_mean_of_its_documents_fails_the_benchmark_once(demo_assets, fresh_cache, offline,
                                                                                  monkeypatch, make_run):
     """A tampered evaluation: lm-eval's HellaSwag acc moved by 1e-6 from the mean of the per-document values."""
-    import lm_eval
-
-    from pytest_qwencmp.errors import QwencmpError
+    import lm_eval  # lazy: lm-eval only for the tests that evaluate
 
     calls = []
     real = lm_eval.simple_evaluate
@@ -291,9 +292,6 @@ def test_a_score_that_is_not_the_mean_of_its_documents_fails_the_benchmark_once(
 
 
 def test_scores_within_rounding_of_the_mean_pass_the_check():
-    from pytest_qwencmp.evaluation.scores import check_score_against_documents
-    from pytest_qwencmp.errors import QwencmpError
-
     benchmark = REGISTRY.get("mmlu")
     item = benchmark.item("overall")
     values = [1.0, 0.0, 1.0] * 1000
@@ -306,9 +304,7 @@ def test_scores_within_rounding_of_the_mean_pass_the_check():
 def test_samples_draw_k_answers_per_problem_and_score_each(demo_assets, fresh_cache, offline, monkeypatch, make_run):
     """--samples mbpp=3: lm-eval's repeats through a task override; each problem's value is c/3, lm-eval's pass@1 their
     mean; K is part of the cache key and of the evaluation."""
-    from lm_eval.models.huggingface import HFLM
-
-    from pytest_qwencmp.lmeval.code_eval import SandboxedCodeEval
+    from lm_eval.models.huggingface import HFLM  # lazy: lm-eval only for the tests that evaluate
 
     requests, scored = [], []
     real_generate, real_compute = HFLM.generate_until, SandboxedCodeEval.compute

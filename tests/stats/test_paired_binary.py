@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 from scipy import optimize, special, stats
+from statsmodels.stats.contingency_tables import mcnemar
 
 from pytest_qwencmp.stats import paired_binary as pb
 from pytest_qwencmp.stats.paired_binary import key_verdict, paired_binary_ci, paired_binary_test
@@ -85,8 +86,6 @@ def test_matches_an_independent_root_finder():
 
 
 def test_at_zero_the_statistic_is_mcnemars():
-    from statsmodels.stats.contingency_tables import mcnemar
-
     rng = np.random.default_rng(7)
     b, c, n = random_tables(rng, 500)
     p = paired_binary_test(b, c, n, 0.0, method="score")

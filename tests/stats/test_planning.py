@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from pytest_qwencmp.cli import main
+from pytest_qwencmp.config.expectations import Expectation
+from pytest_qwencmp.stats.paired_binary import paired_binary_ci
+from pytest_qwencmp.stats.planning import impossible_keys
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,10 +100,6 @@ def test_plan_flags_expectations_that_can_never_pass_at_this_size(tmp_path, caps
 
 def test_impossible_keys_is_exact_at_the_boundary():
     """The needed n is the first n at which the best table passes, and one fewer cannot."""
-    from pytest_qwencmp.config.expectations import Expectation
-    from pytest_qwencmp.stats.paired_binary import paired_binary_ci
-    from pytest_qwencmp.stats.planning import impossible_keys
-
     rules = {"x": Expectation(min_ci_lower=30.0)}
     found = impossible_keys(["x"], rules.__getitem__, {"x": 5})["x"][0]
     needed = found.needed_n

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 
 from pytest_qwencmp.config.benchmarks import builtin_registry
 from pytest_qwencmp.config.expectations import Expectation, load_expectations
@@ -234,8 +235,6 @@ def test_assess_marks_rules_that_cannot_work_at_this_size():
 
 def test_power_is_the_probability_of_the_keys_own_decision():
     """power.power at a key's threshold is the probability that decide_keys passes it (exactly, by enumeration)."""
-    from scipy import stats as sps
-
     n, r, delta, margin = 60, 0.25, 0.0, 10.0
     total = 0.0
     for m in range(n + 1):

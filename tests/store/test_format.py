@@ -8,7 +8,9 @@ from dataclasses import replace
 import pytest
 
 from pytest_qwencmp.store import compatibility, format as saved
-from pytest_qwencmp.evaluation.scores import BenchmarkEvaluation
+from pytest_qwencmp.evaluation.scores import BenchmarkEvaluation, ItemScore
+from pytest_qwencmp.store.compatibility import number_settings, settings_mismatches
+from pytest_qwencmp.store.format import evaluation_record
 from test_baselines import full_run, mbpp, pattern, run_settings  # same folder: on sys.path
 
 MACHINE = {"hostname": "gpu-7"}
@@ -141,10 +143,6 @@ def test_a_sides_setup_is_compared_and_its_adapter_is_identity():
 
 
 def test_samples_travel_with_saved_evaluations_and_are_a_number_changing_setting():
-    from pytest_qwencmp.evaluation.scores import BenchmarkEvaluation, ItemScore
-    from pytest_qwencmp.store.compatibility import number_settings, settings_mismatches
-    from pytest_qwencmp.store.format import evaluation_record
-
     item = ItemScore("pass@1", "mbpp", "pass_at_1", 0.4, 0.1, 2, ("mbpp/0", "mbpp/1"), (0.4, 0.4))
     five = BenchmarkEvaluation("mbpp", "b", "k", {"label": "b"}, (item,), {"mbpp": 2}, {"mbpp": 1.0},
                                {"do_sample": True}, "0.4.13", 1.0, samples=5)
