@@ -193,13 +193,13 @@ class ComparisonRun:
         plans = self.plan_models()  # an impossible device/backend/--tp request stops here, once
         selected = set(benchmark_names if benchmark_names is not None else (self.settings.benchmarks or self.registry.names()))
         names = [n for n in self.registry.names() if n in selected]
+        self.check_models()  # a missing chat template or quantization library, before any load
         needs_evaluator = not self.settings.demo or bool(ImportedEntries(self.settings.cache_dir).records())
         self.baseline_warnings += check_at_start(
             self.settings, self.registry, plans, names, self.evaluator if needs_evaluator and names else None,
             baseline=self.baseline, allow_mismatch=self.baseline_allow_mismatch,
             reevaluate_imported=self.reevaluate_imported,
         )
-        self.check_models()  # a missing chat template or quantization library, before any load
 
     def parallel_notice(self, workers: int) -> str | None:
         """One line when ``-n`` cannot help: without a GPU the workers share the CPU cores, and each loads both models."""

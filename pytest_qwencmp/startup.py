@@ -136,15 +136,14 @@ def unreachable(evaluator: Evaluator, pending: Mapping[str, list[str]], benchmar
     paths = sorted({p for found in datasets.values() for p in found})
     if paths:
         named.append(f"the dataset{'s' if len(paths) > 1 else ''} {', '.join(paths)} ({', '.join(datasets)})")
-    models = [ref for _, ref, _ in needs]
-    mirror = " ".join(f"--model {ref.name_or_path}" + (f"@{ref.revision}" if ref.revision else "") for ref in models)
-    run_with = " ".join([*(["--data-dir=DIR"] if paths or evaluator.settings.data_dir is None else []),
+    mirror = "".join(f" --model {ref.name_or_path}" + (f"@{ref.revision}" if ref.revision else "") for _, ref, _ in needs)
+    run_with = " ".join([*(["--data-dir=DIR"] if paths else []),
                          *(f"{option}=DIR/models/{ref.name_or_path}" for option, ref, _ in needs)])
     return (
         f"This run cannot start: it needs {_join(named)} from the Hugging Face hub, but {blocked}, and "
         f"{'they are' if len(named) > 1 else 'it is'} not in this machine's Hugging Face cache ({hub_cache_dir()}). "
-        f"Fix: where the hub can be reached, run `python -m pytest_qwencmp mirror --out DIR{' ' + mirror if mirror else ''}`"
-        f"{'' if paths else ' --benchmarks none'}, copy DIR to this machine and run with {run_with}. "
+        f"Fix: where the hub can be reached, run `python -m pytest_qwencmp mirror --out DIR{mirror}"
+        f"{'' if paths else ' --benchmarks none'}`, copy DIR to this machine and run with {run_with}. "
         "Nothing was loaded or evaluated."
     )
 

@@ -202,16 +202,21 @@ def test_settings_that_differ_between_shards_are_one_paragraph(sharded, capsys, 
 
     other = edited(sharded, tmp_path, "shard-2.json", bfloat16_b)
     status, _, err = merge(capsys, sharded.path("shard-1.json"), other)
-    assert_one_paragraph(status, err, "Cannot merge shard-1.json, shard-2.json: settings that change the numbers differ between "
-                         "shard-1.json and shard-2.json — limit: shard-1.json 2, shard-2.json 3; "
+    assert_one_paragraph(status, err, "Cannot merge shard-1.json, shard-2.json: shard-1.json and shard-2.json differ in settings "
+                         "that change the numbers — limit: shard-1.json 2, shard-2.json 3; "
                          "dtype (model B): shard-1.json float32, shard-2.json bfloat16.", "rerun a failed or missing shard")
+    assert len(err) < 400, err  # short: what differs and the fix
 
 
 def test_a_missing_or_repeated_shard_or_item_is_one_paragraph(sharded, capsys, tmp_path):
     status, _, err = merge(capsys, sharded.path("shard-1.json"))
     assert_one_paragraph(status, err, "shard 2/2 (hellaswag) is missing")
     status, _, err = merge(capsys, sharded.path("shard-1.json"), sharded.path("shard-1.json"), sharded.path("shard-2.json"))
-    assert_one_paragraph(status, err, "shard 1/2 is given 2 times", "item mbpp[pass@1] is duplicated")
+    assert_one_paragraph(status, err, "shard 1/2 is given 2 times", "1 item(s) are in more than one file (mbpp[pass@1])")
+    many = [sharded.path("shard-1.json")] * 2 + [sharded.path("shard-2.json")] * 2  # every item twice: still short
+    status, _, err = merge(capsys, *many)
+    assert_one_paragraph(status, err, "item(s) are in more than one file")
+    assert len(err) < 700, err
     partial = edited(sharded, tmp_path, "shard-2.json", lambda d: d["comparisons"].pop())
     status, _, err = merge(capsys, sharded.path("shard-1.json"), partial)
     assert_one_paragraph(status, err, "1 of the 2 items of hellaswag are missing (hellaswag[acc_norm])")
