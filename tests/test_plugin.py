@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -102,6 +103,23 @@ def test_demo_run_compares_caches_and_reports(pytester, suite, fresh_cache, monk
     assert "| overall |" in markdown.read_text()
     assert step_summary.read_text().strip() == markdown.read_text().strip()  # appended for GitHub Actions
 
+    # What decided the run is recorded everywhere: the batch size that ran, the expectations file and its hash.
+    rules = pytester.path / "expectations.toml"
+    digest = hashlib.sha256(rules.read_bytes()).hexdigest()
+    assert document["settings"]["expectations"] == {"path": str(rules), "sha256": digest}
+    for side in ("a", "b"):
+        model = document["models"][side]
+        assert model["requested_batch_size"] == 16  # --batch-size auto on CPU
+        assert model["batch_size"] == {"mmlu": 16, "hellaswag": 16, "mbpp": 16}
+        assert all(model["lm_eval"][name]["config"]["batch_size"] == 16 for name in ("mmlu", "hellaswag", "mbpp"))
+    entries = [json.loads(json.loads(p.read_text())["payload"]) for p in fresh_cache.glob("evaluations/*/*.json")]
+    assert len(entries) == 6 and all(entry["model"]["batch_size"] == 16 for entry in entries)  # the cache keeps it
+    summary = out.split("qwencmp: model comparison")[1]
+    assert re.search(r"model A: .* — hf backend, float32 on cpu, batch size 16, [\d,]+ parameters", summary), summary
+    assert f"expectations: {rules} (sha256 {digest[:12]}…)" in summary
+    assert f"expectations: {rules} (sha256 {digest[:12]}…)" in markdown.read_text() and "batch size 16" in markdown.read_text()
+    assert "<th scope=\"row\">batch size</th><td>16</td><td>16</td>" in page and f"sha256 {digest[:12]}…" in page
+
     second = pytester.runpytest_inprocess(*args)
     second.assert_outcomes(passed=61)
     assert stats(second) == (0, 0, 6)
@@ -159,6 +177,17 @@ def test_xdist_workers_share_evaluations(pytester, suite, fresh_cache):
     for worker, benchmark in re.findall(r"\[(gw\d)\] \[\s*\d+%\] PASSED test_(\w+)\.py::", out):
         workers.setdefault(benchmark, set()).add(worker)
     assert set(workers) == {"hellaswag", "mbpp"} and all(len(w) == 1 for w in workers.values()), workers
+    # The workers' progress reaches the controller's terminal while they run, not only their results at the end.
+    live = out.split("qwencmp: model comparison")[0]
+    for benchmark in ("HellaSwag", "MBPP"):
+        for side in ("model_a", "model_b"):
+            assert re.search(rf"^\[gw\d\] qwencmp: {benchmark} × {side}: evaluating \(hf, float32, cpu\)$", live, re.M), live
+            assert re.search(rf"^\[gw\d\] qwencmp: {benchmark} × {side}: done in [\d.]+s$", live, re.M), live
+    from pytest_qwencmp.models.placement import nvidia_driver_absent
+
+    if nvidia_driver_absent():  # -n on CPU cores only: the header says it does not help
+        assert "qwencmp: -n 2 on a machine without a GPU: the workers share its" in live
+    assert not list((fresh_cache / "progress").glob("*.log"))  # the relay's file is gone with the session
 
 
 @pytest.mark.slow  # two more xdist workers that import the model stack
