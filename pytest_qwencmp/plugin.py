@@ -186,7 +186,7 @@ class QwencmpPlugin:
     def _check_at_start(self, benchmark_names=None) -> None:
         """Every setup problem that can be known before any model loads: one paragraph, pytest exits 4."""
         try:
-            self.run.check_before_loading(benchmark_names)
+            self.run.check_before_loading(benchmark_names, shard=self.shard if benchmark_names is None else None)
         except QwencmpError as exc:
             raise pytest.UsageError(f"pytest-qwencmp: {exc.message}") from None
 

@@ -182,7 +182,7 @@ class ComparisonRun:
             self._compared[benchmark_name] = compared
         return self._compared[benchmark_name][item_id]
 
-    def check_before_loading(self, benchmark_names=None) -> None:
+    def check_before_loading(self, benchmark_names=None, shard: ShardSpec | None = None) -> None:
         """What can be refused before any weights load, for the selected benchmarks (default: all selected by
         --benchmarks): the models named (unless the demo provides them), an impossible device/backend/--tp
         request, bad local data, models, adapters or datasets that cannot be reached, a missing chat template or
@@ -192,6 +192,8 @@ class ComparisonRun:
             self.settings.model("a"), self.settings.model("b")
         plans = self.plan_models()  # an impossible device/backend/--tp request stops here, once
         selected = set(benchmark_names if benchmark_names is not None else (self.settings.benchmarks or self.registry.names()))
+        if shard is not None:  # an xdist controller of a shard job: only this shard's benchmarks
+            selected = set(self._split(shard, selected).mine)
         names = [n for n in self.registry.names() if n in selected]
         self.check_models()  # a missing chat template or quantization library, before any load
         needs_evaluator = not self.settings.demo or bool(ImportedEntries(self.settings.cache_dir).records())
@@ -212,12 +214,15 @@ class ComparisonRun:
 
     def split_for_shard(self, shard: ShardSpec, selected) -> ShardSplit:
         """This job's share of the selected benchmarks (``--qwencmp-shard K/N``); remembered for the report."""
+        self.shard_plan = self._split(shard, selected)
+        return self.shard_plan
+
+    def _split(self, shard: ShardSpec, selected) -> ShardSplit:
         settings = self.settings
-        self.shard_plan = split_benchmarks(
+        return split_benchmarks(
             shard, [b for b in self.registry.benchmarks if b.name in selected],
             data_dir=settings.data_dir, demo=settings.demo, limit=settings.limit,
         )
-        return self.shard_plan
 
     def item_properties(self, result: ItemComparison) -> list[tuple[str, str]]:
         """What an item's test report carries (``user_properties``): its record, the run as it ran, lm-eval's results
