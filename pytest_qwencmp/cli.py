@@ -302,7 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "merge" and not any(e.startswith("-") for e in extra):
+        args.shards += [Path(e) for e in extra]  # `merge a.json --expectations=F b.json`: options anywhere
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except QwencmpError as exc:

@@ -131,11 +131,9 @@ class ItemComparison:
         return any(note.underpowered for note in self.power_notes)
 
     def describe(self) -> str:
-        """Two or three short lines: scores and test; adjusted test, verdict and MDE; expectations."""
-        lines = item_lines(self.to_record())
-        if self.baseline is not None:
-            lines.append("  Against the baseline: " + self.baseline.message)
-        return "\n".join(lines)
+        """Two or three short lines: scores and test; adjusted test, verdict and MDE; expectations (a regression
+        against a baseline among them; its numbers are in the JSON and the HTML)."""
+        return "\n".join(item_lines(self.to_record()))
 
     def assert_meets_expectations(self) -> None:
         """Raise AssertionError with the full story when any expectation is missed."""

@@ -24,6 +24,7 @@ class QwencmpError(Exception):
     """A user-facing problem: bad option, missing data, malformed file, OOM."""
 
     stops_session = False  # True: nothing this session still has to evaluate can succeed
+    ends_session = False  # True: a setup problem found only while running (a lock held too long): pytest exits 4
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))

@@ -12,6 +12,9 @@
   paragraph says what to do. Used for the evaluation cache (one process
   computes an evaluation, the others reuse it) and the demo build.
 * :func:`json_safe` — a value as JSON data (what these files hold).
+* :class:`ProgressFile` — progress lines several processes append to one file
+  (pytest-xdist workers) and one process reads as they come (the controller,
+  which shows them), polled every half second in a background thread.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import math
 import os
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,7 +41,9 @@ HOLDER_SUFFIX = ".holder"
 
 
 class LockTimeout(QwencmpError):
-    """A lock was still held by another process when the wait's bound ran out."""
+    """A lock was still held by another process when the wait's bound ran out: the session ends (exit 4)."""
+
+    ends_session = True
 
 
 def json_safe(value: Any) -> Any:
@@ -168,3 +174,61 @@ def _wait(lock: FileLock, lock_path: Path, what: str, timeout: float, progress, 
                     f"qwencmp: still waiting for {what} after {describe_duration(time.monotonic() - started)}: "
                     f"held by {holder_of(lock_path)}"
                 )
+
+
+class ProgressFile:
+    """Lines appended by other processes (``append``, one ``write`` each: whole lines on POSIX), relayed to
+    ``show`` by a daemon thread polling every ``every`` seconds (``start``) until ``stop``, which shows what is
+    left, joins the thread (at most two polls) and removes the file."""
+
+    def __init__(self, path: Path, show: Callable[[str], None] = lambda line: None, every: float = 0.5) -> None:
+        self.path = Path(path)
+        self._show = show
+        self._every = every
+        self._offset = 0
+        self._done = threading.Event()
+        self._reading = threading.Lock()  # the thread and a caller of ``relay`` take turns
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def append(path: Path | str, line: str) -> None:
+        """Add one line (from any process); a progress line that cannot be written is dropped, never raised."""
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(line.replace("\n", " ") + "\n")
+        except OSError:
+            pass
+
+    def start(self) -> "ProgressFile":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("", encoding="utf-8")
+        self._thread = threading.Thread(target=self._poll, name="qwencmp-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self) -> None:
+        while not self._done.wait(self._every):
+            self.relay()
+
+    def relay(self) -> None:
+        """Show the complete lines written since the last call (any thread may call it)."""
+        with self._reading:
+            try:
+                with open(self.path, "rb") as handle:
+                    handle.seek(self._offset)
+                    chunk = handle.read()
+            except OSError:
+                return
+            complete = chunk[: chunk.rfind(b"\n") + 1]
+            self._offset += len(complete)
+            for line in complete.decode("utf-8", "replace").splitlines():
+                self._show(line)
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._done.set()
+        self._thread.join(timeout=2 * self._every + 1)
+        self._thread = None
+        self.relay()
+        self.path.unlink(missing_ok=True)

@@ -78,3 +78,11 @@ class HubAccess:
         if self._answer is None:
             self._answer = (self._probe(hub_endpoint(), self._timeout),)
         return self._answer[0]
+
+    def blocked(self) -> str | None:
+        """Why nothing can be downloaded now, as a clause ("HF_HUB_OFFLINE is set", "the hub (URL) cannot
+        be reached: REASON"); ``None`` when the hub answers. Probes at most once."""
+        if hub_offline():
+            return "HF_HUB_OFFLINE is set"
+        reason = self.unreachable()
+        return None if reason is None else f"the hub ({hub_endpoint()}) cannot be reached: {reason}"

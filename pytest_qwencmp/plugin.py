@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from .config.options import OPTIONS, dest, option_value, raw_options
-from .errors import QwencmpError
+from .config.options import OPTIONS, dest, ini_help, option_value, raw_options
+from .errors import QwencmpError, brief
+from .files import ProgressFile
 from .report.text import short_line
 from .session import (
     BULKY_PROPERTIES,
+    SETUP_PROBLEM_PROPERTY,
     ComparisonRun,
     Results,
     baseline_directory,
@@ -37,6 +41,7 @@ from .session import (
 from .store.shards import ShardSpec
 
 PLUGIN_NAME = "qwencmp-session"
+PROGRESS_INPUT = "qwencmp_progress"  # workerinput key: the file an xdist worker appends its progress lines to
 QWENCMP = pytest.StashKey["QwencmpPlugin"]()
 
 
@@ -46,8 +51,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(flag, dest=dest(flag), **kwargs)
         if ini:
             ini_type = "linelist" if ini in ("qwencmp_num_fewshot", "qwencmp_samples") else "string"
-            parser.addini(ini, help=kwargs["help"], type=ini_type, default=[] if ini_type == "linelist" else None)
-    parser.addini("qwencmp_demo_expectations", help="Expectations file used with --demo.", default=None)
+            parser.addini(ini, help=ini_help(flag, kwargs["help"]), type=ini_type, default=[] if ini_type == "linelist" else None)
+    parser.addini("qwencmp_demo_expectations", help="Expectations file used with --demo (unless --expectations is given).", default=None)
     parser.addini("qwencmp_benchmark_files", help="TOML files that add benchmarks to the registry.", type="paths", default=[])
 
 
@@ -81,6 +86,7 @@ def pytest_configure(config: pytest.Config) -> None:
             baseline_save=config.getoption("qwencmp_baseline_save"),
             baseline_dir=_baseline_directory(config),
             baseline_allow_mismatch=config.getoption("qwencmp_baseline_allow_mismatch"),
+            reevaluate_imported=config.getoption("qwencmp_reevaluate_imported"),
         )
         shard = config.getoption("qwencmp_shard")
         shard = ShardSpec.parse(shard) if shard else None
@@ -156,6 +162,8 @@ class QwencmpPlugin:
         self.results = Results()
         self._interrupted_line: Path | None = None  # a file name our progress lines broke off (pytest_runtest_logreport)
         self._saved_env: dict[str, str | None] = {}
+        self._relay: ProgressFile | None = None  # on an xdist controller: the workers' progress lines, shown as they come
+        self._terminal_lock = threading.Lock()  # the relay thread and the main thread write whole lines, one at a time
         run.progress = self._progress
         if run.settings.data_dir or run.settings.demo:
             self._set_env({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
@@ -164,7 +172,32 @@ class QwencmpPlugin:
     def is_worker(self) -> bool:
         return hasattr(self.config, "workerinput")
 
+    @property
+    def is_controller(self) -> bool:
+        """The pytest-xdist controller: it collects nothing; its workers run the items."""
+        return not self.is_worker and self.config.pluginmanager.has_plugin("dsession")
+
+    @property
+    def compares(self) -> bool:
+        """A comparison run (models given, or the demo), not merely a session with the plugin installed."""
+        settings = self.run.settings
+        return bool(settings.demo or settings.model_a or settings.model_b)
+
+    def _check_at_start(self, benchmark_names=None) -> None:
+        """Every setup problem that can be known before any model loads: one paragraph, pytest exits 4."""
+        try:
+            self.run.check_before_loading(benchmark_names, shard=self.shard if benchmark_names is None else None)
+        except QwencmpError as exc:
+            raise pytest.UsageError(f"pytest-qwencmp: {exc.message}") from None
+
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self) -> None:
+        if self.is_controller and self.compares and not self.config.option.collectonly:
+            # Workers cannot stop a session cleanly from their collection: the controller checks the
+            # selected benchmarks (--benchmarks) before it starts them.
+            self._check_at_start()
+        if self.is_controller and self.compares:
+            self._start_relay()
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if "TQDM_DISABLE" not in os.environ and not (reporter is not None and reporter.isatty()):
             # A CI log gets the plugin's one line per evaluation, not lm-eval's, datasets' and
@@ -178,6 +211,7 @@ class QwencmpPlugin:
             os.environ[key] = value
 
     def pytest_unconfigure(self) -> None:
+        self._stop_relay()
         self.run.close()  # a tensor-parallel group's processes exit with the session
         for key, value in self._saved_env.items():
             if value is None:
@@ -185,13 +219,46 @@ class QwencmpPlugin:
             else:
                 os.environ[key] = value
 
+    def _start_relay(self) -> None:
+        """xdist workers cannot write to the terminal: they append their progress lines to a file in the cache
+        folder that a thread of the controller shows as they come (bounded: polled every 0.5 s, stopped and
+        removed at the end of the session)."""
+        folder = self.run.settings.cache_dir / "progress"
+        for stale in folder.glob("*.log"):  # left by a controller that was killed
+            with contextlib.suppress(OSError):
+                if stale.stat().st_mtime < time.time() - 86400:
+                    stale.unlink()
+        self._relay = ProgressFile(folder / f"{os.getpid()}.log", show=self._write_line).start()
+
+    def pytest_report_header(self) -> list[str]:
+        """Under ``-n`` without a GPU: say that -n does not help here."""
+        workers = self.config.getoption("numprocesses", None)
+        notice = self.run.parallel_notice(workers) if self.is_controller and self.compares and isinstance(workers, int) else None
+        return [notice] if notice else []
+
+    def _stop_relay(self) -> None:
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            relay.stop()
+
     def _progress(self, line: str) -> None:
-        """One line to the terminal now, also from inside a test's setup or call (output capture is suspended)."""
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is None or self.is_worker:
+        """One line to the terminal now, also from inside a test's setup or call (output capture is suspended);
+        on an xdist worker, to the controller's progress file."""
+        if self.is_worker:
+            path = self.config.workerinput.get(PROGRESS_INPUT)
+            if path:
+                ProgressFile.append(path, f"[{self.config.workerinput.get('workerid', '?')}] {line}")
             return
         capture = self.config.pluginmanager.get_plugin("capturemanager")
         with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            self._write_line(line)
+
+    def _write_line(self, line: str) -> None:
+        """``line`` on a line of its own, after whatever pytest has begun writing."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return
+        with self._terminal_lock:
             if isinstance(reporter.currentfspath, Path):  # the file name pytest began the line with
                 self._interrupted_line = reporter.currentfspath
             reporter.ensure_newline()
@@ -222,11 +289,8 @@ class QwencmpPlugin:
                 ours = [i for i in ours if i not in deselected]
         if self.shard is not None:
             ours = self._keep_this_shard(config, items, ours)
-        if ours and not config.option.collectonly:
-            try:
-                self.run.check_before_loading()  # an impossible device/backend/--tp request, a missing chat template
-            except QwencmpError as exc:
-                raise pytest.UsageError(f"pytest-qwencmp: {exc.message}") from None
+        if ours and not config.option.collectonly and not self.is_worker:
+            self._check_at_start({_item_key(i)[0] for i in ours})  # under xdist, the controller checked at its start
 
     def _keep_this_shard(self, config: pytest.Config, items: list[pytest.Item], ours: list[pytest.Item]) -> list[pytest.Item]:
         """Deselect the items of the benchmarks other shards run; say once which shard runs what."""
@@ -252,6 +316,8 @@ class QwencmpPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self._relay is not None:
+            self._relay.relay()  # a worker's "done" line before the results it led to
         self._resume_interrupted_line()  # before the terminal reporter writes the item's letter
         self.results.take(report.user_properties, nodeid=report.nodeid, outcome=report.outcome, when=report.when)
         if self.is_worker:
@@ -273,6 +339,9 @@ class QwencmpPlugin:
             session.exitstatus = pytest.ExitCode.OK  # a shard with nothing to run (more jobs than benchmarks) succeeds
         if self.is_worker:
             return
+        self._stop_relay()
+        if self.results.setup_problem and session.exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.TESTS_FAILED):
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR  # a worker stopped on a setup problem (a lock held too long)
         finish(
             self.run, self.results, shard=self.shard, project_root=self.config.rootpath,
             baseline_save=self.config.getoption("qwencmp_baseline_save"), baseline_dir=_baseline_directory(self.config),
@@ -302,6 +371,11 @@ class XdistBridge:
     def pytest_sessionfinish(self, session) -> None:
         if self.plugin.is_worker:
             session.config.workeroutput.update(self.plugin.results.worker_output(self.plugin.run))
+
+    def pytest_configure_node(self, node) -> None:
+        """Tell each worker where to write its progress lines (the controller shows them)."""
+        if self.plugin._relay is not None:
+            node.workerinput[PROGRESS_INPUT] = str(self.plugin._relay.path)
 
     def pytest_testnodedown(self, node, error) -> None:
         self.plugin.results.take_worker_output(getattr(node, "workeroutput", {}) or {})
@@ -349,6 +423,14 @@ def comparison(request: pytest.FixtureRequest, qwencmp_run: ComparisonRun, model
             result = qwencmp_run.comparison(benchmark_name, item_id)
     except QwencmpError as exc:
         error = exc
+    if error is not None and error.ends_session:  # a setup problem found only now (a lock held too long): stop here
+        if not request.config.stash[QWENCMP].is_worker:
+            pytest.exit(f"pytest-qwencmp: {error.message}", returncode=pytest.ExitCode.USAGE_ERROR)
+        # A worker cannot exit the session: it fails this item with the paragraph and stops (xdist's own
+        # -x mechanism); the controller then ends with status 4 (pytest_sessionfinish).
+        request.node.user_properties.append((SETUP_PROBLEM_PROPERTY, brief(error.message)))
+        request.session.shouldstop = f"pytest-qwencmp: {brief(error.message)}"
+        pytest.fail(error.message, pytrace=False)
     if error is not None:  # reported once in full; later items name the first report (no exception chain)
         pytest.fail(qwencmp_run.failures.message(error, request.node.nodeid), pytrace=False)
     request.node.user_properties += qwencmp_run.item_properties(result)

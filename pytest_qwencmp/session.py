@@ -12,6 +12,7 @@ JSON, Markdown, baseline). It knows nothing of pytest: ``plugin`` calls it.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +22,7 @@ from typing import Any
 
 from .comparison import ItemComparison, compare_benchmark, with_baseline
 from .config.benchmarks import Registry, load_registry
-from .config.expectations import Expectations, load_expectations
+from .config.expectations import Expectations, expectations_identity, load_expectations
 from .config.settings import ModelRef, RunSettings, parse_settings
 from .demo.build import build_demo_assets
 from .errors import FailureMemory, QwencmpError
@@ -31,7 +32,7 @@ from .files import write_atomic
 from .hub import HubAccess
 from .lmeval.tasks import TaskSource, lm_eval_version
 from .models.loading import ModelHandle, ModelSide
-from .models.placement import ExecutionPlan, plan_sides
+from .models.placement import ExecutionPlan, nvidia_driver_absent, plan_sides
 from .models.tensor_parallel import TensorParallelHandle
 from .models.weights import read_parameter_count
 from .report.junit import RECORD_PROPERTY, item_properties, record_property
@@ -45,9 +46,11 @@ from .store.compatibility import number_settings
 from .store.exchange import ImportedEntries
 from .store.format import RESULTS_KEY, SavedEvaluations, machine_info, project_commit, saved_from_evaluations
 from .store.shards import ShardSpec, ShardSplit, split_benchmarks
+from .startup import check_at_start
 
 RUN_PROPERTY = "qwencmp_run"
 LM_EVAL_PROPERTY = "qwencmp_lm_eval"
+SETUP_PROBLEM_PROPERTY = "qwencmp_setup_problem"  # an xdist worker stopped on a setup problem: the session exits 4
 BULKY_PROPERTIES = (RECORD_PROPERTY, RUN_PROPERTY, LM_EVAL_PROPERTY)  # consumed by the controller, kept out of JUnit XML
 
 
@@ -65,8 +68,10 @@ class ComparisonRun:
         worker_index: int | None = None,
         baseline=None,
         baseline_allow_mismatch: bool = False,
+        reevaluate_imported: bool = False,
     ) -> None:
         self.settings = settings
+        self.reevaluate_imported = reevaluate_imported  # evaluate anew what an imported entry holds under other settings
         self.registry = registry
         self.expectations = expectations
         self.progress = progress
@@ -177,22 +182,47 @@ class ComparisonRun:
             self._compared[benchmark_name] = compared
         return self._compared[benchmark_name][item_id]
 
-    def check_before_loading(self) -> None:
-        """What can be refused before any weights load: the models named (unless the demo provides them), an
-        impossible device/backend/--tp request, a missing chat template or quantization library. Raises ``QwencmpError``."""
+    def check_before_loading(self, benchmark_names=None, shard: ShardSpec | None = None) -> None:
+        """What can be refused before any weights load, for the selected benchmarks (default: all selected by
+        --benchmarks): the models named (unless the demo provides them), an impossible device/backend/--tp
+        request, bad local data, models, adapters or datasets that cannot be reached, a missing chat template or
+        quantization library, a baseline or imported cache entries with other settings (``startup``).
+        Raises ``QwencmpError``; nothing is loaded or evaluated."""
         if not self.settings.demo:
             self.settings.model("a"), self.settings.model("b")
-        self.plan_models()  # an impossible device/backend/--tp request stops here, once
+        plans = self.plan_models()  # an impossible device/backend/--tp request stops here, once
+        selected = set(benchmark_names if benchmark_names is not None else (self.settings.benchmarks or self.registry.names()))
+        if shard is not None:  # an xdist controller of a shard job: only this shard's benchmarks
+            selected = set(self._split(shard, selected).mine)
+        names = [n for n in self.registry.names() if n in selected]
         self.check_models()  # a missing chat template or quantization library, before any load
+        needs_evaluator = not self.settings.demo or bool(ImportedEntries(self.settings.cache_dir).records())
+        self.baseline_warnings += check_at_start(
+            self.settings, self.registry, plans, names, self.evaluator if needs_evaluator and names else None,
+            baseline=self.baseline, allow_mismatch=self.baseline_allow_mismatch,
+            reevaluate_imported=self.reevaluate_imported,
+        )
+
+    def parallel_notice(self, workers: int) -> str | None:
+        """One line when ``-n`` cannot help: without a GPU the workers share the CPU cores, and each loads both models."""
+        if workers < 2 or not nvidia_driver_absent():
+            return None
+        return (
+            f"qwencmp: -n {workers} on a machine without a GPU: the workers share its {os.cpu_count()} CPU cores and each "
+            "loads both models, so the comparison is slower than without -n; -n pays with one GPU per worker"
+        )
 
     def split_for_shard(self, shard: ShardSpec, selected) -> ShardSplit:
         """This job's share of the selected benchmarks (``--qwencmp-shard K/N``); remembered for the report."""
+        self.shard_plan = self._split(shard, selected)
+        return self.shard_plan
+
+    def _split(self, shard: ShardSpec, selected) -> ShardSplit:
         settings = self.settings
-        self.shard_plan = split_benchmarks(
+        return split_benchmarks(
             shard, [b for b in self.registry.benchmarks if b.name in selected],
             data_dir=settings.data_dir, demo=settings.demo, limit=settings.limit,
         )
-        return self.shard_plan
 
     def item_properties(self, result: ItemComparison) -> list[tuple[str, str]]:
         """What an item's test report carries (``user_properties``): its record, the run as it ran, lm-eval's results
@@ -207,6 +237,9 @@ class ComparisonRun:
             side: {k: evaluation.model.get(k) for k in ("backend", "dtype", "device", "tensor_parallel", "parameters", "notice", "setup")}
             for side, evaluation in evaluations.items()
         }
+        for side, evaluation in evaluations.items():  # the batch size that ran, per benchmark (Results.take gathers them)
+            if evaluation.model.get("batch_size") is not None:
+                evaluated[side]["batch_size"] = {result.benchmark: evaluation.model["batch_size"]}
         properties = [(RUN_PROPERTY, json.dumps(self.describe(evaluated)))]
         if result.benchmark not in self._attached_lm_eval:
             self._attached_lm_eval.add(result.benchmark)
@@ -338,6 +371,7 @@ class ComparisonRun:
             "data": str(settings.data_dir) if settings.data_dir else "Hugging Face hub",
             "lm_eval_version": lm_eval_version(),
             "correction": self.correction,
+            "expectations": expectations_identity(settings.expectations),
             "machine": f"{platform.node()} ({platform.machine()}, Python {platform.python_version()})",
             **self._sandbox_description(),
             **({"shard": self.shard_plan.to_json()} if self.shard_plan is not None else {}),
@@ -378,6 +412,7 @@ def build_run(
     baseline_save: str | None = None,
     baseline_dir: Path | None = None,
     baseline_allow_mismatch: bool = False,
+    reevaluate_imported: bool = False,
 ) -> ComparisonRun:
     """The session's run from the raw option values (``config.options.raw_options``); ``QwencmpError`` for a bad one."""
     registry = load_registry(benchmark_files)
@@ -391,7 +426,7 @@ def build_run(
         validate_name(baseline_save)
     return ComparisonRun(
         settings, registry, expectations, correction=correction, worker_index=worker_index,
-        baseline=baseline, baseline_allow_mismatch=baseline_allow_mismatch,
+        baseline=baseline, baseline_allow_mismatch=baseline_allow_mismatch, reevaluate_imported=reevaluate_imported,
     )
 
 
@@ -409,6 +444,7 @@ class Results:
     worker_baseline_warnings: list[str] = field(default_factory=list)
     closing_lines: list[str] = field(default_factory=list)
     not_run: int = 0  # items skipped once the session stopped (a model, or the data, cannot be had)
+    setup_problem: str | None = None  # a worker stopped the session on a setup problem (SETUP_PROBLEM_PROPERTY)
     started: float = field(default_factory=time.perf_counter)
 
     @staticmethod
@@ -428,7 +464,9 @@ class Results:
                 record["nodeid"] = nodeid
                 self.records[nodeid] = record
             elif name == RUN_PROPERTY:
-                self.run_info = json.loads(value)
+                self.run_info = with_batch_sizes(json.loads(value), self.run_info)
+            elif name == SETUP_PROBLEM_PROPERTY:
+                self.setup_problem = str(value)
             elif name == LM_EVAL_PROPERTY:
                 payload = json.loads(value)
                 self.lm_eval_results[payload["benchmark"]] = payload
@@ -447,6 +485,15 @@ class Results:
         totals = combine_stats([run.stats(), *self.worker_stats])
         totals["wall_seconds"] = round(time.perf_counter() - self.started, 1)
         return totals
+
+
+def with_batch_sizes(run_info: dict[str, Any], earlier: Mapping[str, Any]) -> dict[str, Any]:
+    """``run_info`` (one item's view of the run) with the batch sizes that ran for every benchmark seen so far."""
+    for side, model in (run_info.get("models") or {}).items():
+        seen = ((earlier.get("models") or {}).get(side) or {}).get("batch_size") or {}
+        if seen or isinstance(model.get("batch_size"), dict):
+            model["batch_size"] = {**seen, **(model.get("batch_size") or {})}
+    return run_info
 
 
 # --------------------------------------------------------------------------- the end of the session

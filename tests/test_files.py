@@ -66,3 +66,27 @@ def test_a_released_lock_is_taken_and_progress_repeats_while_waiting(tmp_path):
     with holding(lock, what="the demo build", progress=lines.append):
         pass
     assert lines == []  # a free lock: not a word
+
+
+def test_progress_lines_from_other_processes_are_shown_as_they_come(tmp_path):
+    """xdist workers append lines to one file; a thread shows whole lines within a poll, the rest at ``stop``."""
+    import subprocess
+    import sys
+    import time
+
+    from pytest_qwencmp.files import ProgressFile
+
+    shown: list[str] = []
+    relay = ProgressFile(tmp_path / "progress" / "1.log", show=shown.append, every=0.05).start()
+    writer = f"from pytest_qwencmp.files import ProgressFile\nProgressFile.append({str(relay.path)!r}, '[gw0] evaluating')"
+    subprocess.run([sys.executable, "-c", writer], check=True, timeout=120)
+    deadline = time.monotonic() + 10
+    while not shown and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert shown == ["[gw0] evaluating"]  # while the relay runs, not only at the end
+    with open(relay.path, "a") as handle:
+        handle.write("[gw1] done\n[gw1] half a li")  # a line still being written is not shown
+    relay.stop()
+    assert shown == ["[gw0] evaluating", "[gw1] done"]
+    assert not relay.path.exists()  # removed at the end of the session
+    ProgressFile.append(tmp_path / "no" / "such" / "folder.log", "dropped, never raised")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -86,10 +87,11 @@ def test_demo_run_compares_caches_and_reports(pytester, suite, fresh_cache, monk
     cases = ET.parse(junit).getroot().iter("testcase")
     properties = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")} for c in cases}
     overall = properties["test_mmlu[overall]"]
-    from pytest_qwencmp.report.junit import SCORE_PROPERTIES
+    from pytest_qwencmp.report.junit import OUTCOME_PROPERTIES, SCORE_PROPERTIES
 
     # The documented scalar properties only: the record (prompts, answers) stays in the results JSON.
-    assert set(overall) == {f"qwencmp_{k}" for k in SCORE_PROPERTIES} | {"qwencmp_verdict"}
+    assert set(overall) == {f"qwencmp_{k}" for k in (*SCORE_PROPERTIES, *OUTCOME_PROPERTIES)} | {"qwencmp_verdict"}
+    assert (overall["qwencmp_passed"], overall["qwencmp_significance"], overall["qwencmp_verdict"]) == ("true", "better", "PASS · better · underpowered")
     assert junit.stat().st_size < 61 * 2000
     assert float(overall["qwencmp_b"]) - float(overall["qwencmp_a"]) == pytest.approx(float(overall["qwencmp_delta"]), abs=1e-3)
 
@@ -102,6 +104,23 @@ def test_demo_run_compares_caches_and_reports(pytester, suite, fresh_cache, monk
     assert document["comparisons"][57]["a"] == pytest.approx(100 * mmlu_a, abs=1e-3)
     assert "| overall |" in markdown.read_text()
     assert step_summary.read_text().strip() == markdown.read_text().strip()  # appended for GitHub Actions
+
+    # What decided the run is recorded everywhere: the batch size that ran, the expectations file and its hash.
+    rules = pytester.path / "expectations.toml"
+    digest = hashlib.sha256(rules.read_bytes()).hexdigest()
+    assert document["settings"]["expectations"] == {"path": str(rules), "sha256": digest}
+    for side in ("a", "b"):
+        model = document["models"][side]
+        assert model["requested_batch_size"] == 16  # --batch-size auto on CPU
+        assert model["batch_size"] == {"mmlu": 16, "hellaswag": 16, "mbpp": 16}
+        assert all(model["lm_eval"][name]["config"]["batch_size"] == 16 for name in ("mmlu", "hellaswag", "mbpp"))
+    entries = [json.loads(json.loads(p.read_text())["payload"]) for p in fresh_cache.glob("evaluations/*/*.json")]
+    assert len(entries) == 6 and all(entry["model"]["batch_size"] == 16 for entry in entries)  # the cache keeps it
+    summary = out.split("qwencmp: model comparison")[1]
+    assert re.search(r"model A: .* — hf backend, float32 on cpu, batch size 16, [\d,]+ parameters", summary), summary
+    assert f"expectations: {rules} (sha256 {digest[:12]}…)" in summary
+    assert f"expectations: {rules} (sha256 {digest[:12]}…)" in markdown.read_text() and "batch size 16" in markdown.read_text()
+    assert "<th scope=\"row\">batch size</th><td>16</td><td>16</td>" in page and f"sha256 {digest[:12]}…" in page
 
     second = pytester.runpytest_inprocess(*args)
     second.assert_outcomes(passed=61)
@@ -130,10 +149,16 @@ def test_planted_regression_fails_with_the_numbers(pytester, suite, fresh_cache,
     )
     result.assert_outcomes(failed=3, deselected=58)
     out = result.stdout.str()
-    assert re.search(r"hellaswag\[acc\] acc: A \(model_b\) \d+\.\d\d ± \d+\.\d\d, B \(model_a\) \d+\.\d\d ± \d+\.\d\d over 5 documents; "
-                     r"B − A = -\d+\.\d\d points \(± \d+\.\d\d paired stderr, 95% CI \[", out)
+    assert re.search(r"hellaswag\[acc\] acc: A \(model_b\) \d+\.\d\d ± \d+\.\d\d, B \(model_a\) \d+\.\d\d ± \d+\.\d\d, n = 5; "
+                     r"B − A -\d+\.\d\d points, 95% CI \[", out)
     assert "Missed: improvement -" in out and "is below the required +5.00 points" in out
     assert "the 95% CI of B − A starts at" in out
+    # The README's three short lines per failure: scores and test; adjusted test, verdict, MDE; what was missed.
+    failures = out.split("= FAILURES =")[1].split("qwencmp: model comparison")[0]
+    for block in re.split(r"_{5,} test_\w+\[[^\]]+\] _{5,}", failures)[1:]:
+        lines = [line for line in block.splitlines() if line.startswith("E ")]
+        assert len(lines) == 3 and all(len(line) <= 200 for line in lines), lines
+        assert "Power:" not in block
 
 
 def test_plan_and_the_run_say_the_same_about_keys_that_can_never_pass(pytester, suite, fresh_cache, capsys, tmp_path):
@@ -182,6 +207,17 @@ def test_xdist_workers_share_evaluations(pytester, suite, fresh_cache):
     for worker, benchmark in re.findall(r"\[(gw\d)\] \[\s*\d+%\] PASSED test_(\w+)\.py::", out):
         workers.setdefault(benchmark, set()).add(worker)
     assert set(workers) == {"hellaswag", "mbpp"} and all(len(w) == 1 for w in workers.values()), workers
+    # The workers' progress reaches the controller's terminal while they run, not only their results at the end.
+    live = out.split("qwencmp: model comparison")[0]
+    for benchmark in ("HellaSwag", "MBPP"):
+        for side in ("model_a", "model_b"):
+            assert re.search(rf"^\[gw\d\] qwencmp: {benchmark} × {side}: evaluating \(hf, float32, cpu\)$", live, re.M), live
+            assert re.search(rf"^\[gw\d\] qwencmp: {benchmark} × {side}: done in [\d.]+s$", live, re.M), live
+    from pytest_qwencmp.models.placement import nvidia_driver_absent
+
+    if nvidia_driver_absent():  # -n on CPU cores only: the header says it does not help
+        assert "qwencmp: -n 2 on a machine without a GPU: the workers share its" in live
+    assert not list((fresh_cache / "progress").glob("*.log"))  # the relay's file is gone with the session
 
 
 @pytest.mark.slow  # two more xdist workers that import the model stack
@@ -246,7 +282,7 @@ def test_bad_input_stops_at_start_with_one_paragraph(pytester, suite, fresh_cach
 def test_missing_models_are_a_usage_error(pytester, suite):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "needs two models to compare: pass --model-a and --model-b" in result.stderr.str()
+    assert "pytest-qwencmp: Two models are needed to compare: pass --model-a and --model-b" in result.stderr.str()
 
 
 def test_test_without_marker_or_with_unknown_benchmark(pytester):
@@ -268,10 +304,10 @@ def test_missing_local_dataset_fails_items_clearly(pytester, suite, fresh_cache,
         f"--model-a={demo_assets.model_a}", f"--model-b={demo_assets.model_b}", f"--data-dir={data}",
         f"--eval-cache-dir={fresh_cache}", "--benchmarks", "mbpp", "--limit", "2", "-p", "no:cacheprovider",
     )
-    result.assert_outcomes(errors=1, deselected=60)
-    out = result.stdout.str()
-    assert "reads the dataset 'google-research-datasets/mbpp', but the data directory has no copy of it" in out
-    assert "Traceback" not in out
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "reads the dataset 'google-research-datasets/mbpp', but the data directory has no copy of it" in err
+    assert "Traceback" not in err + result.stdout.str()
 
 
 def test_unknown_hub_model_fails_items_clearly(pytester, suite, fresh_cache, demo_assets, monkeypatch):
@@ -281,11 +317,10 @@ def test_unknown_hub_model_fails_items_clearly(pytester, suite, fresh_cache, dem
         f"--data-dir={demo_assets.data_dir}", f"--eval-cache-dir={fresh_cache}",
         "--benchmarks", "hellaswag", "--limit", "2", "-p", "no:cacheprovider",
     )
-    result.assert_outcomes(errors=1, skipped=1, deselected=59)
-    out = result.stdout.str()
-    assert reported_once(out, "Could not load model 'no-such-org/no-such-model' (--model-a, a hub id): HF_HUB_OFFLINE is set")
-    assert "python -m pytest_qwencmp mirror --out DIR --model no-such-org/no-such-model" in out
-    assert "qwencmp: 1 item(s) skipped, not run: Could not load model 'no-such-org/no-such-model' (--model-a, a hub id)" in out
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert err.count("it needs model 'no-such-org/no-such-model' (--model-a) from the Hugging Face hub, but HF_HUB_OFFLINE is set") == 1
+    assert "`python -m pytest_qwencmp mirror --out DIR --model no-such-org/no-such-model --benchmarks none`" in err
 
 
 def reported_once(out: str, message: str) -> bool:
@@ -317,20 +352,20 @@ def test_a_model_that_cannot_load_fails_once_in_seconds(pytester, suite, fresh_c
         f"--model-a={model_a}", f"--model-b={demo_assets.model_b}", f"--eval-cache-dir={fresh_cache}", "-p", "no:cacheprovider",
     )
     elapsed = time.monotonic() - started
-    result.assert_outcomes(errors=1, skipped=60)
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    out = result.stdout.str()
-    lines = out.splitlines()
-    assert len(lines) <= 40, out
-    paragraphs = [line for line in lines if line.startswith(("Could not load model", "Model directory"))]
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # found at the start: nothing loaded, nothing evaluated
+    out = result.stdout.str() + "\n" + result.stderr.str()
+    assert len(out.splitlines()) <= 40, out
+    paragraphs = [line for line in out.splitlines() if line.startswith("ERROR: pytest-qwencmp:")]
     assert len(paragraphs) == 1, out
-    if "EMPTY" in model_a or "empty-model" in model_a:
+    if "empty-model" in model_a:
         assert "holds no config.json and weights" in paragraphs[0]
-    else:
-        assert "cannot be reached (" in paragraphs[0] and "python -m pytest_qwencmp mirror" in paragraphs[0]
-        assert "--data-dir=DIR" in paragraphs[0]
+    else:  # everything that cannot be reached, in one paragraph: model A and the datasets (model B is local)
+        assert f"it needs model {model_a!r} (--model-a) and the datasets" in paragraphs[0]
+        assert "cais/mmlu" in paragraphs[0] and "cannot be reached: " in paragraphs[0]
+        assert f"python -m pytest_qwencmp mirror --out DIR --model {model_a}`" in paragraphs[0]
+        assert f"--data-dir=DIR --model-a=DIR/models/{model_a}" in paragraphs[0]
     assert "During handling" not in out and "Retrying in" not in out and "Traceback" not in out
-    assert "qwencmp: 60 item(s) skipped, not run: " in out
+    assert "evaluating (" not in out
     assert elapsed < 15
 
 
@@ -343,14 +378,16 @@ def test_datasets_that_cannot_be_downloaded_stop_the_session_at_once(pytester, s
         f"--model-a={demo_assets.model_a}", f"--model-b={demo_assets.model_b}", f"--eval-cache-dir={fresh_cache}",
         "-p", "no:cacheprovider",
     )
-    result.assert_outcomes(errors=1, skipped=60)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert err.count("ERROR: pytest-qwencmp: This run cannot start: it needs the datasets ") == 1
+    assert "cais/mmlu" in err and "Rowan/hellaswag" in err and "google-research-datasets/mbpp" in err
+    assert "Fix: where the hub can be reached, run `python -m pytest_qwencmp mirror --out DIR`" in err
     out = result.stdout.str()
-    assert reported_once(out, "no --data-dir was given, so lm-eval would fetch the data of mmlu, hellaswag, mbpp")
-    assert "qwencmp: 60 item(s) skipped, not run: The benchmark data cannot be downloaded (reported in full at" in out
-    assert len(out.splitlines()) <= 40 and "evaluating (" not in out  # no model ran
+    assert len((out + "\n" + err).splitlines()) <= 40 and "evaluating (" not in out  # no model ran
 
 
-def test_a_corrupt_dataset_fails_its_benchmark_once_and_the_others_run(pytester, suite, fresh_cache, demo_assets, tmp_path):
+def test_a_corrupt_dataset_stops_the_session_at_start(pytester, suite, fresh_cache, demo_assets, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(demo_assets.data_dir, data)
     rows = data / "google-research-datasets/mbpp/full/test.jsonl"
@@ -359,17 +396,18 @@ def test_a_corrupt_dataset_fails_its_benchmark_once_and_the_others_run(pytester,
         f"--model-a={demo_assets.model_a}", f"--model-b={demo_assets.model_b}", f"--data-dir={data}",
         f"--eval-cache-dir={fresh_cache}", "--benchmarks", "hellaswag,mbpp", "--limit", "2", "-p", "no:cacheprovider",
     )
-    result.assert_outcomes(passed=2, errors=1, deselected=58)
-    out = result.stdout.str()
-    assert reported_once(out, f"The local data of benchmark 'mbpp' is not usable: {rows}, line 1 `test_list` is missing")
-    assert stats(result)[:2] == (2, 2)  # both models loaded for HellaSwag; MBPP never reached a model
-    for side in ("model_a", "model_b"):
-        assert re.search(rf"qwencmp: HellaSwag × {side}: evaluating \(hf, float32, cpu\)\nqwencmp: HellaSwag × {side}: done in [\d.]+s", out)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert err.count(f"The local data of benchmark 'mbpp' is not usable: {rows}, line 1 `test_list` is missing") == 1
+    assert "evaluating (" not in result.stdout.str() and not list(fresh_cache.glob("evaluations/*/*.json"))
 
 
 def test_later_items_of_a_failed_benchmark_point_to_the_first_report(pytester, suite, fresh_cache, demo_assets, tmp_path):
+    """A failure found only while evaluating (here: a copy without a README configs header, which the check at
+    the start leaves to datasets) is reported in full once; the benchmark's other items name that report."""
     data = tmp_path / "data"
     shutil.copytree(demo_assets.data_dir, data)
+    (data / "Rowan/hellaswag/README.md").unlink()
     (data / "Rowan/hellaswag/default/validation.jsonl").write_bytes(b"\x00\xff not text\n")
     result = pytester.runpytest_inprocess(
         f"--model-a={demo_assets.model_a}", f"--model-b={demo_assets.model_b}", f"--data-dir={data}",
@@ -377,9 +415,9 @@ def test_later_items_of_a_failed_benchmark_point_to_the_first_report(pytester, s
     )
     result.assert_outcomes(errors=2, deselected=59)
     out = result.stdout.str()
-    assert reported_once(out, "is not UTF-8 text")
-    assert ("Not attempted again: The local data of benchmark 'hellaswag' is not usable — the same failure as "
-            "test_hellaswag.py::test_hellaswag[acc], reported in full there.") in out
+    assert reported_once(out, "The dataset of hellaswag could not be read (DatasetGenerationError: ")
+    assert re.search(r"Not attempted again: The dataset of hellaswag could not be read .* — the same failure as "
+                     r"test_hellaswag\.py::test_hellaswag\[acc\], reported in full there\.", out)
     assert "During handling" not in out
 
 
@@ -431,15 +469,20 @@ def test_baselines_save_compare_and_refuse_mismatches(pytester, suite, fresh_cac
     regressed = pytester.runpytest_inprocess(*worse, *common, "--qwencmp-baseline-compare", "main")
     regressed.assert_outcomes(failed=3, deselected=58)
     out = regressed.stdout.str()
-    assert "B regressed against baseline 'main'" in out and "Against the baseline:" in out
+    assert "B regressed against baseline 'main'" in out
     assert "on 3 item(s): 3 regressed beyond their tolerance" in out
     assert re.search(r"^acc\s.*\s-\d+\.\d\d( \(worse\))? REGRESSED\s+FAIL", out, re.M), out
-    assert "matched documents" in out
 
+    # Other settings than the baseline's: refused at the start, before anything is evaluated.
     changed = [c if c != "5" else "4" for c in common]
+    entries = sorted(fresh_cache.glob("evaluations/*/*.json"))
     refused = pytester.runpytest_inprocess(*models, *changed, "--qwencmp-baseline-compare", "main")
-    refused.assert_outcomes(errors=3, deselected=58)
-    assert "--qwencmp-baseline-allow-mismatch" in refused.stdout.str()
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    err = refused.stderr.str()
+    assert err.count("ERROR: pytest-qwencmp: This run cannot be compared with baseline 'main'") == 1
+    assert "limit: baseline 5, now 4" in err and "--qwencmp-baseline-allow-mismatch" in err
+    assert len((refused.stdout.str() + "\n" + err).splitlines()) <= 40 and "evaluating (" not in refused.stdout.str()
+    assert sorted(fresh_cache.glob("evaluations/*/*.json")) == entries  # nothing evaluated, nothing written
     allowed = pytester.runpytest_inprocess(*models, *changed, "--qwencmp-baseline-compare", "main", "--qwencmp-baseline-allow-mismatch")
     allowed.assert_outcomes(passed=3, deselected=58)
     assert "baseline settings differ (allowed)" in allowed.stdout.str()

@@ -19,6 +19,7 @@ rule is decided and how powerful it is at an item's size is
 
 from __future__ import annotations
 
+import hashlib
 import math
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -161,3 +162,15 @@ def load_expectations(path: Path | None, registry: Registry) -> Expectations:
     except OSError as exc:
         raise QwencmpError(f"Cannot read expectations file {path}: {exc.strerror}.") from None
     return parse_expectations(text, path, registry)
+
+
+def expectations_identity(path: Path | None, text: str | None = None) -> dict[str, Any] | None:
+    """Which expectations file judged a run, as every report records it: its path and the sha256 of its
+    bytes (of ``text``, UTF-8, when given instead of the file); None without a file."""
+    if path is None:
+        return None
+    try:
+        data = text.encode("utf-8") if text is not None else Path(path).read_bytes()
+    except OSError:
+        return {"path": str(path), "sha256": None}
+    return {"path": str(path), "sha256": hashlib.sha256(data).hexdigest()}

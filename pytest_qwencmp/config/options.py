@@ -38,12 +38,13 @@ OPTIONS: list[tuple[str, dict[str, Any], str | None]] = [
     ("--seed", dict(metavar="N", help="Seed for sampling and few-shot selection (default 1234)."), "qwencmp_seed"),
     ("--eval-cache-dir", dict(metavar="DIR", help="Where evaluation results and demo assets are cached (default .qwencmp in the rootdir)."), "qwencmp_cache_dir"),
     ("--no-eval-cache", dict(action="store_true", default=False, help="Ignore cached evaluations: evaluate again (the fresh results are cached)."), None),
-    ("--expectations", dict(metavar="FILE", help="Expectations TOML file (default: qwencmp_expectations from the ini file)."), "qwencmp_expectations"),
+    ("--expectations", dict(metavar="FILE", help="Expectations TOML file: the rules that decide each item's pass or fail."), "qwencmp_expectations"),
     ("--correction", dict(metavar="METHOD", help="Multiple-comparison correction across a benchmark's subjects: holm (default), bh or none."), "qwencmp_correction"),
     ("--qwencmp-baseline-save", dict(metavar="NAME", help="Save this run (scores, per-document results, settings, models, machine, commit) as baseline NAME."), None),
     ("--qwencmp-baseline-compare", dict(metavar="NAME", help="Compare model B with its results in baseline NAME (paired, per item); regressions beyond baseline_tolerance fail."), None),
-    ("--qwencmp-baseline-dir", dict(metavar="DIR", help="Where baselines are kept (default: qwencmp_baseline_dir, else .qwencmp/baselines)."), "qwencmp_baseline_dir"),
+    ("--qwencmp-baseline-dir", dict(metavar="DIR", help="Where baselines are kept (default .qwencmp/baselines in the rootdir)."), "qwencmp_baseline_dir"),
     ("--qwencmp-baseline-allow-mismatch", dict(action="store_true", default=False, help="Compare with a baseline even when number-changing settings differ (they are listed)."), None),
+    ("--qwencmp-reevaluate-imported", dict(action="store_true", default=False, help="Evaluate anew what an imported cache entry (cache import) holds under other number-changing settings, instead of stopping at the start."), None),
     ("--qwencmp-json", dict(metavar="FILE", help="Write all results (per-model lm-eval results, the comparison, the settings) as JSON; schema: pytest_qwencmp/report/results.schema.json."), None),
     ("--qwencmp-markdown", dict(metavar="FILE", help="Write the comparison tables as GitHub-flavoured Markdown (also appended to $GITHUB_STEP_SUMMARY when set)."), None),
     ("--lock-timeout", dict(metavar="SECONDS", help="How long to wait for another run (or xdist worker) that evaluates the same model and benchmark, then fail (default 7200)."), "qwencmp_lock_timeout"),
@@ -63,9 +64,14 @@ OPTIONS: list[tuple[str, dict[str, Any], str | None]] = [
 PATH_INI = {"qwencmp_data_dir", "qwencmp_cache_dir", "qwencmp_expectations", "qwencmp_baseline_dir"}
 REPORTING_OPTIONS = (
     "qwencmp_json", "qwencmp_markdown", "qwencmp_baseline_save", "qwencmp_baseline_compare",
-    "qwencmp_baseline_dir", "qwencmp_baseline_allow_mismatch",
+    "qwencmp_baseline_dir", "qwencmp_baseline_allow_mismatch", "qwencmp_reevaluate_imported",
     "qwencmp_shard",
 )
+
+
+def ini_help(flag: str, help_text: str) -> str:
+    """An ini key's help: the option it stands for, then that option's help (never the key itself)."""
+    return f"{flag} when the command line does not give it. {help_text}"
 
 
 def dest(flag: str) -> str:
@@ -95,6 +101,7 @@ def raw_options(option: Callable[[str], Any], ini: Callable[[str], Any], ini_bas
     for name in REPORTING_OPTIONS:
         raw.pop(name)
     raw["models_from_ini"] = option("qwencmp_model_a") is None and option("qwencmp_model_b") is None
+    raw["data_dir_from_ini"] = option("qwencmp_data_dir") is None
     if raw["demo"] and option("qwencmp_expectations") is None:
         demo_file = ini("qwencmp_demo_expectations")
         raw["expectations"] = str(ini_base / demo_file) if demo_file else None

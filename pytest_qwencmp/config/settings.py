@@ -57,7 +57,6 @@ class ModelRef:
             if revision and rev != revision:
                 raise QwencmpError(f"{option} names revision {rev!r} and a revision option names {revision!r}; keep one.")
             revision = rev or None
-        looks_like_path = text.startswith((".", "/", "~")) or text.count("/") > 1
         if Path(text).expanduser().is_file():
             raise QwencmpError(
                 f"{option} {text!r} is a file, not a model directory; give the folder that holds the model's "
@@ -65,17 +64,36 @@ class ModelRef:
                 "or a hub id such as Qwen/Qwen2.5-7B."
             )
         if not Path(text).expanduser().is_dir():
-            if looks_like_path:
-                raise QwencmpError(
-                    f"{option} {text!r} looks like a path but no such directory exists; "
-                    "give an existing local model directory or a hub id such as Qwen/Qwen2.5-7B."
-                )
+            if looks_like_path(text):
+                raise QwencmpError(_no_such_folder(text, option))
             if not _HUB_ID.match(text):
                 raise QwencmpError(
                     f"{option} {text!r} is neither an existing directory nor a valid hub id "
                     "(expected ORG/NAME such as Qwen/Qwen2.5-7B, optionally @REVISION)."
                 )
         return cls(text, revision)
+
+
+def looks_like_path(text: str) -> bool:
+    """``text`` names a folder rather than a hub id: it starts with ``.``, ``/`` or ``~``, has more than one
+    ``/``, or its first part is a folder here (``out/my-lora`` while ``out/`` exists)."""
+    if text.startswith((".", "/", "~")) or text.count("/") > 1:
+        return True
+    head, slash, _ = text.partition("/")
+    return bool(slash) and Path(head).expanduser().is_dir()
+
+
+def _no_such_folder(text: str, option: str) -> str:
+    """A path that names no folder: check the path (never a hub id instead: the user meant a folder)."""
+    path = Path(text).expanduser()
+    where = f" (relative paths start at {Path.cwd()})" if not path.is_absolute() else ""
+    parent = next((p for p in path.absolute().parents if p.is_dir()), None)
+    found = f"; the nearest existing folder is {parent}" if parent is not None and parent != path.absolute().parent else ""
+    if option.startswith("--peft"):
+        wanted = "the adapter's folder, the one peft's save_pretrained wrote (adapter_config.json and adapter weights)"
+    else:
+        wanted = "the model's folder, the one save_pretrained wrote (config.json, tokenizer files and weights)"
+    return f"{option} {text!r} looks like a path, but no such folder exists{where}{found}. Check the path: give {wanted}."
 
 
 @dataclass(frozen=True)
@@ -150,7 +168,7 @@ class RunSettings:
         ref = self.model_a if side == "a" else self.model_b
         if ref is None:
             raise QwencmpError(
-                "pytest-qwencmp needs two models to compare: pass --model-a and --model-b "
+                "Two models are needed to compare: pass --model-a and --model-b "
                 "(hub ids or local directories), set qwencmp_model_a / qwencmp_model_b in the ini file, "
                 "or run the embedded demo with --demo."
             )
@@ -258,6 +276,13 @@ def parse_settings(raw: Mapping[str, Any], known_benchmarks: tuple[str, ...],
     if demo and (model_a or model_b) and not raw.get("models_from_ini"):
         raise QwencmpError("--demo brings its own two models; drop --model-a/--model-b or drop --demo.")
     data_dir = raw.get("data_dir")
+    if demo and data_dir and not raw.get("data_dir_from_ini"):
+        raise QwencmpError(
+            f"--demo brings its own data, so --data-dir={data_dir} would not be read: drop --data-dir to run the "
+            "demo, or drop --demo and name the models to run on that data (--model-a=DIR --model-b=DIR)."
+        )
+    if demo:
+        data_dir = None  # an ini file's qwencmp_data_dir is for real runs; the demo reads the data it builds
     if data_dir:
         data_dir = Path(data_dir).expanduser().resolve()
         if not data_dir.is_dir():

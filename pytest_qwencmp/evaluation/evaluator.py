@@ -147,6 +147,10 @@ class Evaluator:
         if problem is not None:
             raise problem
 
+    def data_checked(self, benchmark_names) -> None:
+        """The session's start already checked these benchmarks' data (``startup``): not again."""
+        self._data_problems.update({name: None for name in benchmark_names})
+
     def _before_running(self, side: str, benchmark: Benchmark) -> None:
         """What can be known without loading a model: every model still needed can be loaded, the data are usable."""
         self.handles[side].check()
@@ -236,7 +240,7 @@ class Evaluator:
             benchmark=benchmark.name,
             side=side,
             key=key,
-            model=info.to_dict(),
+            model={**info.to_dict(), "batch_size": output.get("batch_size")},  # the size that ran (auto: detected)
             items=extract_item_scores(benchmark, output),
             n_shot=json_safe(output["n-shot"]),
             versions=json_safe(output["versions"]),

@@ -134,8 +134,9 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[str, Any]]:
                 raise _Problem(where, "is not UTF-8 text (random bytes, or a binary file saved as .jsonl?)") from None
             try:
                 yield where, json.loads(text)
-            except ValueError as exc:
-                raise _Problem(where, f"is not valid JSON ({exc}); the file looks truncated or corrupted") from None
+            except json.JSONDecodeError as exc:
+                raise _Problem(where, f"is not valid JSON ({exc.msg}, column {exc.colno}); the file looks truncated "
+                                      "or corrupted") from None
 
 
 def _json_rows(path: Path) -> Iterator[tuple[str, Any]]:
@@ -273,19 +274,35 @@ def check_benchmark_data(benchmark: Benchmark, data_dir: Path) -> None:
     raise DataError(
         f"The local data of benchmark {benchmark.name!r} is not usable: {problem.where} {problem.what}.{also} "
         f"Fix that file, or write a fresh copy with `python -m pytest_qwencmp mirror --out DIR --benchmarks "
-        f"{benchmark.name}` and pass --data-dir=DIR. No model ran on it; {benchmark.name}'s items fail, the other "
-        "benchmarks still run."
+        f"{benchmark.name}` and pass --data-dir=DIR."
     )
+
+
+def _hf_home() -> Path:
+    return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
+
+
+def datasets_cache_dir() -> Path:
+    """The ``datasets`` library's cache folder (``HF_DATASETS_CACHE``), found without importing it."""
+    return Path(os.environ.get("HF_DATASETS_CACHE", _hf_home() / "datasets")).expanduser()
 
 
 def dataset_in_local_cache(hub_path: str) -> bool:
     """A hub dataset has been downloaded here before (hub cache or datasets cache): lm-eval may find it offline."""
-    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
-    hub_cache = Path(os.environ.get("HF_HUB_CACHE", home / "hub")).expanduser()
-    datasets_cache = Path(os.environ.get("HF_DATASETS_CACHE", home / "datasets")).expanduser()
+    hub_cache = Path(os.environ.get("HF_HUB_CACHE", _hf_home() / "hub")).expanduser()
     return (hub_cache / f"datasets--{hub_path.replace('/', '--')}").is_dir() or (
-        datasets_cache / hub_path.replace("/", "___")
+        datasets_cache_dir() / hub_path.replace("/", "___")
     ).is_dir()
+
+
+def datasets_to_download(benchmarks: list[Benchmark], index_dir: Path | None = None) -> dict[str, list[str]]:
+    """Per benchmark, the hub datasets lm-eval would have to download: those not in this machine's
+    Hugging Face caches (benchmarks with none are left out)."""
+    missing = {
+        b.name: sorted({p for p in TaskSource(b, None, index_dir=index_dir).hub_datasets().values() if not dataset_in_local_cache(p)})
+        for b in benchmarks
+    }
+    return {name: paths for name, paths in missing.items() if paths}
 
 
 def check_hub_data(benchmarks: list[Benchmark], hub: HubAccess) -> dict[str, DataError | None]:
@@ -293,11 +310,7 @@ def check_hub_data(benchmarks: list[Benchmark], hub: HubAccess) -> dict[str, Dat
     fine: dict[str, DataError | None] = {b.name: None for b in benchmarks}
     if hub_offline():
         return fine  # lm-eval fails at once and harness.translate_error explains it
-    missing = {
-        b.name: sorted({path for path in TaskSource(b, None).hub_datasets().values() if not dataset_in_local_cache(path)})
-        for b in benchmarks
-    }
-    missing = {name: paths for name, paths in missing.items() if paths}
+    missing = datasets_to_download(benchmarks)
     reason = hub.unreachable() if missing else None
     if reason is None:
         return fine

@@ -70,7 +70,7 @@ def run_request(lm, request: EvaluationRequest) -> dict[str, Any] | None:
     task_logger = logging.getLogger("lm_eval.api.task")
     if not any(isinstance(f, _CustomDatasetNotice) for f in task_logger.filters):
         task_logger.addFilter(_CustomDatasetNotice())
-    with tempfile.TemporaryDirectory(prefix="qwencmp-tasks-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="qwencmp-tasks-") as tmp, _detected_batch_sizes(lm) as detected:
         fingerprints = None if request.data_fingerprints is None else dict(request.data_fingerprints)
         source = TaskSource(request.benchmark, request.data_dir)
         manager = source.build_manager(Path(tmp), request.datasets_cache, fingerprints, samples=request.samples)
@@ -79,7 +79,44 @@ def run_request(lm, request: EvaluationRequest) -> dict[str, Any] | None:
         if int(os.environ.get("LOCAL_RANK", "0")) != 0:
             return None
         raise QwencmpError(f"lm-eval returned no results for {request.benchmark.name} on {request.label}.")
-    return {key: output.get(key, {}) for key in OUTPUT_KEYS}
+    ran = batch_size_that_ran(getattr(lm, "batch_size", None), detected)
+    kept = {key: output.get(key, {}) for key in OUTPUT_KEYS}
+    # lm-eval records batch_size None for a model handed over as an object: record what ran instead.
+    kept["config"] = {**kept["config"], "batch_size": ran, "batch_sizes": sorted(set(detected))}
+    return {**kept, "batch_size": ran}
+
+
+@contextmanager
+def _detected_batch_sizes(lm) -> Iterator[list[int]]:
+    """The sizes lm-eval's ``batch_size="auto"`` detection picks during the call (``HFLM._detect_batch_size``,
+    for log-likelihood and generation requests alike), in order."""
+    detected: list[int] = []
+    method = getattr(lm, "_detect_batch_size", None)
+    if not callable(method):
+        yield detected
+        return
+
+    def detect(*args, **kwargs):
+        size = method(*args, **kwargs)
+        detected.append(int(size))
+        return size
+
+    lm._detect_batch_size = detect
+    try:
+        yield detected
+    finally:
+        del lm._detect_batch_size  # the class's method again
+
+
+def batch_size_that_ran(requested: Any, detected: list[int]) -> int | list[int] | None:
+    """The batch size an evaluation ran with: the integer asked for; with ``auto``, the size lm-eval detected
+    (several, sorted, when it detected different ones); None when nothing was detected (no requests)."""
+    if isinstance(requested, int) and not isinstance(requested, bool):
+        return requested
+    sizes = sorted(set(detected))
+    if not sizes:
+        return None
+    return sizes[0] if len(sizes) == 1 else sizes
 
 
 @contextmanager
@@ -150,10 +187,15 @@ def translate_error(exc: Exception, benchmark: Benchmark, label: str, lm) -> Exc
     name = type(exc).__name__
     if name == "OutOfMemoryError" or "out of memory" in text.lower():
         batch = getattr(lm, "batch_size", "?")
+        if batch == "auto":
+            which = "with the batch size lm-eval detected (--batch-size auto, the default on CUDA)"
+            lower = "Set a fixed, smaller --batch-size N"
+        else:
+            which = f"with batch size {batch}"
+            lower = f"Lower --batch-size below {batch} (or let lm-eval detect what fits: --batch-size auto)"
         return OutOfMemory(
-            f"CUDA ran out of memory evaluating {benchmark.name} on {label} with batch size {batch}. "
-            "Lower --batch-size (or use --batch-size auto), free the GPU, run fewer models per GPU "
-            "(pytest-xdist with one GPU per worker), or split the model across GPUs with --tp N. "
+            f"CUDA ran out of memory evaluating {benchmark.name} on {label} {which}. {lower}, free the GPU, run "
+            "fewer models per GPU (pytest-xdist with one GPU per worker), or split the model across GPUs with --tp N. "
             "Finished evaluations are cached and will be reused."
         )
     if name in ("ConnectionError", "OfflineModeIsEnabled", "LocalEntryNotFoundError") or "offline" in text.lower():

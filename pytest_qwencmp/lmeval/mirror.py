@@ -55,6 +55,8 @@ import yaml
 
 from ..config.benchmarks import builtin_registry
 from ..errors import QwencmpError
+from ..hub import HubAccess, hub_offline
+from .data_checks import dataset_in_local_cache, datasets_cache_dir
 
 HUB = "hub"
 MODELS_FOLDER = "models"
@@ -240,16 +242,47 @@ def stdout_log(message: str) -> None:
     print(message, file=sys.stdout, flush=True)
 
 
-def run_mirror(plan: MirrorPlan, log: Log = stdout_log) -> list[Path]:
+def check_hub(plan: MirrorPlan, hub: HubAccess | None = None) -> str | None:
+    """Before any work, in a second or so: why the hub cannot be used (None: it answers, or nothing needs it).
+
+    Offline (``HF_HUB_OFFLINE``) the datasets come from the local datasets cache, so one it lacks stops the
+    mirror here; an unreachable hub stops it here too, instead of after ``datasets``' retries.
+    """
+    wants_hub = bool(plan.models) or (bool(plan.datasets) and plan.source is None)
+    if not wants_hub:
+        return None
+    blocked = (hub or HubAccess()).blocked()
+    if blocked is None:
+        return None
+    uncached = [spec.hub_path for spec in plan.datasets if plan.source is None and not dataset_in_local_cache(spec.hub_path)]
+    if hub_offline():
+        if uncached:
+            raise MirrorError(
+                f"HF_HUB_OFFLINE is set, so the datasets come from the local datasets cache ({datasets_cache_dir()}), "
+                f"which holds no copy of {', '.join(uncached)}. Run the mirror where the hub can be reached and carry "
+                "the folder over, or pass --source DIR."
+            )
+        return blocked
+    if plan.datasets and plan.source is None:
+        cached = "" if uncached else " The datasets are in this machine's Hugging Face caches: set HF_HUB_OFFLINE=1 to copy them from there."
+        raise MirrorError(
+            f"The mirror cannot read the datasets: {blocked}.{cached} Run the mirror where the hub can be reached "
+            "and carry the folder over, or pass --source DIR with a copy made elsewhere by this command."
+        )
+    return blocked
+
+
+def run_mirror(plan: MirrorPlan, log: Log = stdout_log, hub: HubAccess | None = None) -> list[Path]:
     """Write every dataset and model of the plan; returns the folders written."""
+    blocked = check_hub(plan, hub)
     written: list[Path] = []
     with quiet_libraries(with_datasets=bool(plan.datasets)):
         if plan.datasets:
             with tempfile.TemporaryDirectory(prefix="qwencmp-mirror-cache-") as cache:
                 for spec in plan.datasets:
-                    written.append(mirror_dataset(spec, plan.source, plan.out, Path(cache), log))
+                    written.append(mirror_dataset(spec, plan.source, plan.out, Path(cache), log, offline=blocked is not None))
         for model in plan.models:
-            written.append(mirror_model(model, plan.out, log))
+            written.append(mirror_model(model, plan.out, log, blocked))
     return written
 
 
@@ -290,10 +323,13 @@ def quiet_libraries(with_datasets: bool = True) -> Iterator[None]:
 # --------------------------------------------------------------------------- datasets
 
 
-def mirror_dataset(spec: DatasetSpec, source: Path | None, out: Path, cache_dir: Path, log: Log) -> Path:
-    """Copy every config and split of one dataset into ``out/<hub path>``."""
+def mirror_dataset(spec: DatasetSpec, source: Path | None, out: Path, cache_dir: Path, log: Log, offline: bool = False) -> Path:
+    """Copy every config and split of one dataset into ``out/<hub path>`` (``offline``: from the local datasets cache)."""
     final = out / spec.hub_path
-    origin = "the Hugging Face hub" if source is None else str(source / spec.hub_path)
+    if source is not None:
+        origin = str(source / spec.hub_path)
+    else:
+        origin = "the local datasets cache (HF_HUB_OFFLINE is set)" if offline else "the Hugging Face hub"
     log(f"mirror: {spec.hub_path}: reading {len(spec.configs)} config(s) from {origin}")
     with staging_folder(final) as staging:
         features: dict[str, list[dict[str, Any]]] = {}
@@ -339,12 +375,6 @@ def load_local(path: Path, spec: DatasetSpec, config: str, cache_dir: Path) -> M
         raise MirrorError(
             f"Could not read config {config!r} of {spec.hub_path} from {path}: {first_line(exc)}"
         ) from None
-
-
-def hub_offline() -> bool:
-    import datasets.config  # lazy: datasets (pyarrow) only when a dataset is read or mirrored
-
-    return bool(datasets.config.HF_HUB_OFFLINE)
 
 
 def load_from_hub(spec: DatasetSpec, config: str, cache_dir: Path) -> Mapping[str, Any]:
@@ -457,20 +487,22 @@ def write_card(folder: Path, spec: DatasetSpec, features: Mapping[str, list], ro
 # --------------------------------------------------------------------------- models
 
 
-def mirror_model(model: ModelSpec, out: Path, log: Log) -> Path:
-    """``snapshot_download`` into ``out/models/<org>/<name>``, or a copy from the local hub cache."""
+def mirror_model(model: ModelSpec, out: Path, log: Log, blocked: str | None = None) -> Path:
+    """``snapshot_download`` into ``out/models/<org>/<name>``, or a copy from the local hub cache (at once when
+    ``blocked`` says why the hub cannot be used)."""
     final = out / MODELS_FOLDER / model.repo_id
-    log(f"mirror: model {model.label}: fetching")
+    log(f"mirror: model {model.label}: {'copying from the local hub cache' if blocked else 'fetching'}")
     with staging_folder(final) as staging:
-        how = fetch_snapshot(model, staging)
+        how = fetch_snapshot(model, staging, blocked)
         shutil.rmtree(staging / ".cache", ignore_errors=True)  # snapshot_download's local_dir bookkeeping
         replace_folder(staging, final)
     log(f"mirror: model {model.label}: {how} -> {final}")
     return final
 
 
-def fetch_snapshot(model: ModelSpec, dest: Path) -> str:
-    """Fill ``dest`` with the model's files; says where they came from."""
+def fetch_snapshot(model: ModelSpec, dest: Path, blocked: str | None = None) -> str:
+    """Fill ``dest`` with the model's files; says where they came from. ``blocked`` (why the hub cannot be
+    used): straight from the local hub cache, without a download attempt."""
     from huggingface_hub import constants, snapshot_download  # lazy: huggingface_hub only when the hub or its cache is asked
     from huggingface_hub.errors import (  # lazy: huggingface_hub only when the hub or its cache is asked
         LocalEntryNotFoundError,
@@ -478,9 +510,11 @@ def fetch_snapshot(model: ModelSpec, dest: Path) -> str:
         RevisionNotFoundError,
     )
 
+    unreachable: BaseException | str | None = blocked
     try:
-        snapshot_download(model.repo_id, revision=model.revision, local_dir=dest)
-        return "downloaded from the hub"
+        if blocked is None:
+            snapshot_download(model.repo_id, revision=model.revision, local_dir=dest)
+            return "downloaded from the hub"
     except RevisionNotFoundError:
         raise MirrorError(f"The model {model.repo_id} has no revision {model.revision!r} on the hub.") from None
     except RepositoryNotFoundError as exc:  # also gated repositories without a token
@@ -495,7 +529,8 @@ def fetch_snapshot(model: ModelSpec, dest: Path) -> str:
         cached = Path(snapshot_download(model.repo_id, revision=model.revision, local_files_only=True))
     except (LocalEntryNotFoundError, OSError, ValueError) as exc:
         raise MirrorError(
-            f"Could not fetch the model {model.label}: the hub cannot be reached ({first_line(unreachable)}) and "
+            f"Could not fetch the model {model.label}: the hub cannot be used "
+            f"({unreachable if isinstance(unreachable, str) else first_line(unreachable)}) and "
             f"the local hub cache ({constants.HF_HUB_CACHE}) has no complete snapshot of it ({first_line(exc)}). "
             "Run the mirror where the hub is reachable, or download the model there first."
         ) from None

@@ -374,5 +374,6 @@ class ModelHandle:
             "device": self.plan.device,
             "notice": self.plan.notice,
             "tensor_parallel": self.plan.tensor_parallel,
+            "requested_batch_size": self.plan.batch_size,  # an integer, or "auto" (detected per benchmark)
             "setup": self.setup(),
         }

@@ -215,8 +215,8 @@ def _plan_tensor_parallel(
             # lm-eval's detection retries after an out-of-memory error in each rank on its own;
             # ranks that retry at different points leave the group's collectives out of step.
             batch_size = TENSOR_PARALLEL_BATCH_SIZE
-            notice = (f"--batch-size auto is not used with {option} (ranks must stay in step); "
-                      f"batch size {batch_size}, set --batch-size to tune")
+            notice = (f"batch size {batch_size}: with {option} lm-eval does not detect it (the ranks must stay in "
+                      "step); set --batch-size N to tune")
     else:
         gpus = ()
         run_dtype, notice = _cpu_dtype(dtype, "deepspeed")

@@ -122,6 +122,39 @@ def score_text(value: float | None, stderr: float | None) -> str:
     return f"{value:.2f} ± {stderr:.2f}" if stderr is not None else f"{value:.2f}"
 
 
+def verdict_text(record: Record) -> str:
+    """The verdict as every table words it (terminal, Markdown, HTML, JUnit ``qwencmp_verdict``):
+    ``PASS · better``, ``FAIL · no detectable difference · underpowered``."""
+    outcome = "PASS" if record.get("passed") else "FAIL"
+    significance = record.get("significance") or ""
+    text = f"{outcome} · {significance}" if significance and significance != "n/a" else outcome
+    return text + (" · underpowered" if record.get("underpowered") else "")
+
+
+def batch_size_text(model: Mapping[str, Any]) -> str | None:
+    """The batch size a model ran with, per benchmark when they differ: ``16``, ``auto → 64``,
+    ``auto → mmlu 32, hellaswag 64``; the requested size alone when no evaluation recorded one; None without either."""
+    requested = model.get("requested_batch_size")
+    ran = {k: v for k, v in (model.get("batch_size") or {}).items() if v is not None} if isinstance(model.get("batch_size"), Mapping) else {}
+
+    def one(value: Any) -> str:
+        return " and ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+    if not ran:
+        return None if requested is None else str(requested)
+    shown = {one(v) for v in ran.values()}
+    text = shown.pop() if len(shown) == 1 else ", ".join(f"{name} {one(v)}" for name, v in ran.items())
+    return f"auto → {text}" if requested == "auto" else text
+
+
+def expectations_text(expectations: Any) -> str:
+    """The expectations file that judged the run: ``evals/expectations.toml (sha256 1070eb085334…)``."""
+    if not isinstance(expectations, Mapping):
+        return "none" if expectations is None else str(expectations)
+    digest = expectations.get("sha256")
+    return f"{expectations.get('path')} (sha256 {digest[:12]}…)" if digest else str(expectations.get("path"))
+
+
 def confidence(record: Record) -> str:
     return f"{1 - float(record.get('alpha') or 0.05):.0%}"
 

@@ -50,6 +50,9 @@ from .charts import COLOR_A, COLOR_B, dumbbell_svg, histogram_svg
 from .formatting import (
     Record,
     adjustment_phrase,
+    batch_size_text,
+    expectations_text,
+    verdict_text,
     ci_text,
     confidence,
     counts,
@@ -113,7 +116,7 @@ def _templates() -> Environment:
         level_phrase=level_phrase,
         plural=_plural, score_cell=score_cell,
         side_class=_side_class, sign_class=_sign_class, unique_warnings=_unique_warnings, verdict_ci=_verdict_ci,
-        verdict_text=_verdict_text,
+        verdict_text=verdict_text, breakable=_breakable, score_html=_score_html, ci_html=_ci_html,
     )
     return env
 
@@ -163,11 +166,23 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def _verdict_text(record: Record) -> str:
-    outcome = "PASS" if record.get("passed") else "FAIL"
-    significance = record.get("significance") or ""
-    text = f"{outcome} · {significance}" if significance and significance != "n/a" else outcome
-    return text + (" · underpowered" if record.get("underpowered") else "")
+def _breakable(text: Any) -> Markup:
+    """Text that may wrap after each ``_`` (``high_school_government_and_politics``) in a narrow column."""
+    return Markup(html.escape("" if text is None else str(text), quote=True).replace("_", "_<wbr>"))
+
+
+def _score_html(value: Any, stderr: Any) -> Markup:
+    """``50.00 ± 18.90``, the ``± stderr`` part free to wrap onto a second line in a narrow column."""
+    cell = score_cell(value, stderr)
+    head, sep, tail = cell.partition(" ± ")
+    if not sep:
+        return _escaped(cell)
+    return Markup(f'{html.escape(head)} <span class="qc-se">± {html.escape(tail)}</span>')
+
+
+def _ci_html(record: Record, prefix: str = "") -> Markup:
+    """``[-2.73, +62.50]``: on one line, except in a narrow window (CSS), where it may wrap after its comma."""
+    return Markup(f'<span class="qc-ci">{html.escape(ci_text(record, prefix))}</span>')
 
 
 def _verdict_ci(record: Record) -> str:
@@ -319,23 +334,23 @@ def _charts(rows: Sequence[Record], slug: str, label_a: str, label_b: str) -> li
     return charts
 
 
-def _table_heads(rows: Sequence[Record], label_a: str, label_b: str) -> list[tuple[str, str]]:
+def _table_heads(rows: Sequence[Record], label_a: str, label_b: str) -> list[tuple[str, str, bool]]:
     metrics = {str(r.get("metric", "acc")) for r in rows}
     shown_metric = (str(rows[0].get("metric", "acc")) if rows else "acc") if len(metrics) == 1 else "score"
     conf = f"{1 - float((rows[0].get('alpha') if rows else None) or 0.05):.0%}"
     compared_with = baseline_name(rows)
-    return [
-        ("Task", "text"),
-        (f"{label_a} {shown_metric} ± stderr", "num"),
-        (f"{label_b} {shown_metric} ± stderr", "num"),
-        ("Improvement", "num"),
-        (f"{conf} CI (paired)", "num"),
-        ("p", "num"),
-        (adjusted_header(rows) if rows else "adj. CI", "num"),
-        ("adj. p", "num"),
-        ("MDE", "num"),
-        *(((f"B − baseline {compared_with!r}", "num"),) if compared_with else ()),
-        ("Verdict", "text"),
+    return [  # (head, sort type, a column a narrow window leaves out: its value is in the row's details)
+        ("Task", "text", False),
+        (f"{label_a} {shown_metric} ± stderr", "num", False),
+        (f"{label_b} {shown_metric} ± stderr", "num", False),
+        ("Improvement", "num", False),
+        (f"{conf} CI (paired)", "num", False),
+        ("p", "num", True),
+        (adjusted_header(rows) if rows else "adj. CI", "num", False),
+        ("adj. p", "num", True),
+        ("MDE", "num", True),
+        *(((f"B − baseline {compared_with!r}", "num", False),) if compared_with else ()),
+        ("Verdict and reason", "text", False),
     ]
 
 
@@ -381,6 +396,7 @@ def _model_rows(run: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         ("dtype", dtype),
         ("device", lambda m: str(m.get("device") or "—")),
         ("tensor parallel", lambda m: f"x{m['tensor_parallel']} (DeepSpeed AutoTP)" if (m.get("tensor_parallel") or 1) > 1 else "no"),
+        ("batch size", lambda m: batch_size_text(m) or "—"),
         ("parameters", params),
     ]
     out = [(key, get(a), get(b)) for key, get in rows]
@@ -393,11 +409,14 @@ def _settings(run: Mapping[str, Any], stats: Mapping[str, Any] | None) -> list[t
     """(label, value, smoke run?) per setting shown, then the wall time and the work done."""
     items = []
     details = "code_sandbox_details" if run.get("code_sandbox_details") else "code_sandbox"
-    for key in ("num_fewshot", "limit", "generation", "samples", "seed", "correction", "data", "lm_eval_version", "machine", details, "baseline"):
+    for key in ("num_fewshot", "limit", "generation", "samples", "seed", "correction", "expectations", "data",
+                "lm_eval_version", "machine", details, "baseline"):
         if key not in run or run[key] in (None, {}, ""):
             continue
         value = run[key]
-        if isinstance(value, Mapping):
+        if key == "expectations":
+            value = expectations_text(value)
+        elif isinstance(value, Mapping):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         label = {"num_fewshot": "few-shot", "samples": "samples per problem", "lm_eval_version": "lm-eval", "correction": "p correction",
                  "code_sandbox": "code sandbox", "code_sandbox_details": "code sandbox"}.get(key, key.replace("_", " "))

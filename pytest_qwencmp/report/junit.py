@@ -22,10 +22,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .formatting import verdict_text
+
 RECORD_PROPERTY = "qwencmp"  # the whole record, carried from xdist workers to the controller, never written to XML
+# The JUnit properties, one naming scheme: ``qwencmp_<key>`` holds the results JSON record's ``<key>`` (same value;
+# booleans as true/false), and ``qwencmp_verdict`` the Verdict column of every table ("PASS · better").
 SCORE_PROPERTIES = (
     "a", "b", "delta", "ci_low", "ci_high", "p_value", "adjusted_p", "adjusted_ci_low", "adjusted_ci_high", "mde",
 )
+OUTCOME_PROPERTIES = ("passed", "significance", "underpowered")
 VERDICT_PROPERTY = "qwencmp_verdict"
 # Added to a record after the test ran (by the controller or a merge): not part of the item's own property.
 _AFTER_THE_RUN = ("outcome", "nodeid")
@@ -43,9 +48,14 @@ def record_property(record: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def item_properties(record: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """The documented JUnit properties of one item: ``qwencmp_a`` … ``qwencmp_mde``, ``qwencmp_verdict`` (scalars only)."""
+    """The documented JUnit properties of one item (scalars only): ``qwencmp_a`` … ``qwencmp_mde``,
+    ``qwencmp_passed``, ``qwencmp_significance``, ``qwencmp_underpowered`` (the record's keys and values) and
+    ``qwencmp_verdict`` (the tables' Verdict text)."""
     properties: list[tuple[str, Any]] = [(f"qwencmp_{key}", record.get(key)) for key in SCORE_PROPERTIES]
-    properties.append((VERDICT_PROPERTY, "pass" if record["passed"] else "fail"))
+    for key in OUTCOME_PROPERTIES:
+        value = record.get(key)
+        properties.append((f"qwencmp_{key}", str(value).lower() if isinstance(value, bool) else value))
+    properties.append((VERDICT_PROPERTY, verdict_text(record)))
     return properties
 
 

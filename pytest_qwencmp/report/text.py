@@ -22,7 +22,9 @@ from ..stats.power import level_phrase
 from .formatting import (
     Record,
     adjustment_phrase,
+    batch_size_text,
     confidence,
+    expectations_text,
     counts,
     fmt_ci,
     fmt_mde,
@@ -31,29 +33,28 @@ from .formatting import (
     is_overall,
     paired_test_name,
     score_text,
+    verdict_text,
 )
 
 
 def item_lines(record: Record) -> list[str]:
-    """An item's story in two to four short lines: scores and test; adjusted test, verdict, MDE; expectations; power."""
+    """An item's story in three short lines: the scores and the paired test; the adjusted test, the verdict and
+    the MDE; the expectations missed (or met). A fourth appears only for an expectation the run's size can never
+    decide. The power of each rule is in the JSON and HTML."""
     r = record
     first = (f"{r['benchmark']}[{r['item']}] {r['metric']}: A ({r['model_a']}) {score_text(r['a'], r.get('a_stderr'))}, "
-             f"B ({r['model_b']}) {score_text(r['b'], r.get('b_stderr'))} over {r['n']} documents; B − A = {r['delta']:+.2f} points")
-    if r.get("delta_stderr") is not None:
-        kind = "paired" if r.get("p_value") is not None else "unpaired"
-        first += f" (± {r['delta_stderr']:.2f} {kind} stderr"
-        if r.get("ci_low") is not None:
-            first += f", {confidence(r)} CI {fmt_ci(r['ci_low'], r['ci_high'])}, {paired_test_name(r)} p = {r['p_value']:.3g}"
-        first += ")"
+             f"B ({r['model_b']}) {score_text(r['b'], r.get('b_stderr'))}, n = {r['n']}; B − A {r['delta']:+.2f} points")
+    if r.get("ci_low") is not None:
+        first += f", {confidence(r)} CI {fmt_ci(r['ci_low'], r['ci_high'])}, {paired_test_name(r)} p = {r['p_value']:.3g}"
+    elif r.get("delta_stderr") is not None:
+        first += f" ± {r['delta_stderr']:.2f} (unpaired stderr)"
     lines = [first + "."]
     if r.get("adjusted_p") is not None:
         adjusted = ""
         if not is_overall(r) and int(r.get("family_size") or 1) > 1:
             adjusted = f": CI {fmt_ci(r.get('adjusted_ci_low'), r.get('adjusted_ci_high'))}, p = {r['adjusted_p']:.3g}"
         mde = fmt_mde(r)
-        power = "" if mde == "—" else (f"; MDE {mde} points (80% power, {level_phrase(r['mde_level'])})" if mde != "none"
-                                       else f"; MDE none: no difference is detectable ({level_phrase(r['mde_level'])}) "
-                                            f"with {r['n']} documents")
+        power = "" if mde == "—" else (f"; MDE {mde} points" if mde != "none" else f"; no MDE: {r['n']} documents detect no difference")
         lines.append(f"  {adjustment_phrase(r)}{adjusted} → {r.get('significance')}{power}.")
     if r.get("failures"):
         lines.append("  Missed: " + "; ".join(r["failures"]) + ".")
@@ -61,9 +62,6 @@ def item_lines(record: Record) -> list[str]:
         lines.append("  Expected: " + "; ".join(r["checked"]) + ".")
     if r.get("impossible"):
         lines.append("  At this size: " + "; ".join(impossible_text(entry) for entry in r["impossible"]) + ".")
-    weak = [note for note in r.get("power_notes") or [] if note.endswith("underpowered")]
-    if weak:
-        lines.append("  Power: " + "; ".join(weak) + ".")
     return lines
 
 
@@ -77,8 +75,10 @@ def short_line(record: Record) -> str:
         parts.append(f"{r.get('correction')} CI {fmt_ci(r.get('adjusted_ci_low'), r.get('adjusted_ci_high'))} "
                      f"p {fmt_p(r.get('adjusted_p'))}")
     parts.append(str(r.get("significance")))
-    if fmt_mde(r) != "—":
+    if fmt_mde(r) not in ("—", "none"):
         parts.append(f"MDE {fmt_mde(r)}")
+    elif fmt_mde(r) == "none":
+        parts.append("no MDE (too few documents)")
     if r.get("underpowered"):
         parts.append("underpowered")
     return "; ".join(parts)
@@ -171,13 +171,6 @@ def benchmark_lines(rows: Sequence[Record]) -> list[str]:
     return lines
 
 
-def _verdict(record: Record) -> str:
-    outcome = "PASS" if record["passed"] else "FAIL"
-    significance = record.get("significance") or ""
-    text = f"{outcome} · {significance}" if significance and significance != "n/a" else outcome
-    return text + (" · underpowered" if record.get("underpowered") else "")
-
-
 def _adjusted_cells(record: Record) -> tuple[str, str]:
     if is_overall(record):
         return "— (alone)", "—"
@@ -213,7 +206,7 @@ def table_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
             *_adjusted_cells(r),
             fmt_mde(r),
             *((baseline_cell(r),) if with_baseline else ()),
-            _verdict(r),
+            verdict_text(r),
         )
         for r in records
     ]
@@ -271,9 +264,10 @@ def settings_lines(run: Mapping[str, Any]) -> list[str]:
         revision = f" @ {model['revision']}" if model.get("revision") else ""
         params = f", {model['parameters']:,} parameters" if model.get("parameters") else ""
         split = f", tensor parallel x{model['tensor_parallel']}" if (model.get("tensor_parallel") or 1) > 1 else ""
+        batch = f", batch size {batch_size_text(model)}" if batch_size_text(model) else ""
         lines.append(
             f"model {side.upper()}: {model['name_or_path']}{revision} — {model['backend']} backend, "
-            f"{model['dtype']} on {model['device']}{split}{params}"
+            f"{model['dtype']} on {model['device']}{split}{batch}{params}"
         )
         if model.get("notice") and not shared_notice:
             lines.append(f"  note: {model['notice']}")
@@ -286,7 +280,9 @@ def settings_lines(run: Mapping[str, Any]) -> list[str]:
         for key in group:
             if key in run and run[key] not in (None, {}, ""):
                 value = run[key]
-                if isinstance(value, Mapping):
+                if key == "expectations":
+                    value = expectations_text(value)
+                elif isinstance(value, Mapping):
                     value = ", ".join(f"{k}={v}" for k, v in value.items())
                 parts.append(f"{key.replace('_', ' ')}: {value}")
         if parts:
@@ -299,6 +295,7 @@ def settings_lines(run: Mapping[str, Any]) -> list[str]:
 _SETTING_LINES = (
     ("num_fewshot", "limit", "generation", "samples", "seed"),
     ("data", "lm_eval_version", "correction"),
+    ("expectations",),
     ("code_sandbox",),
     ("baseline",),
 )

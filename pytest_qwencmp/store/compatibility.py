@@ -157,12 +157,14 @@ def number_settings(
 # the check
 
 
+SHOWN_CHARS = 40  # a value longer than this (a fingerprint, a whole mapping) is cut: messages stay one short paragraph
+
+
 def _show(value: Any) -> str:
     if value is None:
         return "none"
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True)
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
 def _leaf_diffs(base: Any, now: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any, Any]]:

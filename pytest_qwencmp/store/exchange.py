@@ -211,8 +211,8 @@ class ImportedEntries:
                 out.append(record)
         return out
 
-    def explain_miss(self, side: str, benchmark: "Benchmark", parts: Mapping[str, Any]) -> list[str]:
-        """One line when an imported entry of this side and benchmark exists but its settings differ; else []."""
+    def _closest(self, side: str, benchmark: "Benchmark", parts: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]] | None:
+        """The imported record of this side and benchmark whose settings differ least from ``parts``, and how."""
         closest: tuple[int, dict[str, Any], list[str]] | None = None
         for record in self.records():
             if record.get("side") != side or record.get("benchmark") != benchmark.name:
@@ -220,9 +220,23 @@ class ImportedEntries:
             diffs = settings_mismatches(record["key_parts"], parts, names=("imported entry", "this run"), strict=True)
             if diffs and (closest is None or len(diffs) < closest[0]):
                 closest = (len(diffs), record, diffs)
-        if closest is None:
+        return None if closest is None else closest[1:]
+
+    def differences(self, side: str, benchmark: "Benchmark", parts: Mapping[str, Any]) -> list[str]:
+        """How this side's imported entry of the benchmark differs from ``parts``, as one text (with where it was
+        imported from) in a list; [] when none was imported or it matches."""
+        found = self._closest(side, benchmark, parts)
+        if found is None:
             return []
-        _, record, diffs = closest
+        record, diffs = found
+        return [f"{'; '.join(diffs)} (the entry {record.get('origin', 'imported')})"]
+
+    def explain_miss(self, side: str, benchmark: "Benchmark", parts: Mapping[str, Any]) -> list[str]:
+        """One line when an imported entry of this side and benchmark exists but its settings differ; else []."""
+        found = self._closest(side, benchmark, parts)
+        if found is None:
+            return []
+        record, diffs = found
         label = record.get("label") or f"model {side.upper()}"
         return [
             f"qwencmp: {benchmark.title} × {label}: not reusing the entry {record.get('origin', 'imported')} — "

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.benchmarks import Registry, benchmark_from_table
-from ..config.expectations import NO_EXPECTATIONS, Expectations, load_expectations, parse_expectations
+from ..config.expectations import NO_EXPECTATIONS, Expectations, expectations_identity, load_expectations, parse_expectations
 from ..errors import QwencmpError
 from ..evaluation.scores import BenchmarkEvaluation
 from ..report.results import combine_stats
@@ -35,10 +35,8 @@ from ..stats.multiplicity import adjust_p_values
 from .compatibility import settings_mismatches
 from .format import SavedEvaluations, SavedFormatError, read_results
 
-ADVICE = (
-    "Merge the --qwencmp-json files of ONE run of every shard (same models, settings and plan; "
-    "rerun a failed or missing shard job first)."
-)
+MOST_PROBLEMS = 4  # named in the one paragraph; the count of the rest follows
+ADVICE = "Merge the --qwencmp-json files of one run of every shard (rerun a failed or missing shard job first)."
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,7 @@ def _identity(shard: ShardResult, overrides: Iterable[str]) -> dict[str, Any]:
         identity["correction"] = comparison.get("correction")
     if "expectations" not in overrides:
         rules = comparison.get("expectations")
-        identity["expectations"] = None if not rules else f"{rules.get('name')} (sha256 {_digest(str(rules.get('text', '')))})"
+        identity["expectations"] = None if not rules else f"{rules.get('name')}, sha256 {_digest(str(rules.get('text', '')))[:8]}"
     return identity
 
 
@@ -144,9 +142,7 @@ def _settings_problems(shards: Sequence[ShardResult], overrides: Iterable[str]) 
     for shard in shards[1:]:
         diffs = settings_mismatches(reference, _identity(shard, overrides), names=(first.path.name, shard.path.name))
         if diffs:
-            problems.append(
-                f"settings that change the numbers differ between {first.path.name} and {shard.path.name} — " + "; ".join(diffs)
-            )
+            problems.append(f"{first.path.name} and {shard.path.name} differ in settings that change the numbers — " + "; ".join(diffs))
     return problems
 
 
@@ -159,12 +155,14 @@ def _coverage_problems(shards: Sequence[ShardResult], registry: Registry) -> lis
             evaluated.setdefault((side, benchmark), []).append(shard.path.name)
         for record in shard.records:
             recorded.setdefault((record.get("benchmark"), record.get("item")), []).append(shard.path.name)
-    for (side, benchmark), files in sorted(evaluated.items()):
-        if len(files) > 1:
-            problems.append(f"model {side.upper()}'s {benchmark} evaluation is in {len(files)} files ({', '.join(files)})")
-    for (benchmark, item), files in sorted(recorded.items()):
-        if len(files) > 1:
-            problems.append(f"item {benchmark}[{item}] is duplicated ({', '.join(files)})")
+    twice = [(side, benchmark, files) for (side, benchmark), files in sorted(evaluated.items()) if len(files) > 1]
+    if twice:
+        shown = ", ".join(f"model {side.upper()}'s {benchmark}" for side, benchmark, _ in twice[:4]) + (", …" if len(twice) > 4 else "")
+        problems.append(f"{len(twice)} evaluation(s) are in more than one file ({shown}: {', '.join(dict.fromkeys(twice[0][2]))})")
+    duplicated = [(benchmark, item, files) for (benchmark, item), files in sorted(recorded.items()) if len(files) > 1]
+    if duplicated:
+        shown = ", ".join(f"{b}[{i}]" for b, i, _ in duplicated[:3]) + (", …" if len(duplicated) > 3 else "")
+        problems.append(f"{len(duplicated)} item(s) are in more than one file ({shown})")
     # Benchmarks the given shards were to run (a missing shard is reported by the plan check).
     planned = {b for s in shards if s.plan for b in (s.plan.get("benchmarks") or [])[int(s.plan["index"]) - 1]}
     benchmarks = list(dict.fromkeys([b for b, _ in recorded] + sorted(planned)))
@@ -192,7 +190,8 @@ def check_shards(shards: Sequence[ShardResult], registry: Registry, *, overrides
     problems = _plan_problems(shards) + _settings_problems(shards, overrides) + _coverage_problems(shards, registry)
     if problems:
         names = ", ".join(s.path.name for s in shards)
-        raise QwencmpError(f"Cannot merge {names}: " + "; ".join(problems) + f". {ADVICE}")
+        shown = problems[:MOST_PROBLEMS] + ([f"and {len(problems) - MOST_PROBLEMS} more"] if len(problems) > MOST_PROBLEMS else [])
+        raise QwencmpError(f"Cannot merge {names}: " + "; ".join(shown) + f". {ADVICE}")
 
 
 # --------------------------------------------------------------------------
@@ -232,18 +231,26 @@ def _correction(shards: Sequence[ShardResult], given: str | None) -> str:
     return correction
 
 
-def _run_info(shards: Sequence[ShardResult], correction: str) -> dict[str, Any]:
+def _run_info(shards: Sequence[ShardResult], correction: str, expectations: Path | None) -> dict[str, Any]:
     ran = [s for s in shards if s.records] or list(shards)
     info = ran[0].run_info
     for shard in ran[1:]:
         for side, model in shard.run_info.get("models", {}).items():
+            mine = info["models"].setdefault(side, {})
             for key, value in model.items():
-                info["models"].setdefault(side, {}).setdefault(key, value)
+                if key == "batch_size" and isinstance(value, Mapping):  # per benchmark: each shard ran its own
+                    mine[key] = {**(mine.get(key) or {}), **value}
+                mine.setdefault(key, value)
     info["num_fewshot"] = {k: v for s in ran for k, v in (s.run_info.get("num_fewshot") or {}).items()}
     info["machine"] = "; ".join(dict.fromkeys(str(s.run_info["machine"]) for s in ran if s.run_info.get("machine")))
     for key in ("code_sandbox", "code_sandbox_details"):
         info[key] = next((s.run_info[key] for s in ran if s.run_info.get(key)), None)
     info["correction"] = correction
+    rules = shards[0].saved.comparison.get("expectations")
+    if expectations is not None:
+        info["expectations"] = expectations_identity(Path(expectations))
+    elif rules and not info.get("expectations"):  # shards written before results recorded the file
+        info["expectations"] = expectations_identity(Path(str(rules.get("name"))), str(rules.get("text", "")))
     info.pop("shard", None)
     info["merged_from"] = [s.label for s in shards]
     return info
@@ -293,4 +300,4 @@ def load_shards(paths: Sequence[Path], *, expectations: Path | None = None, corr
     stats = combine_stats(s.document.get("stats") or {} for s in shards)
     stats["wall_seconds"] = max((float((s.document.get("stats") or {}).get("wall_seconds") or 0) for s in shards), default=0.0)
     stats["shards"] = len(shards)
-    return ShardSet(shards, registry, rules, method, evaluations, seeds, nodeids, _run_info(shards, method), stats)
+    return ShardSet(shards, registry, rules, method, evaluations, seeds, nodeids, _run_info(shards, method, expectations), stats)

@@ -72,6 +72,7 @@ def test_a_regular_file_given_as_model_says_it_is_a_file(tmp_path):
         ({"data_dir": "/no/such/data"}, "--data-dir '/no/such/data' does not exist"),
         ({"expectations": "/no/such.toml"}, "does not exist; fix --expectations"),
         ({"demo": True, "models_from_ini": False}, "--demo brings its own two models"),
+        ({"demo": True, "models_from_ini": True, "data_dir": "/no/such/data"}, "--demo brings its own data, so --data-dir=/no/such/data would not be read"),
         ({"tp": "0"}, "--tp must be at least 1"),
         ({"tp_b": "two"}, "--tp-b must be a whole number"),
     ],
@@ -102,8 +103,30 @@ def test_fewshot_and_benchmark_subsets_parse():
 
 def test_missing_models_are_reported_when_needed():
     s = parse_settings({}, KNOWN)
-    with pytest.raises(QwencmpError, match="needs two models"):
+    with pytest.raises(QwencmpError) as info:
         s.model("a")
+    assert info.value.message.startswith("Two models are needed to compare: pass --model-a and --model-b")
+    assert "pytest-qwencmp" not in info.value.message  # the plugin prefixes its name once
+
+
+def test_demo_ignores_an_ini_files_data_dir(tmp_path):
+    """--data-dir on the command line with --demo is refused (the demo reads its own data); the ini file's is ignored."""
+    s = parse_settings({"demo": True, "data_dir": str(tmp_path), "data_dir_from_ini": True}, KNOWN)
+    assert s.demo and s.data_dir is None
+
+
+def test_a_missing_path_is_called_a_path_to_check(tmp_path, monkeypatch):
+    """A name that is a path (./x, a/b/c, or out/x where out/ exists) is not suggested as a hub id: check the path."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    for given in ("./my-model", "out/my-model", "a/b/c"):
+        with pytest.raises(QwencmpError) as info:
+            settings(model_b=given)
+        message = info.value.message
+        assert f"--model-b {given!r} looks like a path, but no such folder exists" in message, message
+        assert f"relative paths start at {tmp_path}" in message and "Check the path" in message
+        assert "Qwen/" not in message  # no hub id is offered for a folder that is not there
+    assert settings(model_b="org/name").model_b.name_or_path == "org/name"  # org/ is no folder here: a hub id
 
 
 def test_demo_drops_models_and_paths_resolve(tmp_path):

@@ -127,7 +127,8 @@ def test_unknown_duplicate_and_conflicting_model_args_stop_at_start(raw, fragmen
 
 
 def test_adapter_folder_is_checked_before_anything_loads(tmp_path):
-    fails("--peft-b './no-such-adapter' looks like a path but no such directory exists", peft_b="./no-such-adapter")
+    fails("--peft-b './no-such-adapter' looks like a path, but no such folder exists", peft_b="./no-such-adapter")
+    fails("Check the path: give the adapter's folder, the one peft's save_pretrained wrote", peft_b="./no-such-adapter")
     fails("holds no adapter_config.json", peft_a=str(tmp_path))
     (tmp_path / "adapter_config.json").write_text("{}")
     fails("holds no adapter weights", peft_a=str(tmp_path))

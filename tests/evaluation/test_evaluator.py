@@ -139,7 +139,10 @@ def test_cuda_out_of_memory_becomes_one_actionable_paragraph():
 
     error = _translate(OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"), REGISTRY.get("mmlu"), "Qwen/Qwen2.5-7B", FakeLM())
     assert "CUDA ran out of memory evaluating mmlu on Qwen/Qwen2.5-7B with batch size 64" in str(error)
-    assert "Lower --batch-size" in str(error) and "Finished evaluations are cached" in str(error)
+    assert "Lower --batch-size below 64" in str(error) and "Finished evaluations are cached" in str(error)
+    FakeLM.batch_size = "auto"  # detected by lm-eval: a smaller fixed size is the way out
+    detected = str(_translate(OutOfMemoryError("CUDA out of memory"), REGISTRY.get("mmlu"), "Qwen/Qwen2.5-7B", FakeLM()))
+    assert "with the batch size lm-eval detected (--batch-size auto" in detected and "Set a fixed, smaller --batch-size N" in detected
     assert isinstance(error, OutOfMemory)  # a tensor-parallel group ends on it: its ranks are out of step
     unrelated = ValueError("something else")
     assert _translate(unrelated, REGISTRY.get("mmlu"), "x", FakeLM()) is unrelated

@@ -475,7 +475,7 @@ def test_offline_hub_source_reads_the_local_datasets_cache(source, full_mirror, 
     out = tmp_path / "out"
     result = cli("--out", str(out), "--benchmarks", "mbpp", env=isolated_env(tmp_path, HF_DATASETS_CACHE=str(cache)))
     assert result.returncode == 0, result.stderr
-    assert "from the Hugging Face hub" in result.stdout
+    assert "from the local datasets cache (HF_HUB_OFFLINE is set)" in result.stdout
     folder = out / "google-research-datasets" / "mbpp"
     assert tree(folder) == tree(full_mirror / "google-research-datasets" / "mbpp")  # same bytes as from a folder
     copy = load(folder, "full", tmp_path / "cache-copy")

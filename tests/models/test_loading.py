@@ -72,7 +72,7 @@ def test_tensor_parallel_gives_each_xdist_worker_its_own_gpu_slice():
     assert [p.device for p in slices[:3]] == ["cuda:0,1,2,3", "cuda:0,1,2,3", "cuda:4,5,6,7"]
     p = slices[0]
     assert (p.backend, p.dtype, p.tensor_parallel, p.batch_size) == ("deepspeed", "float16", 4, 16)
-    assert "--batch-size auto is not used with --tp 4 (ranks must stay in step); batch size 16" in p.notice
+    assert p.notice == "batch size 16: with --tp 4 lm-eval does not detect it (the ranks must stay in step); set --batch-size N to tune"
     explicit = plan(has_cuda=True, cuda_devices=8, tensor_parallel=4, batch_size=64)
     assert (explicit.batch_size, explicit.notice) == (64, "")
     assert p.summary == "deepspeed, float16, cuda:0,1,2,3, tensor parallel x4"

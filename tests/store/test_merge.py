@@ -8,8 +8,10 @@ fresh cache. The full three-benchmark version, where the single run also evaluat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -202,16 +204,37 @@ def test_settings_that_differ_between_shards_are_one_paragraph(sharded, capsys, 
 
     other = edited(sharded, tmp_path, "shard-2.json", bfloat16_b)
     status, _, err = merge(capsys, sharded.path("shard-1.json"), other)
-    assert_one_paragraph(status, err, "Cannot merge shard-1.json, shard-2.json: settings that change the numbers differ between "
-                         "shard-1.json and shard-2.json — limit: shard-1.json 2, shard-2.json 3; "
+    assert_one_paragraph(status, err, "Cannot merge shard-1.json, shard-2.json: shard-1.json and shard-2.json differ in settings "
+                         "that change the numbers — limit: shard-1.json 2, shard-2.json 3; "
                          "dtype (model B): shard-1.json float32, shard-2.json bfloat16.", "rerun a failed or missing shard")
+    assert len(err) < 400, err  # short: what differs and the fix
+
+
+def test_options_may_come_between_the_shard_files(sharded, capsys, tmp_path):
+    """`merge a.json --expectations=F b.json`: the files after an option are shards too."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[mbpp]\nfloor_a = 0\n")
+    status, out, err = merge(capsys, sharded.path("shard-1.json"), f"--expectations={rules}", sharded.path("shard-2.json"),
+                             "--json", tmp_path / "merged.json")
+    assert status in (0, 1) and err == "", err
+    document = json.loads((tmp_path / "merged.json").read_text())
+    assert {r["benchmark"] for r in document["comparisons"]} == {"hellaswag", "mbpp"}
+    assert document["settings"]["expectations"]["path"] == str(rules)  # the file that judged the merge
+    assert document["settings"]["expectations"]["sha256"] == hashlib.sha256(rules.read_bytes()).hexdigest()
+    with pytest.raises(SystemExit) as stopped:  # argparse's usage error, as for any unknown option
+        merge(capsys, sharded.path("shard-1.json"), "--no-such-option", sharded.path("shard-2.json"))
+    assert stopped.value.code == 2 and "unrecognized arguments: --no-such-option" in capsys.readouterr().err
 
 
 def test_a_missing_or_repeated_shard_or_item_is_one_paragraph(sharded, capsys, tmp_path):
     status, _, err = merge(capsys, sharded.path("shard-1.json"))
     assert_one_paragraph(status, err, "shard 2/2 (hellaswag) is missing")
     status, _, err = merge(capsys, sharded.path("shard-1.json"), sharded.path("shard-1.json"), sharded.path("shard-2.json"))
-    assert_one_paragraph(status, err, "shard 1/2 is given 2 times", "item mbpp[pass@1] is duplicated")
+    assert_one_paragraph(status, err, "shard 1/2 is given 2 times", "1 item(s) are in more than one file (mbpp[pass@1])")
+    many = [sharded.path("shard-1.json")] * 2 + [sharded.path("shard-2.json")] * 2  # every item twice: still short
+    status, _, err = merge(capsys, *many)
+    assert_one_paragraph(status, err, "item(s) are in more than one file")
+    assert len(err) < 700, err
     partial = edited(sharded, tmp_path, "shard-2.json", lambda d: d["comparisons"].pop())
     status, _, err = merge(capsys, sharded.path("shard-1.json"), partial)
     assert_one_paragraph(status, err, "1 of the 2 items of hellaswag are missing (hellaswag[acc_norm])")
@@ -281,6 +304,17 @@ def test_model_a_imported_into_a_fresh_cache_leaves_only_b_to_evaluate(sharded, 
     assert line.startswith(f"qwencmp: HellaSwag × model_a: not reusing the entry imported from {exported}")
     assert line.endswith("settings that change the numbers differ: limit: imported entry 2, this run 5")
     assert ImportedEntries(fresh).explain_miss("b", builtin_registry().get("hellaswag"), parts) == []
+
+    # A run under another limit would evaluate model A again instead of reusing it: it stops at the start.
+    entries = sorted(fresh.glob("evaluations/*/*.json"))
+    other_limit = [a if a != "2" else "3" for a in sharded.args]
+    refused = pytester.runpytest_inprocess(*other_limit, f"--eval-cache-dir={fresh}", "-p", "no:cacheprovider")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    err = refused.stderr.str()
+    assert err.count(f"ERROR: pytest-qwencmp: This run would evaluate again what was imported into {fresh}") == 1
+    assert re.search(r"model A's hellaswag( and mbpp)?: limit: imported entry 2, this run 3 \(the entry imported from", err), err
+    assert "pass --qwencmp-reevaluate-imported to evaluate anew" in err and len(err.splitlines()) <= 2
+    assert "evaluating (" not in refused.stdout.str() and sorted(fresh.glob("evaluations/*/*.json")) == entries
 
 
 def test_an_edited_or_foreign_entry_is_refused(sharded, capsys, tmp_path):
