@@ -3,7 +3,9 @@
 ``EvaluationRequest`` says everything the call needs besides the model — the
 benchmark, where its data lives, shots, limit, generation settings, seed, and
 the side's prompting (chat template, few-shot as multi-turn, system
-instruction, passed exactly as lm-eval's CLI passes them) — and
+instruction, passed exactly as lm-eval's CLI passes them), and optionally the
+very documents to evaluate (``samples``: lm-eval evaluates exactly those, for a
+sequential run's look or the documents a cache lacks) — and
 is plain, picklable data, so the same request runs in this process or in every
 rank of a tensor-parallel group (``tensor_parallel``). ``run_request`` builds
 the task manager over the real task definitions (``tasks``), runs MBPP's
@@ -49,6 +51,14 @@ class EvaluationRequest:
     apply_chat_template: bool | str = False  # lm-eval's apply_chat_template: False, True or a template name
     fewshot_as_multiturn: bool = False
     system_instruction: str | None = None
+    # Only these documents (leaf task -> sorted document indices), through simple_evaluate(samples=...):
+    # the leaf tasks are asked for by name (a group would evaluate every document of a task left out).
+    samples: Mapping[str, tuple[int, ...]] | None = None
+
+    @property
+    def tasks(self) -> list[str]:
+        """What simple_evaluate is asked for: the benchmark's request, or the leaf tasks holding chosen documents."""
+        return list(self.samples) if self.samples is not None else list(self.benchmark.request)
 
 
 def run_request(lm, request: EvaluationRequest) -> dict[str, Any] | None:
@@ -119,9 +129,10 @@ def _simple_evaluate(lm, request: EvaluationRequest, manager):
         with sandboxed_code_eval(SandboxedCodeEval()), _progress_bars_as_tqdm_says(lm):
             return lm_eval.simple_evaluate(
                 model=lm,
-                tasks=list(request.benchmark.request),
+                tasks=request.tasks,
                 num_fewshot=request.num_fewshot,
-                limit=request.limit,
+                limit=None if request.samples is not None else request.limit,
+                samples=None if request.samples is None else {task: sorted(ix) for task, ix in request.samples.items()},
                 task_manager=manager,
                 log_samples=True,
                 gen_kwargs=None if request.gen_kwargs is None else dict(request.gen_kwargs),

@@ -97,8 +97,15 @@ def test_corrupt_cache_entry_is_recomputed(demo_assets, fresh_cache, offline, ma
     path = run.evaluator.cache.path_for(first.key)
     path.write_text(path.read_text()[:100])  # truncated by a crash or a full disk
     again = make_run(fresh_cache, limit="1")
-    second = again.evaluator.evaluate("a", "hellaswag")
-    assert again.stats()["evaluations"] == 1 and not second.from_cache
+    rebuilt = again.evaluator.evaluate("a", "hellaswag")  # from the per-document results: nothing evaluated
+    assert again.stats()["evaluations"] == 0 and not rebuilt.from_cache
+    assert rebuilt.items == first.items
+    documents = again.evaluator.documents_cache
+    for entry in (path, documents.path_for(cache_key(again.evaluator.documents_key_parts("a", REGISTRY.get("hellaswag"))))):
+        entry.write_text(entry.read_text()[:100])
+    third = make_run(fresh_cache, limit="1")
+    second = third.evaluator.evaluate("a", "hellaswag")
+    assert third.stats()["evaluations"] == 1 and not second.from_cache
     assert second.items == first.items
 
 
