@@ -83,6 +83,7 @@ class ItemComparison:
     mde: float | None = None
     mde_level: float | None = None
     power_notes: tuple[PowerNote, ...] = ()
+    sequential: Mapping[str, Any] | None = None  # --sequential: the look that decided it, its RCIs (stopping.py)
 
     def __repr__(self) -> str:
         return (
@@ -172,6 +173,7 @@ class ItemComparison:
             "generation": self.generation,
             "examples": [dict(e) for e in self.examples],
             "baseline": None if self.baseline is None else self.baseline.to_record(),
+            **({"sequential": dict(self.sequential)} if self.sequential is not None else {}),
         }
 
 

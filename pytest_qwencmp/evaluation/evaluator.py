@@ -140,8 +140,13 @@ class Evaluator:
             self._failed[memo_key] = exc
             raise
 
+    def stored_evaluation(self, side: str, benchmark_name: str, wanted: Wanted) -> BenchmarkEvaluation | None:
+        """The evaluation of the ``wanted`` documents when all are stored (nothing is run), else None."""
+        benchmark = self.registry.get(benchmark_name)
+        return self._documents(side, benchmark, wanted, self.task_sizes(benchmark), what="", load_only=True)
+
     def _documents(self, side: str, benchmark: Benchmark, wanted: Wanted, totals: dict[str, int], *,
-                   what: str, full_key: str | None = None) -> BenchmarkEvaluation:
+                   what: str, full_key: str | None = None, load_only: bool = False) -> BenchmarkEvaluation | None:
         parts = self.documents_key_parts(side, benchmark)
         key = cache_key(parts)
         label = self.handles[side].label
@@ -157,16 +162,21 @@ class Evaluator:
             lacking = sum(len(ix) for ix in missing.values())
             step = f"{what}: " if what else ""
             wall = 0.0
+            if missing and load_only:
+                return None
             if missing:
                 self._before_running(side, benchmark)
                 self.progress(f"qwencmp: {benchmark.title} × {label}: {step}evaluating {lacking:,} of {count:,} documents "
                               f"({count - lacking:,} already evaluated; {self.handles[side].plan.summary})")
                 data = parts["data"] if isinstance(parts["data"], dict) else None
+                started = time.perf_counter()
                 output, info, wall = self._call(side, benchmark, samples=missing, data_fingerprints=data)
                 stored = stored.with_output(benchmark, output, info.to_dict(), lm_eval_version())
                 self.documents_cache.store(key, stored.to_payload(benchmark.name, side, parts))
                 self._count(side, benchmark, lacking, wall)
-            else:
+                self.progress(f"qwencmp: {benchmark.title} × {label}: {step}done in {time.perf_counter() - started:.1f}s "
+                              f"(lm-eval {wall:.1f}s)")
+            elif not load_only:
                 self.progress(f"qwencmp: {benchmark.title} × {label}: {step}all {count:,} documents already evaluated")
         note = (f"assembled by pytest-qwencmp from {count:,} documents' results ({lacking:,} evaluated now, the others "
                 "cached); every number computed from the per-document values")

@@ -58,8 +58,11 @@ from .formatting import (
     num,
     p_cell,
     score_cell,
+    sequential_sentence,
+    sequential_tag,
 )
-from .text import adjusted_header, baseline_cell, baseline_name, family_sentence, noise_sentence, overall_sentence
+from .text import (adjusted_header, baseline_cell, baseline_name, family_sentence, noise_sentence, overall_sentence,
+                   verdict_text)
 
 # Below this size a model is a toy (the demo's); the Qwen2.5 yardstick is shown only for real language models.
 REAL_SCALE_PARAMETERS = 100_000_000
@@ -99,7 +102,7 @@ def _templates() -> Environment:
         ci_text=ci_text, confidence=confidence, disagree=_disagree, fmt=fmt, fmt_mde=fmt_mde, human_count=human_count,
         is_overall=is_overall, near_zero=_near_zero, num=num, p_cell=p_cell, plural=_plural, score_cell=score_cell,
         side_class=_side_class, sign_class=_sign_class, unique_warnings=_unique_warnings, verdict_ci=_verdict_ci,
-        verdict_text=_verdict_text,
+        verdict_text=verdict_text, sequential_tag=sequential_tag,
     )
     return env
 
@@ -147,13 +150,6 @@ def _duration(seconds: float) -> str:
         return f"{minutes} min {sec:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
-
-
-def _verdict_text(record: Record) -> str:
-    outcome = "PASS" if record.get("passed") else "FAIL"
-    significance = record.get("significance") or ""
-    text = f"{outcome} · {significance}" if significance and significance != "n/a" else outcome
-    return text + (" · underpowered" if record.get("underpowered") else "")
 
 
 def _verdict_ci(record: Record) -> str:
@@ -335,6 +331,7 @@ def _section(benchmark: str, rows: Sequence[Record], slug: str, run: Mapping[str
         "shots": "%d-shot" % int(num(shots)) if num(shots) is not None else "default shots",
         "family": family_sentence(rows), "overall": [overall_sentence(r) for r in rows if is_overall(r)],
         "noise": noise_sentence(rows), "warnings": _generation_warnings(benchmark, rows, run, label_a, label_b),
+        "sequential": sequential_sentence(rows),
         "charts": _charts(rows, slug, label_a, label_b), "heads": _table_heads(rows, label_a, label_b),
         "ordered": [r for r in rows if is_overall(r)] + [r for r in rows if not is_overall(r)],
         "compared_with": baseline_name(rows),
@@ -379,7 +376,8 @@ def _settings(run: Mapping[str, Any], stats: Mapping[str, Any] | None) -> list[t
     """(label, value, smoke run?) per setting shown, then the wall time and the work done."""
     items = []
     details = "code_sandbox_details" if run.get("code_sandbox_details") else "code_sandbox"
-    for key in ("num_fewshot", "limit", "generation", "seed", "correction", "data", "lm_eval_version", "machine", details, "baseline"):
+    for key in ("num_fewshot", "limit", "generation", "seed", "correction", "sequential", "data", "lm_eval_version",
+                "machine", details, "baseline"):
         if key not in run or run[key] in (None, {}, ""):
             continue
         value = run[key]

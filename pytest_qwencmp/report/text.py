@@ -28,6 +28,8 @@ from .formatting import (
     group_by_benchmark,
     is_overall,
     score_text,
+    sequential_sentence,
+    sequential_tag,
 )
 
 
@@ -58,6 +60,11 @@ def item_lines(record: Record) -> list[str]:
     weak = [note for note in r.get("power_notes") or [] if note.endswith("underpowered")]
     if weak:
         lines.append("  Power: " + "; ".join(weak) + ".")
+    state = r.get("sequential")
+    if isinstance(state, Mapping):
+        lines.append(f"  Sequential ({sequential_tag(r)}): {state.get('documents', 0):,} of "
+                     f"{state.get('documents_total', 0):,} documents evaluated for this item"
+                     + (f"; {state['note']}" if state.get("note") else "") + ".")
     return lines
 
 
@@ -119,6 +126,12 @@ def noise_sentence(rows: Sequence[Record]) -> str:
 
 
 def overall_sentence(record: Record) -> str:
+    state = record.get("sequential")
+    if isinstance(state, Mapping) and state.get("documents") != state.get("documents_total"):
+        return (f"{record['item']}: the size-weighted mean of the subjects' scores on the {record['n']:,} of "
+                f"{state.get('documents_total', 0):,} questions evaluated (lm-eval's group score, estimated subject by "
+                f"subject); its paired CI and p are over those questions pooled; tested alone, unadjusted → "
+                f"{record.get('significance')}.")
     return (f"{record['item']}: lm-eval's group score, a size-weighted micro-average over all {record['n']:,} questions; "
             f"tested alone, unadjusted → {record.get('significance')}.")
 
@@ -131,6 +144,9 @@ def benchmark_lines(rows: Sequence[Record]) -> list[str]:
     if c["underpowered"]:
         head += f", {c['underpowered']} underpowered"
     lines = [head + "."]
+    sequential = sequential_sentence(rows)
+    if sequential:
+        lines.append(f"  Sequential: {sequential}.")
     family = family_sentence(rows)
     if family:
         lines.append(f"  {family}: B significantly better on {c['better']}, worse on {c['worse']}, "
@@ -142,11 +158,13 @@ def benchmark_lines(rows: Sequence[Record]) -> list[str]:
     return lines
 
 
-def _verdict(record: Record) -> str:
+def verdict_text(record: Record) -> str:
+    """An item's verdict cell: PASS/FAIL, its significance, underpowered, and (--sequential) the look that decided it."""
     outcome = "PASS" if record["passed"] else "FAIL"
     significance = record.get("significance") or ""
     text = f"{outcome} · {significance}" if significance and significance != "n/a" else outcome
-    return text + (" · underpowered" if record.get("underpowered") else "")
+    tag = sequential_tag(record)
+    return text + (" · underpowered" if record.get("underpowered") else "") + (f" · {tag}" if tag else "")
 
 
 def _adjusted_cells(record: Record) -> tuple[str, str]:
@@ -184,7 +202,7 @@ def table_rows(records: Sequence[Record]) -> list[tuple[str, ...]]:
             *_adjusted_cells(r),
             fmt_mde(r),
             *((baseline_cell(r),) if with_baseline else ()),
-            _verdict(r),
+            verdict_text(r),
         )
         for r in records
     ]
@@ -270,6 +288,7 @@ def settings_lines(run: Mapping[str, Any]) -> list[str]:
 _SETTING_LINES = (
     ("num_fewshot", "limit", "generation", "seed"),
     ("data", "lm_eval_version", "correction"),
+    ("sequential",),
     ("code_sandbox",),
     ("baseline",),
 )

@@ -152,7 +152,7 @@ def simulate_benchmark(design: SequentialDesign, bench: BenchmarkScenario, reps:
     stop_look = np.full(reps, K, np.int16)
 
     def in_family(it, rule):
-        return rule in FAMILY_KEYS and it.family is not None and m_of[it.family] > 1
+        return rule in FAMILY_KEYS and it.family is not None and m_of[it.family] > 1 and design.family_rule != "none"
 
     for k in range(K):
         open_items = {it.name: (item_verdict[it.name] == CONTINUE) & ~stopped for it in items}

@@ -63,6 +63,7 @@ import numpy as np
 from scipy import special
 
 from ..config.expectations import Expectation
+from ..config.settings import DEFAULT_LOOKS
 from .paired_binary import paired_binary_ci
 from .spending import DEFAULT_SPENDING, SPENDING_NAMES, boundaries, check_fractions, check_spending, rci_level
 
@@ -75,7 +76,7 @@ __all__ = [
 
 PASS, FAIL, CONTINUE = 1, -1, 0
 VERDICT_NAMES = {PASS: "passed", FAIL: "failed", CONTINUE: "undecided"}
-DEFAULT_LOOKS = (0.125, 0.25, 0.5, 1.0)
+FAMILY_RULES = ("holm", "bonferroni", "none")
 RULES = ("min_ci_lower", "non_inferiority_margin", "max_regression", "no_significant_regression",
          "min_improvement", "floor_a", "floor_b")
 FAMILY_KEYS = ("max_regression", "non_inferiority_margin", "no_significant_regression")
@@ -203,15 +204,16 @@ class SequentialDesign:
         if not 0.0 < self.alpha < 0.5:
             raise ValueError("alpha is one-sided and must lie in (0, 0.5)")
         check_spending(self.spending)
-        if self.family_rule not in ("bonferroni", "holm"):
-            raise ValueError("family_rule must be 'bonferroni' or 'holm'")
+        if self.family_rule not in FAMILY_RULES:
+            raise ValueError(f"family_rule must be one of {', '.join(FAMILY_RULES)}")
 
     @property
     def method(self) -> str:
         """One line for the reports and the JSON."""
         looks = ", ".join(fraction_text(t) for t in self.looks)
-        family = ("Bonferroni within each family (α/m per key)" if self.family_rule == "bonferroni"
-                  else "graphical Holm within each family (Maurer & Bretz 2013)")
+        family = {"bonferroni": "Bonferroni within each family (α/m per key)",
+                  "holm": "graphical Holm within each family (Maurer & Bretz 2013)",
+                  "none": "no multiplicity adjustment (each key at α)"}[self.family_rule]
         return (f"group-sequential: looks at {looks} of each benchmark's documents (seeded random order, the same "
                 f"share of every subject); {SPENDING_NAMES[self.spending]} alpha spending, one-sided α = {self.alpha:g} "
                 f"per key; repeated confidence intervals (Jennison & Turnbull 1989) of the fixed design's interval "
@@ -399,14 +401,14 @@ def decide_family(histories: Mapping[str, Sequence[LookCounts]], planned: Mappin
                   score_ci: ScoreInterval | None = score_interval) -> dict[str, ItemDecision]:
     """Decide the items of one correction family, look by look (``LookCounts.look``).
 
-    Bonferroni: each item by :func:`decide_item` with ``m`` = the family's family-key count. Holm
+    Bonferroni: each item by :func:`decide_item` with ``m`` = the family's family-key count (``"none"``: m = 1). Holm
     (graphical, Maurer & Bretz 2013): at each look, the family hypotheses rejected so far pass
     their α on — every other family key spends ``α/(m − R)`` — repeated at the look until no new
     rejection, the look's acceptances examined again each time.
     """
     names = list(histories)
-    m = sum(family_key_count(rules[name]) for name in names)
-    if design.family_rule == "bonferroni" or m <= 1:
+    m = sum(family_key_count(rules[name]) for name in names) if design.family_rule != "none" else 1
+    if design.family_rule != "holm" or m <= 1:
         return {name: decide_item(histories[name], planned[name], rules[name], design, paired_ci, score_ci,
                                   family_size=m) for name in names}
     for name in names:
