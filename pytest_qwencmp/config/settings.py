@@ -273,7 +273,7 @@ def parse_settings(raw: Mapping[str, Any], known_benchmarks: tuple[str, ...]) ->
         model_options_a=options["a"],
         model_options_b=options["b"],
         sequential=_as_bool(raw.get("sequential"), "--sequential (ini qwencmp_sequential)"),
-        sequential_looks=_parse_looks(raw.get("sequential_looks")),
+        sequential_looks=parse_looks(raw.get("sequential_looks")),
     )
 
 
@@ -290,7 +290,7 @@ def _as_bool(value: Any, option: str) -> bool:
     raise QwencmpError(f"{option} must be true or false, got {value!r}.")
 
 
-def _parse_looks(value: Any) -> tuple[float, ...]:
+def parse_looks(value: Any) -> tuple[float, ...]:
     """``--sequential-looks``: fractions of each task's documents (``0.125,0.25,0.5,1`` or ``1/8,1/4,1/2,1``)."""
     if value in (None, ""):
         return DEFAULT_LOOKS

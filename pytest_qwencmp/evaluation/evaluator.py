@@ -293,11 +293,11 @@ class Evaluator:
                 except Exception:
                     self.progress(f"qwencmp: {benchmark.title} × {label}: failed after {time.perf_counter() - started:.1f}s")
                     raise
+                self.progress(f"qwencmp: {benchmark.title} × {label}: done in {time.perf_counter() - started:.1f}s")
             elif not evaluation.wall_seconds:
-                self.stats.reused.setdefault(side, {})[benchmark.name] = "cached documents"
+                self.stats.reused.setdefault(side, {})[benchmark.name] = "from the per-document results"
             # The side and key parts travel with the entry: an export picks a side, an import diffs a near miss.
             self.cache.store(key, {**evaluation.to_payload(), "side": side, "key_parts": json_safe(parts)})
-            self.progress(f"qwencmp: {benchmark.title} × {label}: done in {time.perf_counter() - started:.1f}s")
             return evaluation
 
     def _from_documents(self, side: str, benchmark: Benchmark, key: str) -> BenchmarkEvaluation | None:

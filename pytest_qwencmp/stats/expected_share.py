@@ -5,7 +5,8 @@ subjects, or the whole task) have given true differences, discordance and scores
 (:class:`StratumTruth`), and decides every item look by look with exactly the rules of
 ``sequential`` (RCIs, futility, curtailment, graphical Holm or Bonferroni), vectorised
 over the runs. :func:`expected_share` gives the expected share of documents evaluated
-per benchmark — what ``python -m pytest_qwencmp plan --sequential`` prints — and
+per benchmark (:func:`benchmark_scenario` builds a benchmark's strata and items as the run
+sees them) — what ``python -m pytest_qwencmp plan --sequential`` prints — and
 ``benchmarks/sequential_simulation.py`` measures error rates with it. Documents are
 independent; the four cells (both right, B only, A only, both wrong) are multinomial.
 """
@@ -18,14 +19,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config.expectations import Expectation
+from ..config.benchmarks import OVERALL, Benchmark
+from ..config.expectations import Expectation, Expectations
 from .sequential import (CONTINUE, FAIL, FAIL_ONLY, FAMILY_KEYS, FLOORS, PASS, PASS_SIDE, PairedInterval,
                          ScoreInterval, SequentialDesign, binary_interval, decide_key, family_key_count,
                          planned_sizes, score_interval, sequential_keys)
 from .spending import rci_level
 
 __all__ = ["StratumTruth", "SimulatedItem", "BenchmarkScenario", "SimulationResult", "simulate_benchmark",
-           "expected_share", "fast_binary_interval"]
+           "expected_share", "fast_binary_interval", "benchmark_scenario"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,12 @@ def _by_level(fn, args, level: np.ndarray):
     return low, high
 
 
+def _levels(design: SequentialDesign, fractions: tuple[float, ...], alpha: np.ndarray) -> np.ndarray:
+    """Per run, the RCI's two-sided level at the last of ``fractions`` for its one-sided ``alpha``."""
+    distinct, where = np.unique(alpha, return_inverse=True)
+    return np.array([rci_level(design.crit(fractions, float(a))) for a in distinct])[where]
+
+
 def _draw(strata: Mapping[str, StratumTruth], looks, reps, rng):
     """Per stratum: planned documents per look, and cumulative counts (K, reps, [n11, b, c])."""
     out = {}
@@ -184,8 +192,7 @@ def simulate_benchmark(design: SequentialDesign, bench: BenchmarkScenario, reps:
                         alpha_max = design.alpha if holm else design.alpha / m
                     else:
                         alpha, alpha_max = np.full(sel.size, design.alpha), design.alpha
-                    crit = {a: design.crit(fractions, float(a)) for a in np.unique(alpha)}
-                    level = np.array([rci_level(crit[a]) for a in alpha])
+                    level = _levels(design, fractions, alpha)
                     if rule in FLOORS:
                         correct = (n11 + (c if rule == "floor_a" else b))[sel]
                         low, high = _by_level(score_ci, (correct, np.full(sel.size, n)), level)
@@ -264,7 +271,7 @@ def _curtail(v, rule, thr, n11, b, c, r, total, full, alpha, alpha_max, family, 
     elif rule == "min_improvement":
         passes, fails = 100.0 * (b - c - r) / total >= thr, 100.0 * (b + r - c) / total < thr
     else:
-        wide = np.array([rci_level(design.crit(full, float(a))) for a in alpha])
+        wide = _levels(design, full, alpha)
         narrow = np.full(b.size, rci_level(design.crit(full, alpha_max)))
         n = np.full(b.size, total)
         if rule in PASS_SIDE:
@@ -295,3 +302,25 @@ def expected_share(design: SequentialDesign, scenario: Sequence[BenchmarkScenari
 
 def _se(x: np.ndarray) -> float:
     return float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else 0.0
+
+
+def benchmark_scenario(benchmark: Benchmark, expectations: Expectations, sizes: Mapping[str, int], delta: float,
+                       discordance: float, score_a: float) -> BenchmarkScenario:
+    """A benchmark as the run sees it: each leaf task a stratum of its size with true B − A ``delta`` and A's score
+    ``score_a`` (points); its non-overall items one family, ``overall`` alone over all strata; a benchmark's metrics
+    on the same task (HellaSwag acc, acc_norm) drawn independently on the same documents."""
+    strata: dict[str, StratumTruth] = {}
+    same: dict[str, str] = {}
+    items = []
+    for item in benchmark.items:
+        rules = expectations.for_item(benchmark.name, item.id)
+        if item.id.split(":")[0] == OVERALL and benchmark.subjects:
+            items.append(SimulatedItem(item.id, tuple(f"{t}:{item.metric}" for t in benchmark.leaf_tasks), rules))
+            continue
+        stratum = f"{item.task}:{item.metric}"
+        strata[stratum] = StratumTruth(sizes[item.task], delta, discordance, score_a)
+        first = f"{item.task}:{benchmark.metrics[0][1]}"
+        if stratum != first:
+            same[stratum] = first
+        items.append(SimulatedItem(item.id, (stratum,), rules, "family"))
+    return BenchmarkScenario(benchmark.name, strata, tuple(items), same)
