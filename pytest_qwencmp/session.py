@@ -37,6 +37,7 @@ from .models.weights import read_parameter_count
 from .report.junit import RECORD_PROPERTY, item_properties, record_property
 from .report.html import html_summary
 from .report.results import combine_stats, ordered_record, results_document
+from .report.formatting import group_by_benchmark, sequential_account
 from .report.text import markdown_tables, reuse_lines, settings_lines, text_tables
 from .sandbox.executor import detect_sandbox
 from .stats.multiplicity import CORRECTIONS
@@ -506,6 +507,13 @@ def summary_lines(run: ComparisonRun, results: Results) -> list[str]:
         f"session {s['wall_seconds']:.1f}s"
     )
     lines += reuse_lines(s) + combine_stats(results.worker_stats)["ignored"]  # this process said its own at once
+    accounts = [a for rows in group_by_benchmark(results.records.values()).values() if (a := sequential_account(rows))]
+    if accounts:
+        done, total = sum(a["documents_evaluated"] for a in accounts), sum(a["documents_total"] for a in accounts)
+        lines.append(f"qwencmp: sequential: compared on {done:,} of {total:,} documents ({100 * done / max(total, 1):.0f} %) "
+                     f"over {len(accounts)} benchmark(s); lm-eval evaluated "
+                     + (", ".join(f"{n:,} for model {side.upper()}" for side, n in sorted(s["documents_evaluated"].items()))
+                        or "none") + " in this session (the others were cached)")
     plan = results.run_info.get("shard")
     if plan and run.shard_plan is None:  # under xdist the workers planned: say here what this shard ran
         mine = plan["benchmarks"][plan["index"] - 1]

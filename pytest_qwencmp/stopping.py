@@ -33,6 +33,7 @@ from .errors import QwencmpError
 from .evaluation.evaluator import Evaluator
 from .evaluation.scores import BenchmarkEvaluation, ItemScore
 from .lmeval.sizes import shots_depend_on_order
+from .report.formatting import group_by_benchmark, sequential_account
 from .stats.rules import Verdict
 from .stats.sequential import (CONTINUE, FAIL, PASS, VERDICT_NAMES, ItemDecision, KeyDecision, LookCounts,
                                SequentialDesign, benchmark_stop, decide_family, decide_item, document_order,
@@ -104,12 +105,8 @@ def looked_at(per_task: Mapping[str, int], totals: Mapping[str, int], seed: int)
 
 def sequential_documents(records) -> dict[str, dict[str, int]]:
     """Benchmark -> documents evaluated per leaf task, from the items' records (what an xdist controller knows)."""
-    out = {}
-    for record in records:
-        account = (record.get("sequential") or {}).get("benchmark") or {}
-        if account.get("per_task"):
-            out[record["benchmark"]] = dict(account["per_task"])
-    return out
+    return {name: dict(account["per_task"]) for name, rows in group_by_benchmark(records).items()
+            if (account := sequential_account(rows))}
 
 
 def run_sequential(evaluator: Evaluator, benchmark: Benchmark, expectations: Expectations, design: SequentialDesign,

@@ -111,3 +111,15 @@ def test_demo_drops_models_and_paths_resolve(tmp_path):
     assert s.demo and s.model_a is None
     assert s.cache_dir == (tmp_path / "c").resolve()
     assert isinstance(s.cache_dir, Path)
+
+
+def test_sequential_options():
+    assert not settings().sequential and settings().sequential_looks == (0.125, 0.25, 0.5, 1.0)
+    s = settings(sequential=True, sequential_looks="1/4, 1/2, 1")
+    assert s.sequential and s.sequential_looks == (0.25, 0.5, 1.0)
+    assert settings(sequential="true").sequential and not settings(sequential="false").sequential  # the ini key
+    for bad in ("0.5,0.25,1", "0.25,0.5", "0,1", "a,1", "1/0,1", "0.5,1.5"):
+        with pytest.raises(QwencmpError, match="--sequential-looks"):
+            settings(sequential_looks=bad)
+    with pytest.raises(QwencmpError, match="--sequential"):
+        settings(sequential="maybe")
