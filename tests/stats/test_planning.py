@@ -102,7 +102,7 @@ def test_plan_sequential_prints_the_expected_share_beside_the_mde(tmp_path, caps
     B is 20 points worse, and nearly always when B ≡ A (min_ci_lower = 7 fails at once); MMLU runs nearly to the end
     when B ≡ A (100-question subjects cannot accept a 5-point allowance early)."""
     out_json = tmp_path / "plan.json"
-    assert main(["plan", "--sequential", "--delta", "0", "--delta", "-20", "--score-a", "60", "--reps", "60",
+    assert main(["plan", "--sequential", "--delta", "0", "--delta", "hellaswag=-20", "--score-a", "60", "--reps", "60",
                  "--benchmarks", "hellaswag,mmlu", f"--json={out_json}"]) == 0
     out = capsys.readouterr().out
     assert "Sequential (--sequential): the expected share of documents evaluated" in out
@@ -110,7 +110,7 @@ def test_plan_sequential_prints_the_expected_share_beside_the_mde(tmp_path, caps
     cells = row(out, "HellaSwag")
     assert cells[:2] == ["10,042", "±1.5 (acc)"]
     shares = json.loads(out_json.read_text())["sequential"]["expected_share"]
-    assert shares["-20"]["hellaswag"]["mean"] == pytest.approx(0.125, abs=0.002)
+    assert shares["hellaswag=-20"]["hellaswag"]["mean"] == pytest.approx(0.125, abs=0.002)
     assert shares["0"]["hellaswag"]["mean"] < 0.2
     assert shares["0"]["mmlu"]["mean"] > 0.95
     assert main(["plan", "--sequential", "--delta", "mmlu=40"]) == 2  # beyond the discordance: one paragraph
