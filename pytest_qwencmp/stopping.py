@@ -208,22 +208,29 @@ def check_sequential(settings: RunSettings, registry: Registry, correction: str,
 
 
 def _key_text(key: KeyDecision, documents: str) -> tuple[str, str]:
-    """(what the key requires, why it failed) in words, with the repeated CI it was read from."""
+    """(what the key requires, why it failed) in words, with the repeated interval it was read from."""
     t = key.threshold
-    conf = f"{100 * (1 - key.level):.4g}%"
-    rci = f"the repeated {conf} CI of B − A [{key.low:+.2f}, {key.high:+.2f}] at look {key.look} ({documents})"
-    how = " — curtailed: no outcome of the remaining documents changes it" if key.curtailed else ""
-    if key.rule in ("min_ci_lower", "non_inferiority_margin"):
-        need = f"{key.rule}: repeated CI of B − A above {t:+.2f}"
-        return need, f"{key.rule}: {rci} does not start above {t:+.2f}{how}"
-    if key.rule in ("max_regression", "no_significant_regression"):
-        need = f"{key.rule}: repeated CI of B − A not below {t:+.2f}"
-        return need, f"{key.rule}: {rci} lies below {t:+.2f}, B is worse by more than the allowance{how}"
-    if key.rule == "min_improvement":
-        return f"min_improvement: B − A ≥ {t:+.2f}", f"min_improvement: B − A is below {t:+.2f} at look {key.look}{how}"
     side = "A" if key.rule == "floor_a" else "B"
-    score_rci = f"the repeated {conf} score interval of {side} [{key.low:.2f}, {key.high:.2f}] at look {key.look} ({documents})"
-    return f"{key.rule}: {side} ≥ {t:.2f}", f"{key.rule}: {score_rci} lies below the floor {t:.2f}{how}"
+    need, reach = {
+        "min_ci_lower": (f"repeated CI of B − A above {t:+.2f}", f"show B − A above {t:+.2f}"),
+        "non_inferiority_margin": (f"repeated CI of B − A above {t:+.2f}", f"show B − A above {t:+.2f}"),
+        "max_regression": (f"repeated CI of B − A not below {t:+.2f}", f"keep B − A within {t:+.2f}"),
+        "no_significant_regression": ("repeated CI of B − A not below 0", "keep B − A from being below 0"),
+        "min_improvement": (f"B − A ≥ {t:+.2f}", f"bring B − A to {t:+.2f}"),
+    }.get(key.rule, (f"{side} ≥ {t:.2f}", f"bring {side}'s score to the floor {t:.2f}"))
+    if key.curtailed:  # decided because no outcome of the documents left could change the last look
+        return f"{key.rule}: {need}", f"{key.rule}: at look {key.look} ({documents}), no outcome of the remaining documents can {reach}"
+    conf = f"{100 * (1 - key.level):.4g}%"
+    if key.rule in ("floor_a", "floor_b"):
+        interval = f"the repeated {conf} score interval of {side} [{key.low:.2f}, {key.high:.2f}]"
+        why = f"lies below the floor {t:.2f}"
+    elif key.rule == "min_improvement":
+        interval = f"the repeated {conf} CI of B − A [{key.low:+.2f}, {key.high:+.2f}]"
+        why = f"lies below {t:+.2f}" if key.high < t else f"holds a point estimate below {t:+.2f}"
+    else:
+        interval = f"the repeated {conf} CI of B − A [{key.low:+.2f}, {key.high:+.2f}]"
+        why = f"lies below {t:+.2f}" if key.rule in ("max_regression", "no_significant_regression") else f"does not start above {t:+.2f}"
+    return f"{key.rule}: {need}", f"{key.rule}: {interval} at look {key.look} ({documents}) {why}"
 
 
 def decision_verdict(decision: ItemDecision, documents_at) -> Verdict:

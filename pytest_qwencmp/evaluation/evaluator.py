@@ -171,8 +171,8 @@ class Evaluator:
                 data = parts["data"] if isinstance(parts["data"], dict) else None
                 started = time.perf_counter()
                 output, info, wall = self._call(side, benchmark, samples=missing, data_fingerprints=data)
-                stored = stored.with_output(benchmark, output, info.to_dict(), lm_eval_version())
-                self.documents_cache.store(key, stored.to_payload(benchmark.name, side, parts))
+                _check_sizes(benchmark, output, totals, self.settings.limit)
+                stored = self._keep(side, benchmark, stored, output, info, parts)
                 self._count(side, benchmark, lacking, wall)
                 self.progress(f"qwencmp: {benchmark.title} × {label}: {step}done in {time.perf_counter() - started:.1f}s "
                               f"(lm-eval {wall:.1f}s)")
@@ -182,6 +182,13 @@ class Evaluator:
                 "cached); every number computed from the per-document values")
         return assemble(benchmark, side, full_key or key, stored, wanted, totals,
                         group_versions=group_versions(benchmark.task_dirs, benchmark.request), wall_seconds=wall, note=note)
+
+    def _keep(self, side: str, benchmark: Benchmark, stored: StoredDocuments, output: Mapping[str, Any], info,
+              parts: Mapping[str, Any]) -> StoredDocuments:
+        """``stored`` with one call's documents, written to the per-document cache (the caller holds its lock)."""
+        stored = stored.with_output(benchmark, output, info.to_dict(), lm_eval_version())
+        self.documents_cache.store(cache_key(parts), stored.to_payload(benchmark.name, side, parts))
+        return stored
 
     def _count(self, side: str, benchmark: Benchmark, documents: int, seconds: float) -> None:
         self.stats.evaluations += 1
@@ -348,9 +355,7 @@ class Evaluator:
             doc_key = cache_key(parts)
             with self.documents_cache.locked(doc_key, what=f"the documents of {benchmark.title} × {self.handles[side].label}",
                                              timeout=self.settings.lock_timeout, progress=self.progress):
-                stored = StoredDocuments.from_payload(self.documents_cache.load(doc_key))
-                stored = stored.with_output(benchmark, output, info.to_dict(), lm_eval_version())
-                self.documents_cache.store(doc_key, stored.to_payload(benchmark.name, side, parts))
+                self._keep(side, benchmark, StoredDocuments.from_payload(self.documents_cache.load(doc_key)), output, info, parts)
         return BenchmarkEvaluation(
             benchmark=benchmark.name,
             side=side,
@@ -366,3 +371,19 @@ class Evaluator:
             lm_eval_results=json_safe({k: v for k, v in output.items() if k != "samples"}),
             warnings=generation_warnings(benchmark, output, self.handles[side].label, info.dtype),
         )
+
+
+def _check_sizes(benchmark: Benchmark, output: Mapping[str, Any], totals: Mapping[str, int], limit: int | None) -> None:
+    """The documents each task really has (lm-eval's ``n-samples``) must be the ones the run counted before asking
+    for some of them; otherwise documents would be left out (or asked for that do not exist) without a word."""
+    for task, counts in (output.get("n-samples") or {}).items():
+        original = counts.get("original") if isinstance(counts, Mapping) else None
+        if task in totals and isinstance(original, int):
+            real = original if limit is None else min(original, limit)
+            if real != totals[task]:
+                raise QwencmpError(
+                    f"lm-eval's task {task!r} of {benchmark.title} has {original:,} documents, but this run counted "
+                    f"{totals[task]:,} before choosing which to evaluate (from the local copy or "
+                    "pytest_qwencmp/config/dataset_sizes.toml). Give the data with --data-dir (it is counted there), "
+                    "or correct the size table."
+                )

@@ -10,6 +10,8 @@ import pytest
 
 from pytest_qwencmp.config.benchmarks import builtin_registry
 from pytest_qwencmp.evaluation.cache import cache_key
+from pytest_qwencmp.evaluation.evaluator import _check_sizes
+from pytest_qwencmp.errors import QwencmpError
 
 REGISTRY = builtin_registry()
 
@@ -265,3 +267,13 @@ def test_after_a_model_fails_only_what_needs_no_model_still_runs(demo_assets, fr
     assert run.comparison("hellaswag", "acc_norm").benchmark == "hellaswag"
     assert run.stats()["model_loads"] == 0 and run.stats()["cache_hits"] == 2
     assert run.failures.message(error, "test_mmlu[anatomy]").startswith("Not attempted again: Could not load model 'x'")
+
+
+def test_a_task_of_another_size_than_counted_is_refused():
+    """Documents are chosen from the sizes counted before the call; lm-eval's own count must agree."""
+    hellaswag = REGISTRY.get("hellaswag")
+    output = {"n-samples": {"hellaswag": {"original": 40, "effective": 5}}}
+    _check_sizes(hellaswag, output, {"hellaswag": 40}, None)
+    _check_sizes(hellaswag, output, {"hellaswag": 10}, 10)
+    with pytest.raises(QwencmpError, match="has 40 documents, but this run counted 10,042"):
+        _check_sizes(hellaswag, output, {"hellaswag": 10042}, None)

@@ -1,9 +1,13 @@
-"""--sequential end to end (pytester, the demo): looks, the report's counts, and a following full run evaluating only the rest."""
+"""--sequential: a benchmark's looks end to end (pytester, the demo) — the report's counts, a following full run
+evaluating only the rest, the refusals — and the verdicts' wording."""
 
 from __future__ import annotations
 
 import json
 
+from pytest_qwencmp.stats.sequential import FAIL, PASS, ItemDecision, KeyDecision
+from pytest_qwencmp.stopping import decision_verdict, look_counts
+from pytest_qwencmp.evaluation.scores import ItemScore
 from test_plugin import demo_args
 
 
@@ -59,3 +63,23 @@ def test_sequential_refuses_what_it_cannot_do(pytester, suite):
         assert result.ret == 4, extra
         err = result.stderr.str()
         assert words in err and err.count("pytest-qwencmp:") == 1 and "Traceback" not in err, err
+
+
+def test_verdicts_quote_the_interval_and_the_look():
+    decision = ItemDecision(FAIL, 2, (
+        KeyDecision("min_ci_lower", 9.5, FAIL, 2, 8.1, 12.0, 0.006, 0.025),
+        KeyDecision("floor_b", 70.1, FAIL, 2, 60.0, 69.0, 0.006, 0.025, curtailed=True),
+        KeyDecision("max_regression", -5.0, PASS, 1, -3.0, 4.0, 0.001, 0.0004)))
+    verdict = decision_verdict(decision, lambda look: f"{look * 100} of 400 documents")
+    assert not verdict.passed and len(verdict.failures) == 2 and len(verdict.checked) == 3
+    assert verdict.failures[0] == ("min_ci_lower: the repeated 99.4% CI of B − A [+8.10, +12.00] at look 2 "
+                                   "(200 of 400 documents) does not start above +9.50")
+    assert "no outcome of the remaining documents can bring B's score to the floor 70.10" in verdict.failures[1]
+    assert decision_verdict(ItemDecision(PASS, 1, decision.keys[2:]), str).passed
+
+
+def test_look_counts():
+    a = ItemScore("x", "t", "acc", 0.5, None, 4, ("t/0", "t/1", "t/2", "t/3"), (1.0, 0.0, 1.0, 0.0))
+    b = ItemScore("x", "t", "acc", 0.5, None, 4, a.doc_keys, (1.0, 1.0, 0.0, 0.0))
+    counts = look_counts(3, a, b)
+    assert (counts.look, counts.n, counts.b_only, counts.a_only, counts.correct_a, counts.correct_b) == (3, 4, 1, 1, 2, 2)
