@@ -138,7 +138,7 @@ def run_sequential(evaluator: Evaluator, benchmark: Benchmark, expectations: Exp
             continue  # the tasks still needed have no new documents at this planned look (tiny tasks)
         for task in extend:
             per_task[task] = planned[task][k]
-        wanted = {task: orders[task][:count] for task, count in per_task.items()}  # = looked_at(per_task, ...)
+        wanted = {task: orders[task][:count] for task, count in per_task.items()}
         what = f"look {k + 1} of {K}"
         evaluations = (evaluator.evaluate_documents("a", benchmark.name, wanted, what=what),
                        evaluator.evaluate_documents("b", benchmark.name, wanted, what=what))

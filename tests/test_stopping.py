@@ -63,6 +63,9 @@ def test_sequential_refuses_what_it_cannot_do(pytester, suite):
         assert result.ret == 4, extra
         err = result.stderr.str()
         assert words in err and err.count("pytest-qwencmp:") == 1 and "Traceback" not in err, err
+    pytester.makefile(".toml", pyproject="[tool.pytest.ini_options]\nqwencmp_sequential = true\n")  # the ini key too
+    result = pytester.runpytest_inprocess("--demo", "-p", "no:cacheprovider", "--correction", "bh")
+    assert result.ret == 4 and "--sequential does not combine with --correction bh" in result.stderr.str()
 
 
 def test_verdicts_quote_the_interval_and_the_look():

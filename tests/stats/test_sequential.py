@@ -248,6 +248,16 @@ def test_family_holm_passes_alpha_on():
     assert holm["y"].look <= bonf["y"].look
 
 
+def test_correction_none_spends_alpha_per_key():
+    total = 400
+    planned = sq.planned_sizes(total, PLAN)
+    h = history(total, 0.05, 0.2)
+    rules = {"x": Expectation(max_regression=5.0), "y": Expectation(max_regression=5.0)}
+    out = sq.decide_family({"x": h, "y": h}, {"x": planned, "y": planned}, rules, sq.SequentialDesign(family_rule="none"))
+    assert out["x"].keys[0].alpha == 0.025 and out["y"].keys[0].alpha == 0.025
+    assert "no multiplicity adjustment" in sq.SequentialDesign(family_rule="none").method
+
+
 def test_benchmark_stop_and_strata():
     open_ = sq.ItemDecision(sq.CONTINUE, None, ())
     passed = sq.ItemDecision(sq.PASS, 2, ())
