@@ -5,7 +5,8 @@ Commands:
 * ``mirror`` — save the benchmark datasets (and optionally model snapshots) into a
   folder that ``pytest --data-dir`` reads, for runners without hub access.
 * ``plan`` — before a run, with no model loaded: per item the number of documents,
-  the minimum detectable effect and which expectations cannot be tested at that size.
+  the minimum detectable effect and which expectations cannot be tested at that size;
+  ``--sequential``: the expected share of documents a sequential run evaluates.
 * ``merge`` — combine the ``--qwencmp-json`` files of ``--qwencmp-shard`` jobs into
   one comparison and its reports (exit 0: every item passed, 1: some failed,
   4: the shards cannot be merged).
@@ -29,6 +30,7 @@ from typing import Sequence
 from .comparison import merge_shards
 from .config.benchmarks import load_registry
 from .config.expectations import load_expectations
+from .config.settings import parse_looks
 from .demo.build import demo_data_dir
 from .demo.data import DEMO_SIZES, demo_size
 from .errors import QwencmpError
@@ -36,6 +38,7 @@ from .evaluation.cache import EvaluationCache
 from .files import write_atomic
 from .report.text import reuse_lines, settings_lines, text_tables
 from .stats import planning
+from .stats.sequential import SequentialDesign
 from .store.exchange import export_side, import_directory
 from .store.format import SavedFormatError, read_results
 
@@ -132,8 +135,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
         discordance=args.discordance, alpha=args.alpha, power=args.power, correction=args.correction,
     )
     print("\n".join(planning.plan_lines(plan, registry)))
+    document = planning.plan_document(plan)
+    if args.sequential:
+        if args.correction == "bh":
+            raise QwencmpError("--sequential does not combine with --correction bh (a run refuses it too): use holm or none.")
+        design = SequentialDesign(looks=parse_looks(args.sequential_looks),
+                                  family_rule="none" if args.correction == "none" else "holm")
+        splan = planning.make_sequential_plan(registry, expectations, sizes, args.delta or ["0"], plan, design,
+                                              benchmarks=benchmarks, limit=args.limit, score_a=args.score_a,
+                                              reps=args.reps, seed=args.seed)
+        print("\n".join(planning.sequential_plan_lines(splan, registry)))
+        document["sequential"] = planning.sequential_plan_document(splan)
     if args.json:
-        write_atomic(Path(args.json), json.dumps(planning.plan_document(plan), indent=2) + "\n", what="the plan")
+        write_atomic(Path(args.json), json.dumps(document, indent=2) + "\n", what="the plan")
     return 0
 
 
@@ -180,6 +194,17 @@ def add_plan_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--eval-cache-dir", default=".qwencmp", metavar="DIR",
                         help="where --demo looks for the built demo (default .qwencmp, as pytest)")
     parser.add_argument("--json", metavar="FILE", help="also write the plan, with every rule's note, as JSON")
+    sequential = parser.add_argument_group("sequential runs (pytest --sequential)")
+    sequential.add_argument("--sequential", action="store_true",
+                            help="also print the expected share of documents a sequential run evaluates (Monte Carlo)")
+    sequential.add_argument("--delta", action="append", metavar="POINTS|BENCH=POINTS,…",
+                            help="a true B − A to simulate: one number for every benchmark, or per benchmark "
+                                 "(mmlu=12.16,hellaswag=9.77,mbpp=16.2; others 0); repeatable, one column each (default 0)")
+    sequential.add_argument("--score-a", type=float, default=50.0, metavar="POINTS",
+                            help="model A's true score in every task, for the floors (default 50)")
+    sequential.add_argument("--sequential-looks", metavar="FRACTIONS", help="the looks, as pytest --sequential-looks")
+    sequential.add_argument("--reps", type=_positive_int, default=400, metavar="N", help="simulated runs per scenario (default 400)")
+    sequential.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the simulation (default 0)")
     parser.set_defaults(func=cmd_plan)
 MERGE_ERROR = 4
 

@@ -94,6 +94,7 @@ class ItemComparison:
     keys: tuple[KeyResult, ...] = ()
     impossible: tuple[Impossible, ...] = ()
     sampling: Mapping[str, Any] | None = None  # generation benchmarks: temperature and samples per problem
+    sequential: Mapping[str, Any] | None = None  # --sequential: the look that decided it, its RCIs (stopping.py)
 
     def __repr__(self) -> str:
         return (
@@ -185,6 +186,7 @@ class ItemComparison:
             "generation": self.generation,
             "examples": [dict(e) for e in self.examples],
             "baseline": None if self.baseline is None else self.baseline.to_record(),
+            **({"sequential": dict(self.sequential)} if self.sequential is not None else {}),
         }
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from .config.options import OPTIONS, dest, ini_help, option_value, raw_options
+from .config.options import INI_TYPES, OPTIONS, dest, ini_help, option_value, raw_options
 from .errors import QwencmpError, brief
 from .files import ProgressFile
 from .report.text import short_line
@@ -50,7 +50,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for flag, kwargs, ini in OPTIONS:
         group.addoption(flag, dest=dest(flag), **kwargs)
         if ini:
-            ini_type = "linelist" if ini in ("qwencmp_num_fewshot", "qwencmp_samples") else "string"
+            ini_type = INI_TYPES.get(ini, "string")
             parser.addini(ini, help=ini_help(flag, kwargs["help"]), type=ini_type, default=[] if ini_type == "linelist" else None)
     parser.addini("qwencmp_demo_expectations", help="Expectations file used with --demo (unless --expectations is given).", default=None)
     parser.addini("qwencmp_benchmark_files", help="TOML files that add benchmarks to the registry.", type="paths", default=[])
@@ -78,6 +78,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "it receives the A-vs-B result through the `comparison` fixture.",
     )
     try:
+        shard = config.getoption("qwencmp_shard")
+        shard = ShardSpec.parse(shard) if shard else None
         run = build_run(
             raw_options(config.getoption, config.getini, _ini_base(config), config.rootpath),
             benchmark_files=config.getini("qwencmp_benchmark_files"),
@@ -87,9 +89,8 @@ def pytest_configure(config: pytest.Config) -> None:
             baseline_dir=_baseline_directory(config),
             baseline_allow_mismatch=config.getoption("qwencmp_baseline_allow_mismatch"),
             reevaluate_imported=config.getoption("qwencmp_reevaluate_imported"),
+            shard=shard,
         )
-        shard = config.getoption("qwencmp_shard")
-        shard = ShardSpec.parse(shard) if shard else None
     except QwencmpError as exc:
         raise pytest.UsageError(f"pytest-qwencmp: {exc.message}") from None
     plugin = QwencmpPlugin(config, run, shard)

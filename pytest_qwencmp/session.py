@@ -38,6 +38,7 @@ from .models.weights import read_parameter_count
 from .report.junit import RECORD_PROPERTY, item_properties, record_property
 from .report.html import html_summary
 from .report.results import combine_stats, ordered_record, results_document
+from .report.formatting import group_by_benchmark, sequential_account
 from .report.text import impossible_notes, markdown_tables, reuse_lines, settings_lines, text_tables
 from .sandbox.executor import detect_sandbox
 from .stats.multiplicity import CORRECTIONS
@@ -47,6 +48,9 @@ from .store.exchange import ImportedEntries
 from .store.format import RESULTS_KEY, SavedEvaluations, machine_info, project_commit, saved_from_evaluations
 from .store.shards import ShardSpec, ShardSplit, split_benchmarks
 from .startup import check_at_start
+from .stats.sequential import SequentialDesign
+from .stopping import (SequentialOutcome, check_sequential, looked_at, run_sequential, sequential_comparisons,
+                       sequential_documents)
 
 RUN_PROPERTY = "qwencmp_run"
 LM_EVAL_PROPERTY = "qwencmp_lm_eval"
@@ -85,6 +89,7 @@ class ComparisonRun:
         self._parameter_counts: dict[str, int] = {}  # per side, read once from the safetensors headers
         self._evaluator = None
         self._compared: dict[str, dict[str, ItemComparison]] = {}
+        self._sequential: dict[str, SequentialOutcome] = {}  # --sequential: each benchmark's looks and decisions
         self.hub = HubAccess()  # asked at most once per session, and only for a hub model that must be loaded
         self.failures = FailureMemory()  # each problem reported once; a model that cannot load stops what needs it
         self._fully_cached: dict[str, bool] = {}
@@ -162,21 +167,33 @@ class ComparisonRun:
             )
         return self._evaluator
 
+    @property
+    def design(self) -> SequentialDesign:
+        """The sequential design (``--sequential``): the looks, HSD(−4) spending, graphical Holm (``--correction none``: none)."""
+        return SequentialDesign(looks=self.settings.sequential_looks,
+                                family_rule="none" if self.correction == "none" else "holm")
+
+    def evaluations(self, benchmark_name: str) -> dict[str, Any]:
+        """The two evaluations the benchmark's comparison reads: the whole benchmark, or (``--sequential``) the documents
+        its looks evaluated."""
+        if self.settings.sequential:
+            if benchmark_name not in self._sequential:
+                self._sequential[benchmark_name] = run_sequential(
+                    self.evaluator, self.registry.get(benchmark_name), self.expectations, self.design, self.settings.seed)
+            return dict(zip(("a", "b"), self._sequential[benchmark_name].evaluations))
+        return {side: self.evaluator.evaluate(side, benchmark_name) for side in ("a", "b")}
+
     def comparison(self, benchmark_name: str, item_id: str) -> ItemComparison:
         if benchmark_name not in self._compared:
             benchmark = self.registry.get(benchmark_name)
-            evaluation_a = self.evaluator.evaluate("a", benchmark_name)
-            evaluation_b = self.evaluator.evaluate("b", benchmark_name)
-            compared = dict(
-                compare_benchmark(
-                    benchmark,
-                    evaluation_a,
-                    evaluation_b,
-                    self.expectations,
-                    correction=self.correction,
-                    seed=self.settings.seed,
-                )
-            )
+            evaluations = self.evaluations(benchmark_name)
+            evaluation_a, evaluation_b = evaluations["a"], evaluations["b"]
+            if self.settings.sequential:
+                compared = sequential_comparisons(self._sequential[benchmark_name], benchmark, self.expectations,
+                                                  correction=self.correction, seed=self.settings.seed)
+            else:
+                compared = dict(compare_benchmark(benchmark, evaluation_a, evaluation_b, self.expectations,
+                                                  correction=self.correction, seed=self.settings.seed))
             if self.baseline is not None:
                 compared = self._against_baseline(benchmark_name, compared, [evaluation_a, evaluation_b])
             self._compared[benchmark_name] = compared
@@ -229,7 +246,7 @@ class ComparisonRun:
         (once per benchmark and process), and the JUnit properties."""
         benchmark = self.registry.get(result.benchmark)
         record = ordered_record(result.to_record(), [i.id for i in benchmark.items], self.registry.names())
-        evaluations = {side: self.evaluator.evaluate(side, result.benchmark) for side in ("a", "b")}
+        evaluations = self.evaluations(result.benchmark)
         warnings = [w for evaluation in evaluations.values() for w in evaluation.warnings]
         if warnings:
             record["warnings"] = warnings  # degenerate generations (evaluation.health)
@@ -288,18 +305,32 @@ class ComparisonRun:
             for item_id, c in compared.items()
         }
 
+    def _saved_evaluation(self, side: str, benchmark_name: str, documents: Mapping[str, Mapping[str, int]] | None):
+        """A side's evaluation as this run compared it, without running anything; None if it is not at hand."""
+        if not self.settings.sequential:
+            return self.evaluator.load_cached(side, benchmark_name)
+        if benchmark_name in self._sequential:
+            return dict(zip(("a", "b"), self._sequential[benchmark_name].evaluations))[side]
+        per_task = (documents or {}).get(benchmark_name)  # under xdist: the worker's looks, from the items' records
+        if per_task is None:
+            return None
+        totals = self.evaluator.task_sizes(self.registry.get(benchmark_name))
+        return self.evaluator.stored_evaluation(side, benchmark_name, looked_at(per_task, totals, self.settings.seed))
+
     def saved_evaluations(
-        self, name: str, benchmark_names, project_root: Path | None = None, *, full: bool = False
+        self, name: str, benchmark_names, project_root: Path | None = None, *, full: bool = False,
+        documents: Mapping[str, Mapping[str, int]] | None = None,
     ) -> SavedEvaluations | None:
         """The evaluations of ``benchmark_names`` (read from the cache, nothing is run) with their settings; None if any is missing.
 
         ``full`` (a shard's results, see ``store.format``) adds each evaluation's record
-        and key parts, the benchmark definitions and the comparison settings.
+        and key parts, the benchmark definitions and the comparison settings. ``documents``
+        (``--sequential``): per benchmark the documents evaluated per leaf task, as the records say.
         """
         evaluations, key_parts = [], {}
         for name_ in benchmark_names:
             for side in ("a", "b"):
-                evaluation = self.evaluator.load_cached(side, name_)
+                evaluation = self._saved_evaluation(side, name_, documents)
                 if evaluation is None:
                     return None
                 evaluations.append(evaluation)
@@ -323,9 +354,10 @@ class ComparisonRun:
         except OSError:
             return None
 
-    def save_baseline(self, name: str, directory: Path, benchmark_names, project_root: Path | None = None) -> Path | None:
+    def save_baseline(self, name: str, directory: Path, benchmark_names, project_root: Path | None = None,
+                      documents: Mapping[str, Mapping[str, int]] | None = None) -> Path | None:
         """Save the evaluations of ``benchmark_names`` (read from the cache, nothing is run) as a baseline."""
-        saved = self.saved_evaluations(validate_name(name), benchmark_names, project_root)
+        saved = self.saved_evaluations(validate_name(name), benchmark_names, project_root, documents=documents)
         return None if saved is None else save_baseline(saved, directory)
 
     def model_loads(self) -> int:
@@ -338,6 +370,7 @@ class ComparisonRun:
             "evaluations": evaluator_stats.evaluations if evaluator_stats else 0,
             "cache_hits": evaluator_stats.cache_hits if evaluator_stats else 0,
             "evaluation_seconds": round(evaluator_stats.evaluation_seconds, 2) if evaluator_stats else 0.0,
+            "documents_evaluated": dict(evaluator_stats.documents) if evaluator_stats else {},
             "evaluated": dict(evaluator_stats.evaluated) if evaluator_stats else {},
             "reused": dict(evaluator_stats.reused) if evaluator_stats else {},
             "ignored": list(evaluator_stats.ignored) if evaluator_stats else [],
@@ -372,6 +405,7 @@ class ComparisonRun:
             "lm_eval_version": lm_eval_version(),
             "correction": self.correction,
             "expectations": expectations_identity(settings.expectations),
+            **({"sequential": self.design.method} if settings.sequential else {}),
             "machine": f"{platform.node()} ({platform.machine()}, Python {platform.python_version()})",
             **self._sandbox_description(),
             **({"shard": self.shard_plan.to_json()} if self.shard_plan is not None else {}),
@@ -413,6 +447,7 @@ def build_run(
     baseline_dir: Path | None = None,
     baseline_allow_mismatch: bool = False,
     reevaluate_imported: bool = False,
+    shard: ShardSpec | None = None,
 ) -> ComparisonRun:
     """The session's run from the raw option values (``config.options.raw_options``); ``QwencmpError`` for a bad one."""
     registry = load_registry(benchmark_files)
@@ -420,6 +455,8 @@ def build_run(
     correction = (raw.get("correction") or "holm").lower()
     if correction not in CORRECTIONS:
         raise QwencmpError(f"--correction {correction!r} is not one of {', '.join(CORRECTIONS)}.")
+    if settings.sequential:
+        check_sequential(settings, registry, correction, shard)
     expectations = load_expectations(settings.expectations, registry)
     baseline = load_baseline(baseline_dir, baseline_compare) if baseline_compare else None
     if baseline_save:
@@ -520,6 +557,13 @@ def summary_lines(run: ComparisonRun, results: Results) -> list[str]:
         f"session {s['wall_seconds']:.1f}s"
     )
     lines += reuse_lines(s) + combine_stats(results.worker_stats)["ignored"]  # this process said its own at once
+    accounts = [a for rows in group_by_benchmark(results.records.values()).values() if (a := sequential_account(rows))]
+    if accounts:
+        done, total = sum(a["documents_evaluated"] for a in accounts), sum(a["documents_total"] for a in accounts)
+        lines.append(f"qwencmp: sequential: compared on {done:,} of {total:,} documents ({100 * done / max(total, 1):.0f} %) "
+                     f"over {len(accounts)} benchmark(s); lm-eval evaluated "
+                     + (", ".join(f"{n:,} for model {side.upper()}" for side, n in sorted(s["documents_evaluated"].items()))
+                        or "none") + " in this session (the others were cached)")
     plan = results.run_info.get("shard")
     if plan and run.shard_plan is None:  # under xdist the workers planned: say here what this shard ran
         mine = plan["benchmarks"][plan["index"] - 1]
@@ -574,7 +618,8 @@ def finish(
     if baseline_save and results.records:
         benchmarks = list(dict.fromkeys(r["benchmark"] for r in results.records.values()))
         try:
-            path = run.save_baseline(baseline_save, baseline_dir, benchmarks, project_root)
+            path = run.save_baseline(baseline_save, baseline_dir, benchmarks, project_root,
+                                     documents=sequential_documents(results.records.values()))
         except QwencmpError as exc:
             path, reason = None, exc.message
         else:

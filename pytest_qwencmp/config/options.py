@@ -40,6 +40,8 @@ OPTIONS: list[tuple[str, dict[str, Any], str | None]] = [
     ("--no-eval-cache", dict(action="store_true", default=False, help="Ignore cached evaluations: evaluate again (the fresh results are cached)."), None),
     ("--expectations", dict(metavar="FILE", help="Expectations TOML file: the rules that decide each item's pass or fail."), "qwencmp_expectations"),
     ("--correction", dict(metavar="METHOD", help="Multiple-comparison correction across a benchmark's subjects: holm (default), bh or none."), "qwencmp_correction"),
+    ("--sequential", dict(action="store_true", default=None, help="Stop when decided: evaluate each benchmark's documents in seeded random looks and stop once every item with an expectation is decided (group-sequential, error rates kept)."), "qwencmp_sequential"),
+    ("--sequential-looks", dict(metavar="FRACTIONS", help="With --sequential: the looks, as fractions of each task's documents (default 0.125,0.25,0.5,1)."), "qwencmp_sequential_looks"),
     ("--qwencmp-baseline-save", dict(metavar="NAME", help="Save this run (scores, per-document results, settings, models, machine, commit) as baseline NAME."), None),
     ("--qwencmp-baseline-compare", dict(metavar="NAME", help="Compare model B with its results in baseline NAME (paired, per item); regressions beyond baseline_tolerance fail."), None),
     ("--qwencmp-baseline-dir", dict(metavar="DIR", help="Where baselines are kept (default .qwencmp/baselines in the rootdir)."), "qwencmp_baseline_dir"),
@@ -61,6 +63,7 @@ OPTIONS: list[tuple[str, dict[str, Any], str | None]] = [
     ("--model-args-a", dict(metavar="KEY=VALUE,...", help="Model A's settings in lm-eval's --model_args syntax: trust_remote_code, attn_implementation, max_length, load_in_4bit, dtype, ..."), None),
     ("--model-args-b", dict(metavar="KEY=VALUE,...", help="Model B's settings, as --model-args-a."), None),
 ]
+INI_TYPES = {"qwencmp_num_fewshot": "linelist", "qwencmp_samples": "linelist", "qwencmp_sequential": "bool"}  # the others are strings
 PATH_INI = {"qwencmp_data_dir", "qwencmp_cache_dir", "qwencmp_expectations", "qwencmp_baseline_dir"}
 REPORTING_OPTIONS = (
     "qwencmp_json", "qwencmp_markdown", "qwencmp_baseline_save", "qwencmp_baseline_compare",

@@ -23,6 +23,7 @@ BACKENDS = ("auto", "deepspeed", "hf")
 DEFAULT_TEMPERATURE = 0.1
 DEFAULT_TOP_P = 0.95
 DEFAULT_SEED = 1234
+DEFAULT_LOOKS = (0.125, 0.25, 0.5, 1.0)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
 
@@ -144,6 +145,8 @@ class RunSettings:
     model_options_a: ModelOptions = field(default_factory=ModelOptions)
     model_options_b: ModelOptions = field(default_factory=ModelOptions)
     samples: tuple[tuple[str, int], ...] = ()  # generation benchmarks: answers sampled per problem (--samples)
+    sequential: bool = False  # --sequential: evaluate in looks, stop when every expectation is decided
+    sequential_looks: tuple[float, ...] = DEFAULT_LOOKS
 
     def options(self, side: str) -> ModelOptions:
         """The side's chat template, system instruction, adapter and model arguments."""
@@ -330,7 +333,42 @@ def parse_settings(raw: Mapping[str, Any], known_benchmarks: tuple[str, ...],
         model_options_a=options["a"],
         model_options_b=options["b"],
         samples=samples,
+        sequential=_as_bool(raw.get("sequential"), "--sequential (ini qwencmp_sequential)"),
+        sequential_looks=parse_looks(raw.get("sequential_looks")),
     )
+
+
+def _as_bool(value: Any, option: str) -> bool:
+    if value in (None, ""):
+        return False
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise QwencmpError(f"{option} must be true or false, got {value!r}.")
+
+
+def parse_looks(value: Any) -> tuple[float, ...]:
+    """``--sequential-looks``: fractions of each task's documents (``0.125,0.25,0.5,1`` or ``1/8,1/4,1/2,1``)."""
+    if value in (None, ""):
+        return DEFAULT_LOOKS
+    looks = []
+    for part in str(value).replace(" ", "").split(","):
+        top, slash, bottom = part.partition("/")
+        try:
+            looks.append(float(top) / float(bottom) if slash else float(top))
+        except (ValueError, ZeroDivisionError):
+            looks = None
+            break
+    if not looks or any(not 0 < t <= 1 for t in looks) or any(b <= a for a, b in zip(looks, looks[1:])) or looks[-1] != 1:
+        raise QwencmpError(
+            f"--sequential-looks {value!r} must be fractions of each task's documents, strictly increasing and ending "
+            "at 1 (all documents), comma-separated: for example 0.125,0.25,0.5,1 (the default) or 1/4,1/2,1."
+        )
+    return tuple(looks)
 
 
 def _parse_adapter(value: Any, option: str) -> ModelRef | None:

@@ -1,5 +1,8 @@
 """The on-disk evaluation cache: one JSON entry per (model, benchmark, settings).
 
+The per-document results (``evaluation.documents``) live beside the evaluations in a
+folder of their own, with the same entries, keys and locks.
+
 Entries are keyed by a hash of everything that changes a number, written
 atomically (``files.write_atomic``) so a crash leaves no half entry,
 guarded by a per-key file lock so concurrent xdist workers compute an
@@ -52,14 +55,15 @@ def _digest(payload_text: str) -> str:
 
 @dataclass(frozen=True)
 class EvaluationCache:
-    """Cached evaluation results under ``root/evaluations``."""
+    """Cached evaluation results under ``root/evaluations`` (``folder``: the per-document results, ``documents``)."""
 
     root: Path
     read_enabled: bool = True
+    folder: str = "evaluations"
 
     @property
     def directory(self) -> Path:
-        return self.root / "evaluations"
+        return self.root / self.folder
 
     def path_for(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"

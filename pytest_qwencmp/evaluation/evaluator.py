@@ -9,6 +9,14 @@ failures: before the first evaluation that must really run, the selected
 benchmarks' local data are checked (``lmeval.data_checks``) and the model is
 checked to be loadable (``models.sources``); a failed evaluation is remembered and
 raised again at once for the next item, never attempted twice.
+
+Each document's results are also kept (``documents``, keyed by everything but the
+limit): an evaluation whose entry is missing asks lm-eval only for the documents no
+earlier run evaluated (``simple_evaluate(samples=…)``) — after a sequential run, a
+longer one or a full one re-evaluates nothing — and :meth:`Evaluator.evaluate_documents`
+evaluates any chosen documents (a sequential run's look) the same way. Only where a
+document's prompt does not depend on the others evaluated with it
+(``lmeval.sizes.shots_depend_on_order``); elsewhere every run evaluates in full.
 """
 
 from __future__ import annotations
@@ -25,9 +33,11 @@ from ..files import json_safe
 from ..hub import HubAccess
 from ..lmeval.data_checks import check_benchmark_data, check_hub_data
 from ..lmeval.harness import EvaluationRequest
+from ..lmeval.sizes import TaskSizes, group_versions, shots_depend_on_order
 from ..lmeval.tasks import TaskSource, lm_eval_version, task_definitions_fingerprint
 from ..models.loading import ModelSide
 from .cache import EvaluationCache, cache_key
+from .documents import DOCUMENTS_FORMAT, StoredDocuments, Wanted, assemble, wanted_documents
 from .health import check_loglikelihoods, generation_warnings
 from .scores import RESULT_FORMAT, BenchmarkEvaluation, documents, extract_item_scores
 
@@ -40,6 +50,7 @@ class EvaluatorStats:
     cache_hits: int = 0
     evaluation_seconds: float = 0.0
     evaluated: dict[str, list[str]] = field(default_factory=dict)  # side -> benchmarks evaluated here
+    documents: dict[str, int] = field(default_factory=dict)  # side -> documents lm-eval evaluated here
     reused: dict[str, dict[str, str]] = field(default_factory=dict)  # side -> benchmark -> "cache" | "imported from …"
     ignored: list[str] = field(default_factory=list)  # why a near-miss cache entry was not used
 
@@ -67,7 +78,9 @@ class Evaluator:
         self._done: dict[tuple[str, str], BenchmarkEvaluation] = {}
         self._failed: dict[tuple[str, str], QwencmpError] = {}
         self._data_problems: dict[str, DataError | None] = {}
+        self._sizes: dict[str, dict[str, int]] = {}
         self.hub = hub or HubAccess()
+        self.documents_cache = EvaluationCache(cache.root, cache.read_enabled, folder="documents")
 
     def key_parts(self, side: str, benchmark: Benchmark) -> dict[str, Any]:
         handle = self.handles[side]
@@ -101,6 +114,97 @@ class Evaluator:
 
     def _samples(self, benchmark: Benchmark) -> int:
         return self.settings.samples_for(benchmark.name) if benchmark.generation else 1
+
+    def documents_key_parts(self, side: str, benchmark: Benchmark) -> dict[str, Any]:
+        """The key parts of the per-document results: the evaluation's, less the limit (documents are documents)."""
+        parts = {k: v for k, v in self.key_parts(side, benchmark).items() if k != "limit"}
+        return {**parts, "documents": DOCUMENTS_FORMAT}
+
+    def reuses_documents(self, benchmark: Benchmark) -> bool:
+        """Whether documents evaluated apart give the same prompts as in one call (see ``shots_depend_on_order``),
+        and each document's value is one answer's (``--samples`` K > 1 evaluates the benchmark whole: its values are
+        means of K answers, which an assembled evaluation would not mark as such)."""
+        if self._samples(benchmark) > 1:
+            return False
+        return not shots_depend_on_order(benchmark, self.settings.shots_for(benchmark.name, benchmark.num_fewshot))
+
+    def task_sizes(self, benchmark: Benchmark) -> dict[str, int]:
+        """Leaf task -> its documents in this run (capped by --limit); ``QwencmpError`` when it cannot be known."""
+        if benchmark.name not in self._sizes:
+            sizes = TaskSizes(self.settings.data_dir)(benchmark)
+            limit = self.settings.limit
+            self._sizes[benchmark.name] = {t: n if limit is None else min(n, limit) for t, n in sizes.items()}
+        return self._sizes[benchmark.name]
+
+    def evaluate_documents(self, side: str, benchmark_name: str, wanted: Wanted, *, what: str = "") -> BenchmarkEvaluation:
+        """The evaluation of exactly the ``wanted`` documents (leaf task -> indices): stored ones reused, only the others
+        evaluated (one lm-eval call). ``what`` names the step in the progress line (``look 2 of 4``)."""
+        benchmark = self.registry.get(benchmark_name)
+        memo_key = (side, benchmark_name)
+        if memo_key in self._failed:
+            raise self._failed[memo_key]
+        try:
+            return self._documents(side, benchmark, wanted, self.task_sizes(benchmark), what=what)
+        except QwencmpError as exc:
+            self._failed[memo_key] = exc
+            raise
+
+    def stored_evaluation(self, side: str, benchmark_name: str, wanted: Wanted) -> BenchmarkEvaluation | None:
+        """The evaluation of the ``wanted`` documents when all are stored (nothing is run), else None."""
+        benchmark = self.registry.get(benchmark_name)
+        return self._documents(side, benchmark, wanted, self.task_sizes(benchmark), what="", load_only=True)
+
+    def _documents(self, side: str, benchmark: Benchmark, wanted: Wanted, totals: dict[str, int], *,
+                   what: str, full_key: str | None = None, load_only: bool = False) -> BenchmarkEvaluation | None:
+        parts = self.documents_key_parts(side, benchmark)
+        key = cache_key(parts)
+        label = self.handles[side].label
+        with self.documents_cache.locked(key, what=f"the documents of {benchmark.title} × {label}",
+                                         timeout=self.settings.lock_timeout, progress=self.progress):
+            stored = StoredDocuments.from_payload(self.documents_cache.load(key))
+            if full_key is None and self.cache.read_enabled and stored.missing(wanted):
+                whole = self.load_cached(side, benchmark.name)  # a whole evaluation (perhaps imported) holds them all
+                if whole is not None:
+                    stored = stored.joined(StoredDocuments.from_evaluation(benchmark, whole))
+            missing = stored.missing(wanted)
+            count = sum(len(ix) for ix in wanted.values())
+            lacking = sum(len(ix) for ix in missing.values())
+            step = f"{what}: " if what else ""
+            wall = 0.0
+            if missing and load_only:
+                return None
+            if missing:
+                self._before_running(side, benchmark)
+                self.progress(f"qwencmp: {benchmark.title} × {label}: {step}evaluating {lacking:,} of {count:,} documents "
+                              f"({count - lacking:,} already evaluated; {self.handles[side].plan.summary})")
+                data = parts["data"] if isinstance(parts["data"], dict) else None
+                started = time.perf_counter()
+                output, info, wall = self._call(side, benchmark, samples=missing, data_fingerprints=data)
+                _check_sizes(benchmark, output, totals, self.settings.limit)
+                stored = self._keep(side, benchmark, stored, output, info, parts)
+                self._count(side, benchmark, lacking, wall)
+                self.progress(f"qwencmp: {benchmark.title} × {label}: {step}done in {time.perf_counter() - started:.1f}s "
+                              f"(lm-eval {wall:.1f}s)")
+            elif not load_only:
+                self.progress(f"qwencmp: {benchmark.title} × {label}: {step}all {count:,} documents already evaluated")
+        note = (f"assembled by pytest-qwencmp from {count:,} documents' results ({lacking:,} evaluated now, the others "
+                "cached); every number computed from the per-document values")
+        return assemble(benchmark, side, full_key or key, stored, wanted, totals,
+                        group_versions=group_versions(benchmark.task_dirs, benchmark.request), wall_seconds=wall, note=note)
+
+    def _keep(self, side: str, benchmark: Benchmark, stored: StoredDocuments, output: Mapping[str, Any], info,
+              parts: Mapping[str, Any]) -> StoredDocuments:
+        """``stored`` with one call's documents, written to the per-document cache (the caller holds its lock)."""
+        stored = stored.with_output(benchmark, output, info.to_dict(), lm_eval_version())
+        self.documents_cache.store(cache_key(parts), stored.to_payload(benchmark.name, side, parts))
+        return stored
+
+    def _count(self, side: str, benchmark: Benchmark, documents: int, seconds: float) -> None:
+        self.stats.evaluations += 1
+        if benchmark.name not in self.stats.evaluated.setdefault(side, []):
+            self.stats.evaluated[side].append(benchmark.name)
+        self.stats.documents[side] = self.stats.documents.get(side, 0) + documents
+        self.stats.evaluation_seconds += seconds
 
     def evaluate(self, side: str, benchmark_name: str) -> BenchmarkEvaluation:
         """The evaluation, computed at most once per session; a failure is raised again at once, never retried."""
@@ -199,23 +303,39 @@ class Evaluator:
             for line in self.explain_miss(side, benchmark, parts):
                 self.stats.ignored.append(line)
                 self.progress(line)
-            self._before_running(side, benchmark)
-            self.progress(f"qwencmp: {benchmark.title} × {label}: evaluating ({self.handles[side].plan.summary})")
             started = time.perf_counter()
-            try:
-                evaluation = self._run(side, benchmark, key, parts["data"] if isinstance(parts["data"], dict) else None)
-            except Exception:
-                self.progress(f"qwencmp: {benchmark.title} × {label}: failed after {time.perf_counter() - started:.1f}s")
-                raise
+            evaluation = self._from_documents(side, benchmark, key)
+            if evaluation is None:
+                self._before_running(side, benchmark)
+                self.progress(f"qwencmp: {benchmark.title} × {label}: evaluating ({self.handles[side].plan.summary})")
+                try:
+                    evaluation = self._run(side, benchmark, key, parts["data"] if isinstance(parts["data"], dict) else None)
+                except Exception:
+                    self.progress(f"qwencmp: {benchmark.title} × {label}: failed after {time.perf_counter() - started:.1f}s")
+                    raise
+                self.progress(f"qwencmp: {benchmark.title} × {label}: done in {time.perf_counter() - started:.1f}s")
+            elif not evaluation.wall_seconds:
+                self.stats.reused.setdefault(side, {})[benchmark.name] = "from the per-document results"
             # The side and key parts travel with the entry: an export picks a side, an import diffs a near miss.
             self.cache.store(key, {**evaluation.to_payload(), "side": side, "key_parts": json_safe(parts)})
-            self.stats.evaluations += 1
-            self.stats.evaluated.setdefault(side, []).append(benchmark.name)
-            self.stats.evaluation_seconds += evaluation.wall_seconds
-            self.progress(f"qwencmp: {benchmark.title} × {label}: done in {time.perf_counter() - started:.1f}s")
             return evaluation
 
-    def _run(self, side: str, benchmark: Benchmark, key: str, data_fingerprints: dict[str, str] | None) -> BenchmarkEvaluation:
+    def _from_documents(self, side: str, benchmark: Benchmark, key: str) -> BenchmarkEvaluation | None:
+        """The whole evaluation from the per-document results when some are stored (the rest evaluated now);
+        None when none are, or documents cannot be reused or counted: then one plain lm-eval call does it all."""
+        if not self.reuses_documents(benchmark) or not self.documents_cache.read_enabled:
+            return None
+        if not self.documents_cache.path_for(cache_key(self.documents_key_parts(side, benchmark))).is_file():
+            return None
+        try:
+            totals = self.task_sizes(benchmark)
+        except QwencmpError:
+            return None
+        return self._documents(side, benchmark, wanted_documents(totals, None), totals, what="", full_key=key)
+
+    def _call(self, side: str, benchmark: Benchmark, *, samples: Wanted | None = None,
+              data_fingerprints: dict[str, str] | None = None):
+        """One lm-eval call on the side's model (loaded on first use): (output, model info, seconds)."""
         handle = self.handles[side]
         info = handle.load()
         gen_kwargs = self.settings.generation.as_gen_kwargs() if benchmark.generation else None
@@ -230,12 +350,26 @@ class Evaluator:
             seed=self.settings.seed,
             data_fingerprints=data_fingerprints,
             samples=self._samples(benchmark),
+            documents=None if samples is None else {task: tuple(ix) for task, ix in samples.items()},
             **handle.options.prompting(),
         )
         started = time.perf_counter()
         output = handle.run(request)
         wall = round(time.perf_counter() - started, 3)
         check_loglikelihoods(benchmark, output, handle.label, info.dtype, info.requested_dtype)
+        return output, info, wall
+
+    def _run(self, side: str, benchmark: Benchmark, key: str, data_fingerprints: dict[str, str] | None) -> BenchmarkEvaluation:
+        """The whole benchmark in one lm-eval call (lm-eval's own numbers); its documents are stored for reuse."""
+        output, info, wall = self._call(side, benchmark, data_fingerprints=data_fingerprints)
+        gen_kwargs = self.settings.generation.as_gen_kwargs() if benchmark.generation else None
+        self._count(side, benchmark, sum(len(rows) for rows in (output.get("samples") or {}).values()), wall)
+        if self.reuses_documents(benchmark):
+            parts = self.documents_key_parts(side, benchmark)
+            doc_key = cache_key(parts)
+            with self.documents_cache.locked(doc_key, what=f"the documents of {benchmark.title} × {self.handles[side].label}",
+                                             timeout=self.settings.lock_timeout, progress=self.progress):
+                self._keep(side, benchmark, StoredDocuments.from_payload(self.documents_cache.load(doc_key)), output, info, parts)
         return BenchmarkEvaluation(
             benchmark=benchmark.name,
             side=side,
@@ -249,6 +383,22 @@ class Evaluator:
             wall_seconds=wall,
             documents=documents(benchmark, output),
             lm_eval_results=json_safe({k: v for k, v in output.items() if k != "samples"}),
-            warnings=generation_warnings(benchmark, output, handle.label, info.dtype),
+            warnings=generation_warnings(benchmark, output, self.handles[side].label, info.dtype),
             samples=self._samples(benchmark),
         )
+
+
+def _check_sizes(benchmark: Benchmark, output: Mapping[str, Any], totals: Mapping[str, int], limit: int | None) -> None:
+    """The documents each task really has (lm-eval's ``n-samples``) must be the ones the run counted before asking
+    for some of them; otherwise documents would be left out (or asked for that do not exist) without a word."""
+    for task, counts in (output.get("n-samples") or {}).items():
+        original = counts.get("original") if isinstance(counts, Mapping) else None
+        if task in totals and isinstance(original, int):
+            real = original if limit is None else min(original, limit)
+            if real != totals[task]:
+                raise QwencmpError(
+                    f"lm-eval's task {task!r} of {benchmark.title} has {original:,} documents, but this run counted "
+                    f"{totals[task]:,} before choosing which to evaluate (from the local copy or "
+                    "pytest_qwencmp/config/dataset_sizes.toml). Give the data with --data-dir (it is counted there), "
+                    "or correct the size table."
+                )

@@ -144,7 +144,7 @@ def _number(value: Any) -> float | None:
 
 def _per_task_samples(samples: Mapping[str, list], task: str, metric: str) -> tuple[list[str], list[float]]:
     rows = sorted(samples.get(task, []), key=lambda s: s["doc_id"])
-    keys = [f"{task}/{row['doc_id']}" for row in rows]
+    keys = [document_key(task, row["doc_id"]) for row in rows]
     values = [float(row[metric]) for row in rows]
     return keys, values
 
@@ -234,9 +234,24 @@ def _document_view(row: Mapping[str, Any], generation: bool) -> dict[str, str]:
     }
 
 
+def document_key(task: str, index: int) -> str:
+    """How a document is named everywhere (``doc_keys``, the documents views, the per-document cache)."""
+    return f"{task}/{index}"
+
+
+def document_values(benchmark: Benchmark, output: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Document key -> the value of each of the benchmark's metrics that lm-eval logged for it."""
+    metrics = [metric for _, metric in benchmark.metrics]
+    values = {}
+    for task in benchmark.leaf_tasks:
+        for row in output.get("samples", {}).get(task, []):
+            values[document_key(task, row["doc_id"])] = {m: float(row[m]) for m in metrics if m in row}
+    return values
+
+
 def documents(benchmark: Benchmark, output: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     documents = {}
     for task in benchmark.leaf_tasks:
         for row in output.get("samples", {}).get(task, []):
-            documents[f"{task}/{row['doc_id']}"] = _document_view(row, benchmark.generation)
+            documents[document_key(task, row["doc_id"])] = _document_view(row, benchmark.generation)
     return documents

@@ -3,7 +3,9 @@
 ``EvaluationRequest`` says everything the call needs besides the model — the
 benchmark, where its data lives, shots, limit, generation settings, seed, and
 the side's prompting (chat template, few-shot as multi-turn, system
-instruction, passed exactly as lm-eval's CLI passes them) — and
+instruction, passed exactly as lm-eval's CLI passes them), and optionally the
+very documents to evaluate (``documents``, lm-eval's ``samples=``: exactly
+those, for a sequential run's look or the documents a cache lacks) — and
 is plain, picklable data, so the same request runs in this process or in every
 rank of a tensor-parallel group (``tensor_parallel``). ``run_request`` builds
 the task manager over the real task definitions (``tasks``), runs MBPP's
@@ -50,6 +52,14 @@ class EvaluationRequest:
     fewshot_as_multiturn: bool = False
     system_instruction: str | None = None
     samples: int = 1  # answers sampled per document of a generation task (--samples), every one scored
+    # Only these documents (leaf task -> sorted document indices), through simple_evaluate(samples=...):
+    # the leaf tasks are asked for by name (a group would evaluate every document of a task left out).
+    documents: Mapping[str, tuple[int, ...]] | None = None
+
+    @property
+    def tasks(self) -> list[str]:
+        """What simple_evaluate is asked for: the benchmark's request, or the leaf tasks holding chosen documents."""
+        return list(self.documents) if self.documents is not None else list(self.benchmark.request)
 
 
 def run_request(lm, request: EvaluationRequest) -> dict[str, Any] | None:
@@ -143,6 +153,19 @@ def _progress_bars_as_tqdm_says(lm) -> Iterator[None]:
             delattr(lm, name)  # the class's method again
 
 
+@contextmanager
+def _without_environment_report(evaluator_module) -> Iterator[None]:
+    """Skip lm-eval's ``add_env_info``: torch's ``collect_env`` runs ``pip list`` and other commands on every
+    ``simple_evaluate`` call (0.5–0.6 s each on 2 CPU cores; a sequential run makes several calls per benchmark),
+    for ``pretty_env_info`` and version keys this project does not keep (``OUTPUT_KEYS``)."""
+    original = evaluator_module.add_env_info
+    evaluator_module.add_env_info = lambda storage: None
+    try:
+        yield
+    finally:
+        evaluator_module.add_env_info = original
+
+
 class _CustomDatasetNotice(logging.Filter):
     """Drops lm-eval's per-task advice about ``--metadata`` for tasks with a ``custom_dataset`` function."""
 
@@ -152,14 +175,17 @@ class _CustomDatasetNotice(logging.Filter):
 
 def _simple_evaluate(lm, request: EvaluationRequest, manager):
     import lm_eval  # lazy: lm-eval (and torch, datasets) only when an evaluation really runs
+    import lm_eval.evaluator  # lazy: as above
 
     try:
-        with sandboxed_code_eval(SandboxedCodeEval()), _progress_bars_as_tqdm_says(lm):
+        with sandboxed_code_eval(SandboxedCodeEval()), _progress_bars_as_tqdm_says(lm), \
+                _without_environment_report(lm_eval.evaluator):
             return lm_eval.simple_evaluate(
                 model=lm,
-                tasks=list(request.benchmark.request),
+                tasks=request.tasks,
                 num_fewshot=request.num_fewshot,
-                limit=request.limit,
+                limit=None if request.documents is not None else request.limit,
+                samples=None if request.documents is None else {task: sorted(ix) for task, ix in request.documents.items()},
                 task_manager=manager,
                 log_samples=True,
                 gen_kwargs=None if request.gen_kwargs is None else dict(request.gen_kwargs),

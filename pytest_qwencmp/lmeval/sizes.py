@@ -41,6 +41,8 @@ class TaskData:
     dataset_path: str
     dataset_name: str | None
     split: str
+    fewshot_sampler: str = "default"  # lm-eval's fewshot_config.sampler ("default": random draws, in evaluation order)
+    num_fewshot: int = 0  # the task's own default shots
 
 
 # --------------------------------------------------------------------------- which data a task reads
@@ -90,8 +92,51 @@ def task_data(task_dirs: tuple[str, ...]) -> dict[str, TaskData]:
             split = config.get("test_split") or config.get("validation_split")
             if isinstance(task, str) and config.get("dataset_path") and split:
                 name = config.get("dataset_name")
-                found[task] = TaskData(task, str(config["dataset_path"]), None if name is None else str(name), str(split))
+                fewshot = config.get("fewshot_config")
+                sampler = fewshot.get("sampler") if isinstance(fewshot, dict) else None
+                shots = config.get("num_fewshot")
+                found[task] = TaskData(task, str(config["dataset_path"]), None if name is None else str(name), str(split),
+                                       str(sampler or "default"), shots if isinstance(shots, int) else 0)
     return found
+
+
+@lru_cache(maxsize=64)
+def group_versions(task_dirs: tuple[str, ...], request: tuple[str, ...]) -> dict[str, str]:
+    """The groups ``request`` names (and their subgroups) -> the version lm-eval reports for them
+    (``str(metadata.version)``, else ``"N/A"``), read from the task YAML files as lm-eval's ``Group.version`` does."""
+    root = lm_eval_tasks_root()
+    groups: dict[str, dict[str, Any]] = {}
+    for task_dir in task_dirs:
+        for path in sorted((root / task_dir).rglob("*.yaml")):
+            config = _read_yaml(path)
+            if isinstance(config.get("group"), str) and "task" in config:
+                groups[config["group"]] = config
+    out: dict[str, str] = {}
+    todo = [name for name in request if name in groups]
+    while todo:
+        name = todo.pop()
+        if name in out:
+            continue
+        metadata = groups[name].get("metadata")
+        version = metadata.get("version") if isinstance(metadata, dict) else None
+        out[name] = "N/A" if version is None else str(version)
+        members = groups[name].get("task")
+        todo += [m for m in (members if isinstance(members, list) else []) if isinstance(m, str) and m in groups]
+    return out
+
+
+def shots_depend_on_order(benchmark: Benchmark, shots: int | None) -> list[str]:
+    """The benchmark's leaf tasks whose few-shot examples depend on which documents are evaluated with them.
+
+    lm-eval's ``default`` sampler draws each document's examples from one seeded generator in evaluation order,
+    so a document evaluated alone gets other examples than in a full run; ``first_n`` (MMLU, MBPP) does not. With
+    zero shots (or a task that takes none) nothing depends on it. A task not described is listed (unknown).
+    """
+    described = task_data(benchmark.task_dirs)
+    if shots == 0:
+        return []
+    return [task for task in benchmark.leaf_tasks if task not in described or (
+        described[task].fewshot_sampler != "first_n" and (shots or described[task].num_fewshot) > 0)]
 
 
 # --------------------------------------------------------------------------- counting rows

@@ -14,6 +14,10 @@ Counts: ``passed``/``failed``/``underpowered`` are over every item;
 non-overall items, the ones adjusted together). ``overall`` — lm-eval's group
 score, a size-weighted micro-average over all questions — is tested alone,
 unadjusted, and reported on its own line.
+
+A sequential run (``--sequential``) adds, per benchmark, how many documents it
+evaluated in how many looks and why it stopped (:func:`sequential_sentence`),
+and per item the look that decided it (:func:`sequential_tag`).
 """
 
 from __future__ import annotations
@@ -124,11 +128,13 @@ def score_text(value: float | None, stderr: float | None) -> str:
 
 def verdict_text(record: Record) -> str:
     """The verdict as every table words it (terminal, Markdown, HTML, JUnit ``qwencmp_verdict``):
-    ``PASS · better``, ``FAIL · no detectable difference · underpowered``."""
+    ``PASS · better``, ``FAIL · no detectable difference · underpowered``, and with ``--sequential`` the look
+    that decided it (``PASS · better · look 1/4``)."""
     outcome = "PASS" if record.get("passed") else "FAIL"
     significance = record.get("significance") or ""
     text = f"{outcome} · {significance}" if significance and significance != "n/a" else outcome
-    return text + (" · underpowered" if record.get("underpowered") else "")
+    tag = sequential_tag(record)
+    return text + (" · underpowered" if record.get("underpowered") else "") + (f" · {tag}" if tag else "")
 
 
 def batch_size_text(model: Mapping[str, Any]) -> str | None:
@@ -215,3 +221,34 @@ def ci_text(record: Record, prefix: str = "") -> str:
     """``[low, high]`` of the record's interval (``prefix="adjusted_"``: the adjusted one)."""
     low, high = num(record.get(prefix + "ci_low")), num(record.get(prefix + "ci_high"))
     return "—" if low is None or high is None else fmt_ci(low, high)
+
+
+# --------------------------------------------------------------------------- sequential runs (--sequential)
+
+
+def sequential_account(rows: Iterable[Record]) -> Mapping[str, Any] | None:
+    """A benchmark's sequential account (documents, looks, why it stopped, the method), None for a full run."""
+    return next((r["sequential"]["benchmark"] for r in rows if isinstance(r.get("sequential"), Mapping)), None)
+
+
+def sequential_sentence(rows: Iterable[Record]) -> str:
+    """'evaluated 3,510 of 14,042 documents (25 %) in 2 looks; stopped: all 58 items with expectations decided'."""
+    account = sequential_account(rows)
+    if not account:
+        return ""
+    done, total, looks = account["documents_evaluated"], account["documents_total"], account["looks"]
+    return (f"evaluated {done:,} of {total:,} documents ({100 * done / max(total, 1):.0f} %) in {looks} look"
+            f"{'s' if looks != 1 else ''}; stopped: {account['stopped']}")
+
+
+def sequential_tag(record: Record) -> str:
+    """An item's sequential state in a few words: the look that decided it, or what its numbers cover."""
+    state = record.get("sequential")
+    if not isinstance(state, Mapping):
+        return ""
+    account = state.get("benchmark") or {}
+    if state.get("look"):
+        return f"look {state['look']}/{account.get('planned_looks', '?')}"
+    if state.get("verdict") == "fixed design":
+        return "last look, fixed design"
+    return f"on {state.get('documents', 0):,} of {state.get('documents_total', 0):,} documents"

@@ -64,6 +64,8 @@ from .formatting import (
     p_cell,
     paired_test_name,
     score_cell,
+    sequential_sentence,
+    sequential_tag,
 )
 from .text import (
     adjusted_header,
@@ -117,6 +119,7 @@ def _templates() -> Environment:
         plural=_plural, score_cell=score_cell,
         side_class=_side_class, sign_class=_sign_class, unique_warnings=_unique_warnings, verdict_ci=_verdict_ci,
         verdict_text=verdict_text, breakable=_breakable, score_html=_score_html, ci_html=_ci_html,
+        sequential_tag=sequential_tag,
     )
     return env
 
@@ -364,6 +367,7 @@ def _section(benchmark: str, rows: Sequence[Record], slug: str, run: Mapping[str
         "shots": "%d-shot" % int(num(shots)) if num(shots) is not None else "default shots",
         "family": family_sentence(rows), "overall": [overall_sentence(r) for r in rows if is_overall(r)],
         "noise": noise_sentence(rows), "sampling": sampling_sentence(rows), "warnings": _generation_warnings(benchmark, rows, run, label_a, label_b),
+        "sequential": sequential_sentence(rows),
         "charts": _charts(rows, slug, label_a, label_b), "heads": _table_heads(rows, label_a, label_b),
         "ordered": [r for r in rows if is_overall(r)] + [r for r in rows if not is_overall(r)],
         "compared_with": baseline_name(rows),
@@ -409,7 +413,7 @@ def _settings(run: Mapping[str, Any], stats: Mapping[str, Any] | None) -> list[t
     """(label, value, smoke run?) per setting shown, then the wall time and the work done."""
     items = []
     details = "code_sandbox_details" if run.get("code_sandbox_details") else "code_sandbox"
-    for key in ("num_fewshot", "limit", "generation", "samples", "seed", "correction", "expectations", "data",
+    for key in ("num_fewshot", "limit", "generation", "samples", "seed", "correction", "sequential", "expectations", "data",
                 "lm_eval_version", "machine", details, "baseline"):
         if key not in run or run[key] in (None, {}, ""):
             continue

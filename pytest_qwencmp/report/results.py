@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
-from .formatting import Record, counts, group_by_benchmark, is_overall
+from .formatting import Record, counts, group_by_benchmark, is_overall, sequential_account
 from .text import impossible_notes, sampling_sentence
 
 
@@ -30,6 +30,9 @@ def results_document(
         correction = family[0].get("correction", "none") if len(family) > 1 else "none"
         benchmarks[name] = {"title": group[0].get("benchmark_title", name), **counts(group), "correction": correction,
                             "sampling_note": sampling_sentence(group) or None, "impossible": impossible_notes(group)}
+        account = sequential_account(group)
+        if account:  # --sequential: documents evaluated of the total, looks, why it stopped, the method
+            benchmarks[name]["sequential"] = dict(account)
     models: dict[str, Any] = {}
     for side in ("a", "b"):
         models[side] = {
@@ -63,7 +66,7 @@ _COUNTED = ("model_loads", "evaluations", "cache_hits", "evaluation_seconds")
 def combine_stats(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Several processes' (xdist workers') or jobs' (shards') stats as one: counts added, reuse listed."""
     total: dict[str, Any] = {key: 0 for key in _COUNTED}
-    total.update(evaluated={}, reused={}, ignored=[])
+    total.update(evaluated={}, reused={}, ignored=[], documents_evaluated={})
     for part in parts:
         for key in _COUNTED:
             total[key] = round(total[key] + (part.get(key) or 0), 2)
@@ -72,4 +75,6 @@ def combine_stats(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         for side, by_benchmark in (part.get("reused") or {}).items():
             total["reused"].setdefault(side, {}).update(by_benchmark)
         total["ignored"] += list(part.get("ignored") or [])
+        for side, count in (part.get("documents_evaluated") or {}).items():
+            total["documents_evaluated"][side] = total["documents_evaluated"].get(side, 0) + count
     return total

@@ -33,6 +33,8 @@ from .formatting import (
     is_overall,
     paired_test_name,
     score_text,
+    sequential_sentence,
+    sequential_tag,
     verdict_text,
 )
 
@@ -62,6 +64,11 @@ def item_lines(record: Record) -> list[str]:
         lines.append("  Expected: " + "; ".join(r["checked"]) + ".")
     if r.get("impossible"):
         lines.append("  At this size: " + "; ".join(impossible_text(entry) for entry in r["impossible"]) + ".")
+    state = r.get("sequential")
+    if isinstance(state, Mapping):
+        lines.append(f"  Sequential ({sequential_tag(r)}): {state.get('documents', 0):,} of "
+                     f"{state.get('documents_total', 0):,} documents evaluated for this item"
+                     + (f"; {state['note']}" if state.get("note") else "") + ".")
     return lines
 
 
@@ -125,6 +132,12 @@ def noise_sentence(rows: Sequence[Record]) -> str:
 
 
 def overall_sentence(record: Record) -> str:
+    state = record.get("sequential")
+    if isinstance(state, Mapping) and state.get("documents") != state.get("documents_total"):
+        return (f"{record['item']}: the size-weighted mean of the subjects' scores on the {record['n']:,} of "
+                f"{state.get('documents_total', 0):,} questions evaluated (lm-eval's group score, estimated subject by "
+                f"subject); its paired CI and p are over those questions pooled; tested alone, unadjusted → "
+                f"{record.get('significance')}.")
     return (f"{record['item']}: lm-eval's group score, a size-weighted micro-average over all {record['n']:,} questions; "
             f"tested alone, unadjusted → {record.get('significance')}.")
 
@@ -160,6 +173,9 @@ def benchmark_lines(rows: Sequence[Record]) -> list[str]:
     if c["underpowered"]:
         head += f", {c['underpowered']} underpowered"
     lines = [head + "."]
+    sequential = sequential_sentence(rows)
+    if sequential:
+        lines.append(f"  Sequential: {sequential}.")
     family = family_sentence(rows)
     if family:
         lines.append(f"  {family}: B significantly better on {c['better']}, worse on {c['worse']}, "
@@ -295,7 +311,7 @@ def settings_lines(run: Mapping[str, Any]) -> list[str]:
 _SETTING_LINES = (
     ("num_fewshot", "limit", "generation", "samples", "seed"),
     ("data", "lm_eval_version", "correction"),
-    ("expectations",),
+    ("sequential", "expectations"),
     ("code_sandbox",),
     ("baseline",),
 )

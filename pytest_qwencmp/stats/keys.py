@@ -19,15 +19,18 @@ key (value as written)         threshold   H0 (tested)   decision
 ``paired_binary.paired_binary_test`` takes it. With an interval whose bounds
 were computed to agree with the test at the threshold
 (``paired_binary_ci(..., at=threshold)``), :func:`decide_key` and the
-p-value can never disagree. No package imports: ``paired_binary`` and the
-rules share this table.
+p-value can never disagree. No package imports: ``paired_binary``, the
+rules and the sequential design (``sequential``, at its last look) share this
+table and :func:`passes_at`.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["KEYS", "key_threshold", "decide_key", "agree_at"]
+import numpy as np
+
+__all__ = ["KEYS", "key_threshold", "passes_at", "decide_key", "agree_at"]
 
 KEYS = {  # key -> (sign of the threshold relative to the key's value, the one-sided test's alternative)
     "min_ci_lower": (1.0, "greater"),
@@ -44,6 +47,13 @@ def key_threshold(key: str, value: float) -> tuple[float, str]:
     return sign * float(value), alternative
 
 
+def passes_at(alternative: str, threshold, low, high):
+    """The one decision rule of a one-sided test at ``threshold`` read off ``[low, high]`` (arrays elementwise):
+    ``"greater"`` passes iff ``low > threshold``; ``"less"`` passes unless ``high < threshold``."""
+    passed = np.greater(low, threshold) if alternative == "greater" else np.logical_not(np.less(high, threshold))
+    return bool(passed) if np.ndim(passed) == 0 else passed
+
+
 def decide_key(key: str, value: float, low: float, high: float) -> bool:
     """Whether ``key = value`` PASSES, read off an interval ``[low, high]`` of B − A in points.
 
@@ -55,9 +65,7 @@ def decide_key(key: str, value: float, low: float, high: float) -> bool:
     ``at=threshold`` so that it agrees with the p-value to the last bit.
     """
     threshold, alternative = key_threshold(key, value)
-    if alternative == "greater":
-        return bool(low > threshold)
-    return not bool(high < threshold)
+    return passes_at(alternative, threshold, low, high)
 
 
 def agree_at(low: float, high: float, threshold: float, beyond_low: bool, beyond_high: bool) -> tuple[float, float]:

@@ -11,6 +11,9 @@ at the item's n whatever the models answer: the key is decided on the most
 favourable tables its family can produce (every document won by B, resp. by
 A), and the intervals are monotone in the counts, so nothing can do better.
 :func:`plan_lines` and :func:`plan_document` word it for the terminal and for JSON.
+With ``--sequential``, :func:`make_sequential_plan` adds the expected share of
+documents a sequential run evaluates for given true differences (Monte Carlo
+through the run's own rules, ``expected_share``), beside the fixed design's MDE.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from ..config.benchmarks import OVERALL, Benchmark, Registry
 from ..config.expectations import Expectation, Expectations
 from ..errors import QwencmpError
 from . import power as pw
+from .expected_share import benchmark_scenario, expected_share
 from .keys import KEYS, key_threshold
 from .multiplicity import ALPHA, adjust_family
 from .paired import POINTS
 from .paired_binary import paired_binary_test
 from .rules import PowerNote, assess, key_families
+from .sequential import SequentialDesign
 
 DEFAULT_DISCORDANCE = 0.25
 
@@ -309,3 +314,100 @@ def plan_document(plan: Plan) -> dict[str, Any]:
             for i in plan.items
         ],
     }
+
+
+# --------------------------------------------------------------------------- plan --sequential
+
+
+@dataclass(frozen=True)
+class SequentialPlan:
+    """``plan --sequential``: per benchmark and assumed true B − A, the expected share of documents a sequential run
+    evaluates (Monte Carlo mean, standard error), beside the fixed design's MDE of its headline item."""
+
+    design: SequentialDesign
+    deltas: tuple[str, ...]  # the scenarios, as given
+    documents: Mapping[str, int]
+    mde: Mapping[str, tuple[str, float | None]]  # benchmark -> (headline item, MDE points)
+    shares: Mapping[tuple[str, str], tuple[float, float]]  # (scenario, benchmark or "all") -> (mean, se)
+    reps: int
+    discordance: float
+    score_a: float
+
+
+def parse_deltas(text: str, names: Iterable[str]) -> dict[str, float]:
+    """``--delta``: one number for every benchmark (``-20``), or ``mmlu=12.16,hellaswag=9.77`` (others 0)."""
+    names = list(names)
+    try:
+        if "=" not in text:
+            return {name: float(text) for name in names}
+        out = {name: 0.0 for name in names}
+        for part in text.split(","):
+            name, _, value = part.partition("=")
+            if name.strip() not in out:
+                raise QwencmpError(f"--delta {text!r} names benchmark {name.strip()!r}; known: {', '.join(names)}.")
+            out[name.strip()] = float(value)
+        return out
+    except ValueError:
+        raise QwencmpError(f"--delta {text!r} must be points of B − A: one number, or BENCH=POINTS,… "
+                           "(for example mmlu=12.16,hellaswag=9.77,mbpp=16.2).") from None
+
+
+def make_sequential_plan(registry: Registry, expectations: Expectations, sizes: Sizer, deltas: Iterable[str], plan: Plan,
+                         design: SequentialDesign, *, benchmarks: Iterable[str] | None = None,
+                         limit: int | None = None, score_a: float = 50.0, reps: int = 400,
+                         seed: int = 0) -> SequentialPlan:
+    """Simulate ``reps`` sequential runs per scenario (``deltas``, as :func:`parse_deltas` reads them) through the run's
+    own decision rules (``expected_share``); ``plan`` (from :func:`make_plan`) gives the fixed design's MDEs."""
+    chosen = registry.select(benchmarks).benchmarks
+    counted = {b.name: {t: n if limit is None else min(n, limit) for t, n in sizes(b).items()} for b in chosen}
+    shares: dict[tuple[str, str], tuple[float, float]] = {}
+    for text in deltas:
+        delta = parse_deltas(text, [b.name for b in chosen])
+        try:
+            scenario = [benchmark_scenario(b, expectations, counted[b.name], delta[b.name], plan.discordance, score_a)
+                        for b in chosen]
+            for b in scenario:
+                for truth in b.strata.values():
+                    truth.cells()
+        except ValueError as exc:
+            raise QwencmpError(f"--delta {text!r}: {exc}; raise --discordance (the share of documents where exactly one "
+                               "model is right bounds |B − A|) or change --score-a.") from None
+        for name, value in expected_share(design, scenario, reps=reps, seed=seed).items():
+            shares[(text, name)] = value
+    mde = {}
+    for b in chosen:
+        rows = [i for i in plan.items if i.benchmark == b.name]
+        head = next((i for i in rows if i.item.split(":")[0] == OVERALL), rows[0])
+        mde[b.name] = (head.item, head.mde)
+    return SequentialPlan(design, tuple(deltas), {b.name: sum(counted[b.name].values()) for b in chosen}, mde, shares,
+                          reps, plan.discordance, score_a)
+
+
+def sequential_plan_lines(splan: SequentialPlan, registry: Registry) -> list[str]:
+    """``plan --sequential`` as terminal text: one row per benchmark, one column per assumed B − A."""
+    lines = ["", "Sequential (--sequential): the expected share of documents evaluated, if the true B − A were …",
+             f"  design: {splan.design.method}",
+             f"  {splan.reps} simulated runs per scenario through the run's own decision rules; discordance "
+             f"{splan.discordance:g}; A's true score {splan.score_a:g} in every task (floors depend on it); documents "
+             "independent, each metric of a task drawn independently"]
+    head = ("benchmark", "documents", "fixed MDE", *(f"Δ {d}" for d in splan.deltas))
+    table = [head]
+    for name, documents in splan.documents.items():
+        item, mde = splan.mde[name]
+        table.append((registry.get(name).title, f"{documents:,}", f"±{_number(mde)} ({item})" if mde is not None else f"none ({item})",
+                      *(f"{100 * splan.shares[(d, name)][0]:.0f} % ± {100 * splan.shares[(d, name)][1]:.1f}" for d in splan.deltas)))
+    table.append(("all", f"{sum(splan.documents.values()):,}", "",
+                  *(f"{100 * splan.shares[(d, 'all')][0]:.0f} % ± {100 * splan.shares[(d, 'all')][1]:.1f}" for d in splan.deltas)))
+    widths = [max(len(row[c]) for row in table) for c in range(len(head))]
+    for row in table:
+        lines.append("  " + "  ".join(cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    lines.append("  A benchmark stops when every item with an expectation is decided; items without one never hold it. "
+                 "Floors need the scores well clear of them to stop early.")
+    return lines
+
+
+def sequential_plan_document(splan: SequentialPlan) -> dict[str, Any]:
+    return {"design": splan.design.method, "reps": splan.reps, "discordance": splan.discordance, "score_a": splan.score_a,
+            "documents": dict(splan.documents), "mde": {k: {"item": v[0], "mde": v[1]} for k, v in splan.mde.items()},
+            "expected_share": {d: {name: {"mean": m, "se": se} for (dd, name), (m, se) in splan.shares.items() if dd == d}
+                               for d in splan.deltas}}

@@ -152,3 +152,15 @@ def test_samples_per_generation_benchmark():
         with pytest.raises(QwencmpError) as info:
             parse(**raw)
         assert fragment in info.value.message
+
+
+def test_sequential_options():
+    assert not settings().sequential and settings().sequential_looks == (0.125, 0.25, 0.5, 1.0)
+    s = settings(sequential=True, sequential_looks="1/4, 1/2, 1")
+    assert s.sequential and s.sequential_looks == (0.25, 0.5, 1.0)
+    assert settings(sequential="true").sequential and not settings(sequential="false").sequential  # the ini key
+    for bad in ("0.5,0.25,1", "0.25,0.5", "0,1", "a,1", "1/0,1", "0.5,1.5"):
+        with pytest.raises(QwencmpError, match="--sequential-looks"):
+            settings(sequential_looks=bad)
+    with pytest.raises(QwencmpError, match="--sequential"):
+        settings(sequential="maybe")

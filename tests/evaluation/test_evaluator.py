@@ -13,6 +13,8 @@ from pytest_qwencmp.errors import QwencmpError
 from pytest_qwencmp.evaluation.cache import cache_key
 from pytest_qwencmp.evaluation.scores import check_score_against_documents
 from pytest_qwencmp.lmeval.code_eval import SandboxedCodeEval
+from pytest_qwencmp.evaluation.evaluator import _check_sizes
+from pytest_qwencmp.errors import QwencmpError
 
 REGISTRY = builtin_registry()
 
@@ -100,8 +102,15 @@ def test_corrupt_cache_entry_is_recomputed(demo_assets, fresh_cache, offline, ma
     path = run.evaluator.cache.path_for(first.key)
     path.write_text(path.read_text()[:100])  # truncated by a crash or a full disk
     again = make_run(fresh_cache, limit="1")
-    second = again.evaluator.evaluate("a", "hellaswag")
-    assert again.stats()["evaluations"] == 1 and not second.from_cache
+    rebuilt = again.evaluator.evaluate("a", "hellaswag")  # from the per-document results: nothing evaluated
+    assert again.stats()["evaluations"] == 0 and not rebuilt.from_cache
+    assert rebuilt.items == first.items
+    documents = again.evaluator.documents_cache
+    for entry in (path, documents.path_for(cache_key(again.evaluator.documents_key_parts("a", REGISTRY.get("hellaswag"))))):
+        entry.write_text(entry.read_text()[:100])
+    third = make_run(fresh_cache, limit="1")
+    second = third.evaluator.evaluate("a", "hellaswag")
+    assert third.stats()["evaluations"] == 1 and not second.from_cache
     assert second.items == first.items
 
 
@@ -335,3 +344,13 @@ def test_samples_draw_k_answers_per_problem_and_score_each(demo_assets, fresh_ca
     plain = make_run(fresh_cache, limit="4")
     assert run.evaluator.key_parts("a", mbpp)["samples"] == 3 and "samples" not in plain.evaluator.key_parts("a", mbpp)
     assert cache_key(run.evaluator.key_parts("a", mbpp)) != cache_key(plain.evaluator.key_parts("a", mbpp))
+
+
+def test_a_task_of_another_size_than_counted_is_refused():
+    """Documents are chosen from the sizes counted before the call; lm-eval's own count must agree."""
+    hellaswag = REGISTRY.get("hellaswag")
+    output = {"n-samples": {"hellaswag": {"original": 40, "effective": 5}}}
+    _check_sizes(hellaswag, output, {"hellaswag": 40}, None)
+    _check_sizes(hellaswag, output, {"hellaswag": 10}, 10)
+    with pytest.raises(QwencmpError, match="has 40 documents, but this run counted 10,042"):
+        _check_sizes(hellaswag, output, {"hellaswag": 10042}, None)

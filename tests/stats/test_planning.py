@@ -134,3 +134,24 @@ def test_plan_bad_input_is_one_paragraph(args, fragment, capsys, monkeypatch):
     assert status == 2
     assert fragment in captured.err and "Traceback" not in captured.err
     assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_plan_sequential_prints_the_expected_share_beside_the_mde(tmp_path, capsys):
+    """A broken checkpoint and equivalent models (60 simulated runs each): HellaSwag stops at its first look (1/8) when
+    B is 20 points worse, and nearly always when B ≡ A (min_ci_lower = 7 fails at once); MMLU runs nearly to the end
+    when B ≡ A (100-question subjects cannot accept a 5-point allowance early)."""
+    out_json = tmp_path / "plan.json"
+    assert main(["plan", "--sequential", "--delta", "0", "--delta", "hellaswag=-20", "--score-a", "60", "--reps", "60",
+                 "--benchmarks", "hellaswag,mmlu", f"--json={out_json}"]) == 0
+    out = capsys.readouterr().out
+    assert "Sequential (--sequential): the expected share of documents evaluated" in out
+    assert "Hwang–Shih–DeCani (γ = −4)" in out and "A's true score 60" in out
+    cells = row(out, "HellaSwag")
+    assert cells[:2] == ["10,042", "±1.5 (acc)"]
+    shares = json.loads(out_json.read_text())["sequential"]["expected_share"]
+    assert shares["hellaswag=-20"]["hellaswag"]["mean"] == pytest.approx(0.125, abs=0.002)
+    assert shares["0"]["hellaswag"]["mean"] < 0.2
+    assert shares["0"]["mmlu"]["mean"] > 0.95
+    assert main(["plan", "--sequential", "--delta", "mmlu=40"]) == 2  # beyond the discordance: one paragraph
+    assert "raise --discordance" in capsys.readouterr().err
+    assert main(["plan", "--sequential", "--correction", "bh"]) == 2
