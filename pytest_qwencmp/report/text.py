@@ -311,7 +311,8 @@ def settings_lines(run: Mapping[str, Any]) -> list[str]:
 _SETTING_LINES = (
     ("num_fewshot", "limit", "generation", "samples", "seed"),
     ("data", "lm_eval_version", "correction"),
-    ("sequential", "expectations"),
+    ("sequential",),
+    ("expectations",),
     ("code_sandbox",),
     ("baseline",),
 )
