@@ -29,7 +29,7 @@ from .evaluation.cache import EvaluationCache, cache_key, ensure_cache_root
 from .evaluation.evaluator import Evaluator
 from .hub import HubAccess
 from .lmeval.tasks import TaskSource, lm_eval_version
-from .models.loading import ModelHandle, ModelSide
+from .models.loading import ModelHandle, ModelSide, ModelSpec
 from .models.placement import ExecutionPlan, nvidia_driver_absent, plan_sides
 from .models.tensor_parallel import TensorParallelHandle
 from .models.weights import read_parameter_count
@@ -115,16 +115,13 @@ class ComparisonRun:
             plans = self.plan_models()
             handles: dict[str, ModelSide] = {}
             for side, ref in refs.items():
-                plan = plans[side]
-                if plan.tensor_parallel > 1:
+                spec = ModelSpec(ref, plans[side], self.settings.dtype_for(side), self.settings.options(side))
+                if spec.plan.tensor_parallel > 1:
                     handles[side] = TensorParallelHandle(
-                        side, ref, plan, self.settings.dtype_for(side), options=self.settings.options(side),
-                        log_root=self.settings.cache_dir / "tensor-parallel-logs", hub=self.hub, progress=self.progress,
+                        side, spec, log_root=self.settings.cache_dir / "tensor-parallel-logs", hub=self.hub, progress=self.progress,
                     )
                 else:
-                    handles[side] = ModelHandle(
-                        side, ref, plan, self.settings.dtype_for(side), self.settings.options(side), hub=self.hub
-                    )
+                    handles[side] = ModelHandle(side, spec, hub=self.hub)
             self._handles = handles
         return self._handles
 
@@ -376,7 +373,7 @@ class ComparisonRun:
         for side, handle in (self._handles or {}).items():
             info = handle.describe()
             if side not in self._parameter_counts:  # every item describes the run: read the headers once
-                count = read_parameter_count(handle.ref)
+                count = read_parameter_count(handle.spec.ref)
                 if count is not None:  # a hub model not downloaded yet has none so far
                     self._parameter_counts[side] = count
             info["parameters"] = self._parameter_counts.get(side)
