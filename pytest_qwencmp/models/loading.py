@@ -43,6 +43,20 @@ class ModelSpec:
     requested_dtype: str
     options: ModelOptions = ModelOptions()
 
+    def describe(self) -> dict[str, Any]:
+        """What a report says of this side before anything loads (``ModelInfo`` adds what the load learns)."""
+        return {
+            "label": self.options.label(self.ref.label),
+            "name_or_path": self.ref.name_or_path,
+            "revision": self.ref.revision,
+            "backend": self.plan.backend,
+            "dtype": self.plan.dtype,
+            "requested_dtype": self.requested_dtype,
+            "device": self.plan.device,
+            "notice": self.plan.notice,
+            "tensor_parallel": self.plan.tensor_parallel,
+        }
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -158,19 +172,8 @@ def load_model(spec: ModelSpec, fingerprint: str, adapter_fingerprint: str | Non
     with _without_handover_warnings():
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=plan.batch_size, device=plan.device, **options.lm_kwargs())
     info = ModelInfo(
-        label=options.label(ref.label),
-        name_or_path=ref.name_or_path,
-        revision=ref.revision,
-        fingerprint=fingerprint,
-        backend=plan.backend,
-        dtype=plan.dtype,
-        requested_dtype=spec.requested_dtype,
-        device=plan.device,
-        parameters=parameters,
-        load_seconds=round(time.perf_counter() - started, 3),
-        notice=plan.notice,
-        tensor_parallel=plan.tensor_parallel,
-        setup=options.setup(adapter_fingerprint),
+        **spec.describe(), fingerprint=fingerprint, parameters=parameters,
+        load_seconds=round(time.perf_counter() - started, 3), setup=options.setup(adapter_fingerprint),
     )
     return lm, info
 
@@ -350,17 +353,8 @@ class ModelHandle:
 
     def describe(self) -> dict[str, Any]:
         """What ran or will run, without loading anything."""
-        ref, plan = self.spec.ref, self.spec.plan
         return {
-            "label": self.label,
-            "name_or_path": ref.name_or_path,
-            "revision": ref.revision,
-            "backend": plan.backend,
-            "dtype": plan.dtype,
-            "requested_dtype": self.spec.requested_dtype,
-            "device": plan.device,
-            "notice": plan.notice,
-            "tensor_parallel": plan.tensor_parallel,
-            "requested_batch_size": plan.batch_size,  # an integer, or "auto" (detected per benchmark)
+            **self.spec.describe(),
+            "requested_batch_size": self.spec.plan.batch_size,  # an integer, or "auto" (detected per benchmark)
             "setup": self.setup(),
         }
