@@ -1,9 +1,10 @@
 """Loading a model once and wrapping it as lm-eval's ``HFLM``.
 
 ``load_model`` reads a side's ``ModelSpec`` (the model, the ``ExecutionPlan``
-from ``placement``, the dtype asked for, its options) and wraps it for lm-eval: on a single CUDA device
-the weights load straight onto it (``device_map``), never staged in host memory;
-with the DeepSpeed backend the model becomes an FP16 inference engine.
+from ``placement``, the dtype asked for, its options) and wraps it for
+lm-eval: on a single CUDA device the weights load straight onto it
+(``device_map``), never staged in host memory; with the DeepSpeed backend the
+model becomes an FP16 inference engine.
 ``ModelHandle`` holds one side's model in this process: it loads lazily, so a
 run whose evaluations are all cached loads nothing, and counts its loads. A
 model split across GPUs lives in a group of processes instead
@@ -43,10 +44,15 @@ class ModelSpec:
     requested_dtype: str
     options: ModelOptions = ModelOptions()
 
+    @property
+    def label(self) -> str:
+        """The side's display name (model, adapter, chat template): ``ModelOptions.label``."""
+        return self.options.label(self.ref.label)
+
     def describe(self) -> dict[str, Any]:
         """What a report says of this side before anything loads (``ModelInfo`` adds what the load learns)."""
         return {
-            "label": self.options.label(self.ref.label),
+            "label": self.label,
             "name_or_path": self.ref.name_or_path,
             "revision": self.ref.revision,
             "backend": self.plan.backend,
@@ -278,8 +284,8 @@ class ModelHandle:
 
     @property
     def label(self) -> str:
-        """The side's display name (model, adapter, chat template): ``ModelOptions.label``."""
-        return self.spec.options.label(self.spec.ref.label)
+        """The side's display name (model, adapter, chat template): ``ModelSpec.label``."""
+        return self.spec.label
 
     @property
     def adapter_fingerprint(self) -> str | None:
