@@ -465,8 +465,8 @@ def bare_lm_eval(lm, benchmark, settings):
 def plugin_run_with(lm, info_fields: dict, settings, registry):
     """A ComparisonRun whose model A is the already-built HFLM (no weights on disk to load)."""
     from pytest_qwencmp.config.expectations import load_expectations
-    from pytest_qwencmp.models.placement import plan_execution
-    from pytest_qwencmp.models.loading import ModelHandle, ModelInfo
+    from pytest_qwencmp.models.placement import PlacementRequest, plan_execution
+    from pytest_qwencmp.models.loading import ModelHandle, ModelInfo, ModelSpec
     from pytest_qwencmp.session import ComparisonRun
 
     class PreloadedHandle(ModelHandle):
@@ -479,10 +479,10 @@ def plugin_run_with(lm, info_fields: dict, settings, registry):
             return ModelInfo(**info_fields)
 
     run = ComparisonRun(settings, registry, load_expectations(None, registry))
-    plan = plan_execution(dtype=settings.dtype, backend=settings.backend, device=settings.device,
-                          batch_size=settings.batch_size, has_cuda=settings.device.startswith("cuda"),
-                          has_deepspeed=False)
-    run._handles = {side: PreloadedHandle(side, settings.model(side), plan, settings.dtype) for side in ("a", "b")}
+    plan = plan_execution(PlacementRequest(dtype=settings.dtype, backend=settings.backend, device=settings.device,
+                                           batch_size=settings.batch_size, has_cuda=settings.device.startswith("cuda"),
+                                           has_deepspeed=False))
+    run._handles = {side: PreloadedHandle(side, ModelSpec(settings.model(side), plan, settings.dtype)) for side in ("a", "b")}
     return run
 
 

@@ -173,24 +173,33 @@ def load_once(folder: str, dtype: str) -> dict:
     from lm_eval.models.huggingface import HFLM  # noqa: F401
     from transformers import AutoModelForCausalLM  # noqa: F401
 
-    try:  # this layout: one folder per job
+    request = dict(dtype=dtype, backend="hf", device="cpu", batch_size=16, has_cuda=False, has_deepspeed=False)
+    try:  # this layout: one folder per job; a side's placement request and its load are one value each
         from pytest_qwencmp.config.settings import ModelRef
-        from pytest_qwencmp.models.loading import load_model
-        from pytest_qwencmp.models.placement import plan_execution
-    except ImportError:  # a --code checkout from before the package was regrouped by job
-        from pytest_qwencmp.models import load_model
-        from pytest_qwencmp.settings import ModelRef
-        try:
-            from pytest_qwencmp.execution_plan import plan_execution
-        except ImportError:  # ... and from before models.py was split
-            from pytest_qwencmp.models import plan_execution
+        from pytest_qwencmp.models.loading import ModelSpec, load_model
+        from pytest_qwencmp.models.placement import PlacementRequest, plan_execution
 
-    ref = ModelRef(folder)
-    plan = plan_execution(dtype=dtype, backend="hf", device="cpu", batch_size=16, has_cuda=False, has_deepspeed=False)
+        plan = plan_execution(PlacementRequest(**request))
+        load = lambda: load_model(ModelSpec(ModelRef(folder), plan, dtype), "not-needed-here")  # noqa: E731
+    except ImportError:  # a --code checkout from before: keyword requests, the load's parts one by one
+        try:
+            from pytest_qwencmp.config.settings import ModelRef
+            from pytest_qwencmp.models.loading import load_model
+            from pytest_qwencmp.models.placement import plan_execution
+        except ImportError:  # ... and from before the package was regrouped by job
+            from pytest_qwencmp.models import load_model
+            from pytest_qwencmp.settings import ModelRef
+            try:
+                from pytest_qwencmp.execution_plan import plan_execution
+            except ImportError:  # ... and from before models.py was split
+                from pytest_qwencmp.models import plan_execution
+        plan = plan_execution(**request)
+        load = lambda: load_model(ModelRef(folder), plan, dtype, "not-needed-here")  # noqa: E731
+
     after_imports = {"VmHWM": _status_kib("VmHWM"), "RssAnon": _status_kib("RssAnon"), "RssFile": _status_kib("RssFile")}
     started = time.perf_counter()
     with MemorySampler() as sampler:
-        lm, info = load_model(ref, plan, dtype, "not-needed-here")
+        lm, info = load()
     seconds = time.perf_counter() - started
     weights = sum(p.numel() * p.element_size() for p in lm.model.parameters())
     mib = 1024

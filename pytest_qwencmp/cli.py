@@ -13,9 +13,9 @@ Commands:
 * ``cache export`` / ``cache import`` — carry one model's cached evaluations to
   another machine (a reference model evaluated once for many runs).
 
-Each command is a function ``(args) -> exit status`` registered in
-``build_parser``. A problem the user must fix prints one paragraph on stderr and
-exits with status 2 (``merge``: 4, pytest's status for unusable input).
+Each command is a function ``(args) -> exit status``, listed with its help and
+arguments in ``COMMANDS``. A problem the user must fix prints one paragraph on
+stderr and exits with status 2 (``merge``: 4, pytest's status for unusable input).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .comparison import merge_shards
 from .config.benchmarks import load_registry
@@ -65,24 +66,7 @@ def cmd_mirror(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_mirror_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "mirror",
-        help="save the benchmark datasets (and models) for air-gapped runners",
-        description=(
-            "Save MMLU (cais/mmlu, all 57 subjects), HellaSwag (Rowan/hellaswag) and MBPP "
-            "(google-research-datasets/mbpp, config full) into OUT in the layout --data-dir reads: "
-            "OUT/<hub path>/<config>/<split>.jsonl plus a README.md declaring configs and features. "
-            "Models go to OUT/models/<org>/<name>. Each dataset and model is written to a temporary "
-            "sibling folder and renamed into place."
-        ),
-        epilog=(
-            "The data come from the hub; with HF_HUB_OFFLINE=1, from the local datasets and hub caches. "
-            "Then, on the air-gapped runner: pytest evals/ --data-dir=OUT "
-            "--model-a=OUT/models/Qwen/Qwen2.5-1.5B --model-b=OUT/models/Qwen/Qwen2.5-7B "
-            "(path options with '=': pytest picks its rootdir from bare path arguments)"
-        ),
-    )
+def _mirror_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="the folder to write (created if missing)")
     parser.add_argument(
         "--benchmarks",
@@ -161,20 +145,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_plan_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "plan",
-        help="before a run: what each item can detect at its size (no model loaded)",
-        description=(
-            "Print, per benchmark item, its number of documents, the minimum detectable effect (MDE: the smallest "
-            "true B − A found with the given power at the level the run applies: the 95 % interval, or 5 %/m "
-            "two-sided for one item of a family of m under holm or bh), the smallest regression a regression check "
-            "catches, which expectations are underpowered at that size, and which can never pass (or never fail) "
-            "whatever the models answer, with the n they would need. Sizes are counted in local dataset copies "
-            "(--data-dir, or the built demo with --demo) or taken from the dataset cards' published sizes. "
-            "Scores are taken to be binary per document (acc, acc_norm, pass@1)."
-        ),
-    )
+def _plan_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--data-dir", metavar="DIR", help="local dataset copies in their hub layout (as for pytest --data-dir)")
     source.add_argument("--demo", action="store_true", help="the embedded demo's data (counted if built, else its fixed sizes)")
@@ -226,18 +197,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def add_merge_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "merge",
-        help="combine the results of --qwencmp-shard jobs into one comparison",
-        description=(
-            "Read the --qwencmp-json files of every shard of one run (pytest --qwencmp-shard K/N), check that they "
-            "belong together (the same plan, models and number-changing settings; every item exactly once) and "
-            "compare each benchmark exactly as a single run would: the same statistics, corrections, verdicts and "
-            "reports. Needs no GPU, model or lm-eval task: it runs on a GitHub-hosted runner."
-        ),
-        epilog="Exit status: 0 every item met its expectations, 1 some did not, 4 the files cannot be merged (one paragraph says why).",
-    )
+def _merge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("shards", nargs="+", metavar="SHARD.json", type=Path, help="each shard's --qwencmp-json file")
     parser.add_argument("--expectations", type=Path, metavar="FILE", help="judge with this expectations file (default: the one the shards used)")
     parser.add_argument("--correction", metavar="NAME", help="multiple-comparison correction: holm, bh or none (default: the shards')")
@@ -288,17 +248,7 @@ def cmd_cache_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_cache_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "cache",
-        help="export or import one model's cached evaluations",
-        description=(
-            "Carry a model's evaluations to another machine, so a reference model is evaluated once: 'export' writes "
-            "the entries one side evaluated (the evaluation, its cache key and the settings behind it) to a folder an "
-            "artifact or actions/cache carries; 'import' checks them and stores them in a cache. A run reuses an "
-            "entry only when everything that changes a number matches; otherwise it says which setting differs."
-        ),
-    )
+def _cache_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     export = actions.add_parser("export", help="write one side's cached evaluations to a folder")
     export.add_argument("--side", required=True, choices=("a", "b"), help="the model whose evaluations to export")
@@ -313,16 +263,81 @@ def add_cache_parser(commands: argparse._SubParsersAction) -> None:
     imp.set_defaults(func=cmd_cache_import)
 
 
+@dataclass(frozen=True)
+class Command:
+    """One command as ``--help`` shows it, and the function that adds its arguments (and names what runs it)."""
+
+    name: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    help: str
+    description: str
+    epilog: str | None = None
+
+
+COMMANDS = (
+    Command(
+        "mirror", _mirror_arguments,
+        help="save the benchmark datasets (and models) for air-gapped runners",
+        description=(
+            "Save MMLU (cais/mmlu, all 57 subjects), HellaSwag (Rowan/hellaswag) and MBPP "
+            "(google-research-datasets/mbpp, config full) into OUT in the layout --data-dir reads: "
+            "OUT/<hub path>/<config>/<split>.jsonl plus a README.md declaring configs and features. "
+            "Models go to OUT/models/<org>/<name>. Each dataset and model is written to a temporary "
+            "sibling folder and renamed into place."
+        ),
+        epilog=(
+            "The data come from the hub; with HF_HUB_OFFLINE=1, from the local datasets and hub caches. "
+            "Then, on the air-gapped runner: pytest evals/ --data-dir=OUT "
+            "--model-a=OUT/models/Qwen/Qwen2.5-1.5B --model-b=OUT/models/Qwen/Qwen2.5-7B "
+            "(path options with '=': pytest picks its rootdir from bare path arguments)"
+        ),
+    ),
+    Command(
+        "plan", _plan_arguments,
+        help="before a run: what each item can detect at its size (no model loaded)",
+        description=(
+            "Print, per benchmark item, its number of documents, the minimum detectable effect (MDE: the smallest "
+            "true B − A found with the given power at the level the run applies: the 95 % interval, or 5 %/m "
+            "two-sided for one item of a family of m under holm or bh), the smallest regression a regression check "
+            "catches, which expectations are underpowered at that size, and which can never pass (or never fail) "
+            "whatever the models answer, with the n they would need. Sizes are counted in local dataset copies "
+            "(--data-dir, or the built demo with --demo) or taken from the dataset cards' published sizes. "
+            "Scores are taken to be binary per document (acc, acc_norm, pass@1)."
+        ),
+    ),
+    Command(
+        "merge", _merge_arguments,
+        help="combine the results of --qwencmp-shard jobs into one comparison",
+        description=(
+            "Read the --qwencmp-json files of every shard of one run (pytest --qwencmp-shard K/N), check that they "
+            "belong together (the same plan, models and number-changing settings; every item exactly once) and "
+            "compare each benchmark exactly as a single run would: the same statistics, corrections, verdicts and "
+            "reports. Needs no GPU, model or lm-eval task: it runs on a GitHub-hosted runner."
+        ),
+        epilog="Exit status: 0 every item met its expectations, 1 some did not, 4 the files cannot be merged (one paragraph says why).",
+    ),
+    Command(
+        "cache", _cache_arguments,
+        help="export or import one model's cached evaluations",
+        description=(
+            "Carry a model's evaluations to another machine, so a reference model is evaluated once: 'export' writes "
+            "the entries one side evaluated (the evaluation, its cache key and the settings behind it) to a folder an "
+            "artifact or actions/cache carries; 'import' checks them and stores them in a cache. A run reuses an "
+            "entry only when everything that changes a number matches; otherwise it says which setting differs."
+        ),
+    ),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="pytest-qwencmp helpers that run outside pytest.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_mirror_parser(commands)
-    add_plan_parser(commands)
-    add_merge_parser(commands)
-    add_cache_parser(commands)
+    for command in COMMANDS:
+        command.arguments(commands.add_parser(command.name, help=command.help, description=command.description,
+                                              epilog=command.epilog))
     return parser
 
 

@@ -5,8 +5,8 @@ Every decision lives in the core; this module maps it onto pytest. A
 one item per subject or metric (``pytest_generate_tests``); the session's
 :class:`~pytest_qwencmp.session.ComparisonRun` answers each item; results
 travel in ``user_properties`` (so xdist workers, JUnit XML and the controller
-all see them) into :class:`~pytest_qwencmp.session.Results`; the summary lines
-and the files written at the end come from ``session``. The plugin's state is
+all see them) into :class:`~pytest_qwencmp.closing.Results`; the summary lines
+and the files written at the end come from ``closing``. The plugin's state is
 one :class:`QwencmpPlugin` in ``config.stash[QWENCMP]``.
 """
 
@@ -20,24 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from .closing import Results, finish, html_block, shard_ran_nothing, stopped_line, summary_lines
 from .config.options import INI_TYPES, OPTIONS, dest, ini_help, option_value, raw_options
 from .errors import QwencmpError, brief
 from .files import ProgressFile
 from .report.text import short_line
-from .session import (
-    BULKY_PROPERTIES,
-    SETUP_PROBLEM_PROPERTY,
-    ComparisonRun,
-    Results,
-    baseline_directory,
-    build_run,
-    finish,
-    html_block,
-    shard_line,
-    shard_ran_nothing,
-    stopped_line,
-    summary_lines,
-)
+from .session import BULKY_PROPERTIES, SETUP_PROBLEM_PROPERTY, ComparisonRun, baseline_directory, build_run, shard_line
 from .store.shards import ShardSpec
 
 PLUGIN_NAME = "qwencmp-session"

@@ -112,9 +112,9 @@ def _hub_needs(evaluator: Evaluator, pending: Mapping[str, list[str]]) -> list[t
         if not pending[side]:
             continue
         handle = evaluator.handles[side]
-        refs = [(f"--model-{side}", handle.ref, MODEL)]
-        if handle.options.peft is not None:
-            refs.append((f"--peft-{side}", handle.options.peft, ADAPTER))
+        refs = [(f"--model-{side}", handle.spec.ref, MODEL)]
+        if handle.spec.options.peft is not None:
+            refs.append((f"--peft-{side}", handle.spec.options.peft, ADAPTER))
         for option, ref, kind in refs:
             if ref.is_local:
                 check_local_folder(ref, option, kind)

@@ -84,7 +84,7 @@ class Evaluator:
 
     def key_parts(self, side: str, benchmark: Benchmark) -> dict[str, Any]:
         handle = self.handles[side]
-        plan = handle.plan
+        plan = handle.spec.plan
         source = TaskSource(benchmark, self.settings.data_dir, index_dir=self.cache.root)
         return {
             "format": RESULT_FORMAT,
@@ -176,7 +176,7 @@ class Evaluator:
             if missing:
                 self._before_running(side, benchmark)
                 self.progress(f"qwencmp: {benchmark.title} × {label}: {step}evaluating {lacking:,} of {count:,} documents "
-                              f"({count - lacking:,} already evaluated; {self.handles[side].plan.summary})")
+                              f"({count - lacking:,} already evaluated; {self.handles[side].spec.plan.summary})")
                 data = parts["data"] if isinstance(parts["data"], dict) else None
                 started = time.perf_counter()
                 output, info, wall = self._call(side, benchmark, samples=missing, data_fingerprints=data)
@@ -307,7 +307,7 @@ class Evaluator:
             evaluation = self._from_documents(side, benchmark, key)
             if evaluation is None:
                 self._before_running(side, benchmark)
-                self.progress(f"qwencmp: {benchmark.title} × {label}: evaluating ({self.handles[side].plan.summary})")
+                self.progress(f"qwencmp: {benchmark.title} × {label}: evaluating ({self.handles[side].spec.plan.summary})")
                 try:
                     evaluation = self._run(side, benchmark, key, parts["data"] if isinstance(parts["data"], dict) else None)
                 except Exception:
@@ -351,7 +351,7 @@ class Evaluator:
             data_fingerprints=data_fingerprints,
             samples=self._samples(benchmark),
             documents=None if samples is None else {task: tuple(ix) for task, ix in samples.items()},
-            **handle.options.prompting(),
+            **handle.spec.options.prompting(),
         )
         started = time.perf_counter()
         output = handle.run(request)

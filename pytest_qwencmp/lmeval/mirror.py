@@ -91,7 +91,7 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class SnapshotSpec:
     """A model snapshot to save: a hub id and an optional revision."""
 
     repo_id: str
@@ -109,7 +109,7 @@ class MirrorPlan:
     out: Path
     source: Path | None  # None: the hub (or, offline, the local datasets cache)
     datasets: tuple[DatasetSpec, ...]
-    models: tuple[ModelSpec, ...]
+    models: tuple[SnapshotSpec, ...]
 
 
 # --------------------------------------------------------------------------- planning
@@ -170,7 +170,7 @@ def parse_subjects(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(names))
 
 
-def parse_model(spec: str) -> ModelSpec:
+def parse_model(spec: str) -> SnapshotSpec:
     """'org/name' or 'org/name@revision'."""
     repo_id, _, revision = spec.strip().partition("@")
     if not _REPO_ID.match(repo_id) or (spec.strip().endswith("@") and not revision):
@@ -178,7 +178,7 @@ def parse_model(spec: str) -> ModelSpec:
             f"--model {spec!r} is not a hub model id: give ORG/NAME or ORG/NAME@REVISION, "
             "e.g. Qwen/Qwen2.5-1.5B@main (local model folders need no mirroring)."
         )
-    return ModelSpec(repo_id, revision or None)
+    return SnapshotSpec(repo_id, revision or None)
 
 
 def resolve_source(source: str | Path | None) -> Path | None:
@@ -487,7 +487,7 @@ def write_card(folder: Path, spec: DatasetSpec, features: Mapping[str, list], ro
 # --------------------------------------------------------------------------- models
 
 
-def mirror_model(model: ModelSpec, out: Path, log: Log, blocked: str | None = None) -> Path:
+def mirror_model(model: SnapshotSpec, out: Path, log: Log, blocked: str | None = None) -> Path:
     """``snapshot_download`` into ``out/models/<org>/<name>``, or a copy from the local hub cache (at once when
     ``blocked`` says why the hub cannot be used)."""
     final = out / MODELS_FOLDER / model.repo_id
@@ -500,7 +500,7 @@ def mirror_model(model: ModelSpec, out: Path, log: Log, blocked: str | None = No
     return final
 
 
-def fetch_snapshot(model: ModelSpec, dest: Path, blocked: str | None = None) -> str:
+def fetch_snapshot(model: SnapshotSpec, dest: Path, blocked: str | None = None) -> str:
     """Fill ``dest`` with the model's files; says where they came from. ``blocked`` (why the hub cannot be
     used): straight from the local hub cache, without a download attempt."""
     from huggingface_hub import constants, snapshot_download  # lazy: huggingface_hub only when the hub or its cache is asked

@@ -1,9 +1,10 @@
 """Loading a model once and wrapping it as lm-eval's ``HFLM``.
 
-``load_model`` reads weights and tokenizer as an ``ExecutionPlan``
-(``placement``) says and wraps them for lm-eval: on a single CUDA device
-the weights load straight onto it (``device_map``), never staged in host memory;
-with the DeepSpeed backend the model becomes an FP16 inference engine.
+``load_model`` reads a side's ``ModelSpec`` (the model, the ``ExecutionPlan``
+from ``placement``, the dtype asked for, its options) and wraps it for
+lm-eval: on a single CUDA device the weights load straight onto it
+(``device_map``), never staged in host memory; with the DeepSpeed backend the
+model becomes an FP16 inference engine.
 ``ModelHandle`` holds one side's model in this process: it loads lazily, so a
 run whose evaluations are all cached loads nothing, and counts its loads. A
 model split across GPUs lives in a group of processes instead
@@ -32,6 +33,36 @@ from .placement import ExecutionPlan
 from .preflight import check_model, no_chat_template
 from .sources import ADAPTER, ModelSource, check_local_folder, check_model_source
 from .weights import model_fingerprint, weights_folder
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What one side loads: the model, the plan it runs under, the dtype asked for, and its options."""
+
+    ref: ModelRef
+    plan: ExecutionPlan
+    requested_dtype: str
+    options: ModelOptions = ModelOptions()
+
+    @property
+    def label(self) -> str:
+        """The side's display name (model, adapter, chat template): ``ModelOptions.label``."""
+        return self.options.label(self.ref.label)
+
+    def describe(self) -> dict[str, Any]:
+        """What a report says of this side before anything loads (``ModelInfo`` adds what the load learns)."""
+        return {
+            "label": self.label,
+            "name_or_path": self.ref.name_or_path,
+            "revision": self.ref.revision,
+            "backend": self.plan.backend,
+            "dtype": self.plan.dtype,
+            "requested_dtype": self.requested_dtype,
+            "device": self.plan.device,
+            "notice": self.plan.notice,
+            "tensor_parallel": self.plan.tensor_parallel,
+        }
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -106,17 +137,9 @@ def _without_handover_warnings() -> Iterator[None]:
         logger.removeFilter(handover)
 
 
-def load_model(
-    ref: ModelRef,
-    plan: ExecutionPlan,
-    requested_dtype: str,
-    fingerprint: str,
-    options: ModelOptions = ModelOptions(),
-    adapter_fingerprint: str | None = None,
-    *,
-    local_files_only: bool = False,
-):
-    """Load weights and tokenizer per ``plan`` and ``options`` and wrap them as lm-eval's HFLM.
+def load_model(spec: ModelSpec, fingerprint: str, adapter_fingerprint: str | None = None, *,
+               local_files_only: bool = False):
+    """Load weights and tokenizer per the spec's plan and options and wrap them as lm-eval's HFLM.
     Returns (lm, ModelInfo).
 
     In a tensor-parallel group each rank calls this with its own ``plan.device``
@@ -124,6 +147,7 @@ def load_model(
     network (a local directory, or the HF cache when the hub cannot be reached).
     """
     started = time.perf_counter()
+    ref, plan, options = spec.ref, spec.plan, spec.options
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: transformers (and torch) only when a model is loaded or built
 
@@ -154,19 +178,8 @@ def load_model(
     with _without_handover_warnings():
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=plan.batch_size, device=plan.device, **options.lm_kwargs())
     info = ModelInfo(
-        label=options.label(ref.label),
-        name_or_path=ref.name_or_path,
-        revision=ref.revision,
-        fingerprint=fingerprint,
-        backend=plan.backend,
-        dtype=plan.dtype,
-        requested_dtype=requested_dtype,
-        device=plan.device,
-        parameters=parameters,
-        load_seconds=round(time.perf_counter() - started, 3),
-        notice=plan.notice,
-        tensor_parallel=plan.tensor_parallel,
-        setup=options.setup(adapter_fingerprint),
+        **spec.describe(), fingerprint=fingerprint, parameters=parameters,
+        load_seconds=round(time.perf_counter() - started, 3), setup=options.setup(adapter_fingerprint),
     )
     return lm, info
 
@@ -215,11 +228,8 @@ class ModelSide(Protocol):
     """One side of the comparison as the evaluator sees it, wherever its model runs."""
 
     side: str
-    ref: ModelRef
-    plan: ExecutionPlan
+    spec: ModelSpec
     loads: int
-
-    options: ModelOptions
 
     @property
     def label(self) -> str: ...
@@ -247,21 +257,9 @@ class ModelHandle:
     Subclasses that keep the model elsewhere override ``_load``, ``_run`` and ``close``.
     """
 
-    def __init__(
-        self,
-        side: str,
-        ref: ModelRef,
-        plan: ExecutionPlan,
-        requested_dtype: str,
-        options: ModelOptions = ModelOptions(),
-        *,
-        hub: HubAccess | None = None,
-    ) -> None:
+    def __init__(self, side: str, spec: ModelSpec, *, hub: HubAccess | None = None) -> None:
         self.side = side
-        self.ref = ref
-        self.plan = plan
-        self.requested_dtype = requested_dtype
-        self.options = options
+        self.spec = spec
         self.loads = 0
         self.hub = hub or HubAccess()
         self._fingerprint: str | None = None
@@ -279,32 +277,32 @@ class ModelHandle:
     def fingerprint(self) -> str:
         """The weights' identity (cache keys); computable even when the model cannot be loaded here."""
         if self._fingerprint is None:
-            if self.ref.is_local:
-                check_local_folder(self.ref, self.option)  # an empty or half-copied folder: say so, with the fix
-            self._fingerprint = model_fingerprint(self.ref)
+            if self.spec.ref.is_local:
+                check_local_folder(self.spec.ref, self.option)  # an empty or half-copied folder: say so, with the fix
+            self._fingerprint = model_fingerprint(self.spec.ref)
         return self._fingerprint
 
     @property
     def label(self) -> str:
-        """The side's display name (model, adapter, chat template): ``ModelOptions.label``."""
-        return self.options.label(self.ref.label)
+        """The side's display name (model, adapter, chat template): ``ModelSpec.label``."""
+        return self.spec.label
 
     @property
     def adapter_fingerprint(self) -> str | None:
         """Identity of the PEFT adapter's weights (content hash, or hub revision); None without one."""
-        if self.options.peft is not None and self._adapter_fingerprint is None:
-            self._adapter_fingerprint = model_fingerprint(self.options.peft)
+        if self.spec.options.peft is not None and self._adapter_fingerprint is None:
+            self._adapter_fingerprint = model_fingerprint(self.spec.options.peft)
         return self._adapter_fingerprint
 
     def setup(self) -> dict[str, Any]:
         """The side's adapter, chat template and model arguments as they change its numbers (cache key,
         report, baselines); empty for a plain model."""
-        return self.options.setup(self.adapter_fingerprint)
+        return self.spec.options.setup(self.adapter_fingerprint)
 
     def preflight(self) -> None:
         """Check what can be checked before any weights load (chat template, quantization library)."""
-        option = "--apply-chat-template"
-        check_model(self.ref.label, weights_folder(self.ref), self.options, self.plan.device.split(",")[0], option)
+        spec, option = self.spec, "--apply-chat-template"
+        check_model(spec.ref.label, weights_folder(spec.ref), spec.options, spec.plan.device.split(",")[0], option)
 
     def check(self) -> ModelSource:
         """Where the model will be read from; ``ModelUnavailable`` (remembered) if it or its PEFT adapter
@@ -313,9 +311,9 @@ class ModelHandle:
             raise self._error
         if self._source is None:
             try:
-                source = check_model_source(self.ref, self.option, self.hub)
-                if self.options.peft is not None:
-                    check_model_source(self.options.peft, f"--peft-{self.side}", self.hub, ADAPTER)
+                source = check_model_source(self.spec.ref, self.option, self.hub)
+                if self.spec.options.peft is not None:
+                    check_model_source(self.spec.options.peft, f"--peft-{self.side}", self.hub, ADAPTER)
                 self._source = source
             except QwencmpError as exc:
                 self._error = exc
@@ -346,10 +344,7 @@ class ModelHandle:
 
     def _load(self) -> ModelInfo:
         local_only = self._source.local_files_only if self._source else False
-        self._lm, info = load_model(
-            self.ref, self.plan, self.requested_dtype, self.fingerprint, self.options, self.adapter_fingerprint,
-            local_files_only=local_only,
-        )
+        self._lm, info = load_model(self.spec, self.fingerprint, self.adapter_fingerprint, local_files_only=local_only)
         return info
 
     def _run(self, request: "EvaluationRequest") -> Mapping[str, Any]:
@@ -365,15 +360,7 @@ class ModelHandle:
     def describe(self) -> dict[str, Any]:
         """What ran or will run, without loading anything."""
         return {
-            "label": self.label,
-            "name_or_path": self.ref.name_or_path,
-            "revision": self.ref.revision,
-            "backend": self.plan.backend,
-            "dtype": self.plan.dtype,
-            "requested_dtype": self.requested_dtype,
-            "device": self.plan.device,
-            "notice": self.plan.notice,
-            "tensor_parallel": self.plan.tensor_parallel,
-            "requested_batch_size": self.plan.batch_size,  # an integer, or "auto" (detected per benchmark)
+            **self.spec.describe(),
+            "requested_batch_size": self.spec.plan.batch_size,  # an integer, or "auto" (detected per benchmark)
             "setup": self.setup(),
         }

@@ -1,10 +1,11 @@
 """What will actually run for a model: backend, dtype, device, batch size and tensor-parallel GPUs.
 
-``plan_execution`` turns the requested settings into an ``ExecutionPlan``:
+``plan_execution`` turns a ``PlacementRequest`` (the settings asked for and
+the machine's facts) into an ``ExecutionPlan``:
 FP16 through ``deepspeed.init_inference`` on CUDA; plain transformers on CPU,
 where FP16 is mapped to float32 with a one-line notice; a model split across
 processes always through DeepSpeed (AutoTP), on GPUs chosen by ``spread_gpus``.
-It is pure (the machine's facts come in as arguments) and this module imports
+It is pure (the machine's facts come in with the request) and this module imports
 no torch at module level: ``cuda_available`` and ``cuda_device_count`` import it
 only when an NVIDIA driver is present, so a run whose evaluations are all cached
 stays fast.
@@ -46,6 +47,26 @@ class ExecutionPlan:
         return ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class PlacementRequest:
+    """What a side asks for (dtype, ``--backend``, ``--device``, ``--batch-size``, ``--tp``) and what this machine has.
+
+    ``worker_index`` is N of pytest-xdist worker gwN; ``gpus`` (from ``spread_gpus``)
+    the GPUs chosen for the side on CUDA.
+    """
+
+    dtype: str
+    backend: str
+    device: str
+    batch_size: int | str
+    has_cuda: bool
+    has_deepspeed: bool
+    worker_index: int | None = None
+    cuda_devices: int = 1
+    tensor_parallel: int = 1
+    gpus: tuple[int, ...] | None = None
+
+
 def nvidia_driver_absent() -> bool:
     """True when this Linux machine certainly has no NVIDIA GPU: no driver is loaded.
 
@@ -78,19 +99,7 @@ def deepspeed_available() -> bool:
     return find_spec("deepspeed") is not None
 
 
-def plan_execution(
-    *,
-    dtype: str,
-    backend: str,
-    device: str,
-    batch_size: int | str,
-    has_cuda: bool,
-    has_deepspeed: bool,
-    worker_index: int | None = None,
-    cuda_devices: int = 1,
-    tensor_parallel: int = 1,
-    gpus: tuple[int, ...] | None = None,
-) -> ExecutionPlan:
+def plan_execution(request: PlacementRequest) -> ExecutionPlan:
     """Decide backend, dtype, device and batch size; pure, so it is unit-tested directly.
 
     Under pytest-xdist (``worker_index`` = N of worker gwN) with ``--device auto``,
@@ -99,19 +108,17 @@ def plan_execution(
     processes; on CUDA worker N uses GPUs ``N*T .. N*T+T-1`` (mod the count).
     ``gpus`` (from ``spread_gpus``) overrides both choices on CUDA.
     """
-    if tensor_parallel > 1:
-        return _plan_tensor_parallel(
-            dtype=dtype, backend=backend, device=device, batch_size=batch_size, has_cuda=has_cuda,
-            has_deepspeed=has_deepspeed, worker_index=worker_index, cuda_devices=cuda_devices,
-            tensor_parallel=tensor_parallel, gpus=gpus,
-        )
-    if device in ("auto", "cuda") and has_cuda and gpus:
-        device = f"cuda:{gpus[0]}"
+    if request.tensor_parallel > 1:
+        return _plan_tensor_parallel(request)
+    backend, device, batch_size = request.backend, request.device, request.batch_size
+    has_cuda, has_deepspeed, cuda_devices = request.has_cuda, request.has_deepspeed, request.cuda_devices
+    if device in ("auto", "cuda") and has_cuda and request.gpus:
+        device = f"cuda:{request.gpus[0]}"
     if device == "auto":
         if not has_cuda:
             device = "cpu"
-        elif worker_index is not None and cuda_devices > 1:
-            device = f"cuda:{worker_index % cuda_devices}"
+        elif request.worker_index is not None and cuda_devices > 1:
+            device = f"cuda:{request.worker_index % cuda_devices}"
         else:
             device = "cuda"
     if device.startswith("cuda") and not has_cuda:
@@ -124,12 +131,12 @@ def plan_execution(
                 notices.append("DeepSpeed is not installed: plain transformers ran on CUDA")
         elif backend == "deepspeed" and not has_deepspeed:
             raise QwencmpError("--backend deepspeed was asked for but DeepSpeed is not installed; pip install deepspeed.")
-        run_dtype = dtype
+        run_dtype = request.dtype
     else:
         if backend == "deepspeed" and not has_deepspeed:
             raise QwencmpError("--backend deepspeed was asked for but DeepSpeed is not installed; pip install deepspeed.")
         backend = "deepspeed" if backend == "deepspeed" else "hf"
-        run_dtype, notice = _cpu_dtype(dtype, backend)
+        run_dtype, notice = _cpu_dtype(request.dtype, backend)
         notices += [notice] if notice else []
     if batch_size == "auto" and not device.startswith("cuda"):
         batch_size = CPU_BATCH_SIZE
@@ -169,27 +176,17 @@ def spread_gpus(sizes: Mapping[str, int], cuda_devices: int, worker_index: int |
     return {side: tuple((first + i) % cuda_devices for i in range(size)) for side, size in sizes.items()}
 
 
-def _plan_tensor_parallel(
-    *,
-    dtype: str,
-    backend: str,
-    device: str,
-    batch_size: int | str,
-    has_cuda: bool,
-    has_deepspeed: bool,
-    worker_index: int | None,
-    cuda_devices: int,
-    tensor_parallel: int,
-    gpus: tuple[int, ...] | None,
-) -> ExecutionPlan:
+def _plan_tensor_parallel(request: PlacementRequest) -> ExecutionPlan:
     """The plan for a model split across ``tensor_parallel`` processes: always DeepSpeed (AutoTP)."""
+    device, batch_size, gpus, cuda_devices = request.device, request.batch_size, request.gpus, request.cuda_devices
+    tensor_parallel, has_cuda = request.tensor_parallel, request.has_cuda
     option = f"--tp {tensor_parallel}"
-    if backend == "hf":
+    if request.backend == "hf":
         raise QwencmpError(
             f"{option} splits the model across processes with DeepSpeed, but --backend hf was asked for; "
             "drop --backend hf (or use --backend deepspeed), or drop the tensor-parallel option."
         )
-    if not has_deepspeed:
+    if not request.has_deepspeed:
         raise QwencmpError(f"{option} needs DeepSpeed, which is not installed; pip install deepspeed.")
     if device == "auto":
         device = "cuda" if has_cuda else "cpu"
@@ -208,8 +205,8 @@ def _plan_tensor_parallel(
                 "size or run on a machine with more GPUs."
             )
         if not gpus or len(gpus) != tensor_parallel:
-            gpus = spread_gpus({"split": tensor_parallel}, cuda_devices, worker_index)["split"]
-        run_dtype = dtype
+            gpus = spread_gpus({"split": tensor_parallel}, cuda_devices, request.worker_index)["split"]
+        run_dtype = request.dtype
         device = "cuda:" + ",".join(str(g) for g in gpus)
         if batch_size == "auto":
             # lm-eval's detection retries after an out-of-memory error in each rank on its own;
@@ -219,7 +216,7 @@ def _plan_tensor_parallel(
                       "step); set --batch-size N to tune")
     else:
         gpus = ()
-        run_dtype, notice = _cpu_dtype(dtype, "deepspeed")
+        run_dtype, notice = _cpu_dtype(request.dtype, "deepspeed")
         if batch_size == "auto":
             batch_size = CPU_BATCH_SIZE
     return ExecutionPlan("deepspeed", run_dtype, device, batch_size, notice, tensor_parallel, gpus)
@@ -237,7 +234,7 @@ def plan_sides(settings: RunSettings, worker_index: int | None = None) -> dict[s
     if cuda_devices and max(sizes.values()) > 1 and settings.device in ("auto", "cuda"):
         gpus = spread_gpus(sizes, cuda_devices, worker_index)
     return {
-        side: plan_execution(
+        side: plan_execution(PlacementRequest(
             dtype=settings.dtype_for(side),
             backend=settings.backend,
             device=settings.device,
@@ -248,6 +245,6 @@ def plan_sides(settings: RunSettings, worker_index: int | None = None) -> dict[s
             cuda_devices=cuda_devices,
             tensor_parallel=sizes[side],
             gpus=gpus.get(side),
-        )
+        ))
         for side in ("a", "b")
     }

@@ -44,19 +44,16 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import timedelta
 from multiprocessing.connection import Client, Connection, Listener
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..config.settings import ModelRef
-from ..config.sides import ModelOptions
 from ..errors import ModelUnavailable, OutOfMemory, QwencmpError
 from ..hub import HubAccess
 from ..lmeval.harness import EvaluationRequest, run_request
-from .loading import ModelHandle, ModelInfo, load_model
-from .placement import ExecutionPlan
+from .loading import ModelHandle, ModelInfo, ModelSpec, load_model
 
 ADDRESS_ENV = "QWENCMP_TP_ADDRESS"
 AUTHKEY_ENV = "QWENCMP_TP_AUTHKEY"
@@ -74,11 +71,8 @@ SHM_EXTENSION = "deepspeed_shm_comm"  # DeepSpeed's CPU all-reduce extension, JI
 class LoadModel:
     """Request: load the model on every rank."""
 
-    ref: ModelRef
-    plan: ExecutionPlan
-    requested_dtype: str
+    spec: ModelSpec
     fingerprint: str
-    options: ModelOptions = ModelOptions()
     adapter_fingerprint: str | None = None
 
 
@@ -190,37 +184,28 @@ def _die_with_parent(parent_pid: int) -> None:
         sys.exit(1)
 
 
+@dataclass(eq=False)
 class ProcessGroup:
     """The parent's end of a launched group: start the ranks, request/reply with rank 0, stop.
 
     Rank 0 writes to this process's terminal (lm-eval's progress bars); the
     other ranks write to ``log_dir/rank-N.log``; a rank's unexpected error
     goes to ``log_dir/rank-N.error.log``. If any rank exits, the group ends.
+    ``env`` is added to each rank's environment; ``command`` starts a rank.
     """
 
-    def __init__(
-        self,
-        size: int,
-        gpus: tuple[int, ...],
-        log_dir: Path,
-        label: str,
-        *,
-        progress: Callable[[str], None] = lambda line: None,
-        start_timeout: float = START_TIMEOUT,
-        env: Mapping[str, str] | None = None,
-        command: list[str] | None = None,
-    ) -> None:
-        self.size = size
-        self.gpus = gpus
-        self.log_dir = log_dir
-        self.label = label
-        self.progress = progress
-        self.start_timeout = start_timeout
-        self.env = dict(env or {})
-        self.command = command or rank_command()
-        self.ranks: list[subprocess.Popen] = []
-        self.connection: Connection | None = None
-        self._folder: Path | None = None
+    size: int
+    gpus: tuple[int, ...]
+    log_dir: Path
+    label: str
+    _: KW_ONLY
+    progress: Callable[[str], None] = lambda line: None
+    start_timeout: float = START_TIMEOUT
+    env: Mapping[str, str] = field(default_factory=dict)
+    command: list[str] = field(default_factory=rank_command)
+    ranks: list[subprocess.Popen] = field(default_factory=list, init=False)
+    connection: Connection | None = field(default=None, init=False)
+    _folder: Path | None = field(default=None, init=False, repr=False)
 
     def start(self) -> None:
         """Launch the ranks and wait (bounded, saying so) until rank 0 accepts the connection."""
@@ -355,17 +340,14 @@ class TensorParallelHandle(ModelHandle):
     def __init__(
         self,
         side: str,
-        ref: ModelRef,
-        plan: ExecutionPlan,
-        requested_dtype: str,
+        spec: ModelSpec,
         *,
         log_root: Path,
-        options: ModelOptions = ModelOptions(),
         hub: HubAccess | None = None,
         progress: Callable[[str], None] = lambda line: None,
         start_timeout: float = START_TIMEOUT,
     ) -> None:
-        super().__init__(side, ref, plan, requested_dtype, options, hub=hub)
+        super().__init__(side, spec, hub=hub)
         self.log_root = log_root
         self.progress = progress
         self.start_timeout = start_timeout
@@ -376,16 +358,14 @@ class TensorParallelHandle(ModelHandle):
         log_dir = self.log_root / f"{self.side}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         # The hub cannot be reached (or must not be): the ranks load from the HF cache without retrying it.
         offline = {"HF_HUB_OFFLINE": "1"} if self._source is not None and self._source.where == "Hugging Face cache" else {}
+        spec = self.spec
         self._group = ProcessGroup(
-            self.plan.tensor_parallel, self.plan.gpus, log_dir, self.ref.label,
+            spec.plan.tensor_parallel, spec.plan.gpus, log_dir, spec.ref.label,
             progress=self.progress, start_timeout=self.start_timeout, env=offline,
         )
         try:
             self._group.start()
-            return self._group.call(
-                LoadModel(self.ref, self.plan, self.requested_dtype, self.fingerprint, self.options, self.adapter_fingerprint),
-                f"loading {self.ref.label}",
-            )
+            return self._group.call(LoadModel(spec, self.fingerprint, self.adapter_fingerprint), f"loading {spec.ref.label}")
         except QwencmpError:
             self._group.stop()
             raise
@@ -447,12 +427,10 @@ def _serve(rank: int, local_rank: int, error_log: Path) -> int:
             break
         try:
             if isinstance(message, LoadModel):
-                device = f"cuda:{local_rank}" if on_cuda else "cpu"
-                lm, info = load_model(
-                    message.ref, replace(message.plan, device=device), message.requested_dtype, message.fingerprint,
-                    message.options, message.adapter_fingerprint,
-                )
-                value: Any = replace(info, device=message.plan.device)
+                plan = message.spec.plan
+                spec = replace(message.spec, plan=replace(plan, device=f"cuda:{local_rank}" if on_cuda else "cpu"))
+                lm, info = load_model(spec, message.fingerprint, message.adapter_fingerprint)
+                value: Any = replace(info, device=plan.device)
             else:
                 value = run_request(lm, message.request)
         except QwencmpError as exc:

@@ -7,5 +7,5 @@ HTML block and page (``html``, markup in ``templates/``, CSS and JS in
 ``assets/``), the SVG charts (``charts``) and JUnit properties and files
 (``junit``). Input is plain JSON-able records, so every report renders the same
 on an xdist controller, in pytest-html and in a merge job. Never imports
-``comparison`` or ``session``. Import from the modules; nothing is re-exported here.
+``comparison``, ``session`` or ``closing``. Import from the modules; nothing is re-exported here.
 """

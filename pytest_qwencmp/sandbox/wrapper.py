@@ -100,15 +100,19 @@ def _qwencmp_candidate(prog, source, sfd, nfd, uid, flags, libc, ctypes):
         finally:
             _exit(3)
     streams = (sys.stdout, sys.stderr)
-    try:
-        exec(compile(source, prog, "exec"), {})
-    except:  # noqa: E722 - see above
-        exc = exc_info()[1]
+
+    def flush():  # defined before the program runs, like everything used after it
         for stream in streams:
             try:
                 stream.flush()
             except:  # noqa: E722
                 pass
+
+    try:
+        exec(compile(source, prog, "exec"), {})
+    except:  # noqa: E722 - see above
+        exc = exc_info()[1]
+        flush()
         try:
             import traceback
             text = "".join(traceback.format_exception(exc.__class__, exc, exc.__traceback__.tb_next))
@@ -123,11 +127,7 @@ def _qwencmp_candidate(prog, source, sfd, nfd, uid, flags, libc, ctypes):
             pass
         _exit(1)
     # Only reached when the program and its test code ran to their end.
-    for stream in streams:
-        try:
-            stream.flush()
-        except:  # noqa: E722
-            pass
+    flush()
     try:
         write(sfd, b"done " + read(nfd, 128) + b"\n")
     except:  # noqa: E722

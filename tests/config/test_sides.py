@@ -263,7 +263,7 @@ def test_cache_key_follows_adapter_weights_template_and_instruction_but_not_for_
 
     from pytest_qwencmp.evaluation.cache import EvaluationCache, cache_key
     from pytest_qwencmp.evaluation.evaluator import Evaluator
-    from pytest_qwencmp.models.loading import ModelHandle
+    from pytest_qwencmp.models.loading import ModelHandle, ModelSpec
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()
@@ -274,7 +274,7 @@ def test_cache_key_follows_adapter_weights_template_and_instruction_but_not_for_
 
     def key(**raw):
         s = parse_settings({"model_a": str(demo_assets.model_a), "model_b": str(demo_assets.model_a), **raw}, REGISTRY.names())
-        handles = {side: ModelHandle(side, s.model(side), plan, "float32", s.options(side)) for side in ("a", "b")}
+        handles = {side: ModelHandle(side, ModelSpec(s.model(side), plan, "float32", s.options(side))) for side in ("a", "b")}
         evaluator = Evaluator(s, REGISTRY, EvaluationCache(tmp_path / "cache"), handles)
         return evaluator.key_parts("a", benchmark), cache_key(evaluator.key_parts("b", benchmark))
 

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from pytest_qwencmp.errors import QwencmpError
-from pytest_qwencmp.models.placement import plan_execution, spread_gpus
+from pytest_qwencmp.models.placement import PlacementRequest, plan_execution, spread_gpus
 from pytest_qwencmp.config.settings import ModelRef
 from pytest_qwencmp.models.weights import model_fingerprint
 
@@ -13,7 +13,7 @@ from pytest_qwencmp.models.weights import model_fingerprint
 def plan(**kw):
     args = dict(dtype="float16", backend="auto", device="auto", batch_size="auto", has_cuda=False, has_deepspeed=True)
     args.update(kw)
-    return plan_execution(**args)
+    return plan_execution(PlacementRequest(**args))
 
 
 def test_cuda_runs_deepspeed_fp16():

@@ -13,7 +13,7 @@ from pytest_qwencmp.errors import ModelUnavailable
 from pytest_qwencmp.models.placement import ExecutionPlan
 from pytest_qwencmp.hub import HubAccess, probe_hub
 from pytest_qwencmp.models.sources import check_model_source
-from pytest_qwencmp.models.loading import ModelHandle
+from pytest_qwencmp.models.loading import ModelHandle, ModelSpec
 from pytest_qwencmp.config.settings import ModelRef
 
 PLAN = ExecutionPlan("hf", "float32", "cpu", 1)
@@ -108,7 +108,7 @@ def test_a_handle_fails_before_reading_weights_and_remembers_it(online, monkeypa
 
     monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("weights were read"))
     hub = HubAccess(probe=lambda endpoint, timeout: "refused")
-    handle = ModelHandle("a", ModelRef("org/not-here"), PLAN, "float32", hub=hub)
+    handle = ModelHandle("a", ModelSpec(ModelRef("org/not-here"), PLAN, "float32"), hub=hub)
     with pytest.raises(ModelUnavailable) as first:
         handle.load()
     with pytest.raises(ModelUnavailable) as again:
@@ -128,7 +128,7 @@ def test_an_adapter_that_cannot_be_read_fails_the_side_before_any_weights(monkey
     monkeypatch.setattr(sources, "in_hub_cache", lambda ref, config_file="config.json": asked.append(config_file) or ref.name_or_path == "Qwen/Qwen2.5-7B")
     hub = HubAccess(probe=lambda endpoint, timeout: pytest.fail("probed although HF_HUB_OFFLINE is set"))
     options = ModelOptions(peft=ModelRef("org/lora-7"))
-    handle = ModelHandle("b", ModelRef("Qwen/Qwen2.5-7B"), PLAN, "float32", options, hub=hub)
+    handle = ModelHandle("b", ModelSpec(ModelRef("Qwen/Qwen2.5-7B"), PLAN, "float32", options), hub=hub)
     with pytest.raises(ModelUnavailable) as info:
         handle.load()
     message = info.value.message

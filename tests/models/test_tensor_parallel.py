@@ -255,7 +255,7 @@ def test_pytest_run_with_a_split_model_reports_it_and_leaves_no_process(pytester
     out = result.stdout.str()
     assert "HellaSwag × model_b: evaluating (deepspeed, float32, cpu, tensor parallel x2)" in out
     assert re.search(r"model B: .*model_b — deepspeed backend, float32 on cpu, tensor parallel x2", out)
-    assert re.search(r"model A: .*model_a — hf backend, float32 on cpu, [\d,]+ parameters", out)
+    assert re.search(r"model A: .*model_a — hf backend, float32 on cpu, batch size \d+, [\d,]+ parameters", out)
     assert "qwencmp: 2 model load(s), 2 evaluation(s)" in out
     document = json.loads(results_json.read_text())
     assert (document["models"]["a"]["tensor_parallel"], document["models"]["b"]["tensor_parallel"]) == (1, 2)
