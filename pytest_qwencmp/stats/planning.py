@@ -143,10 +143,14 @@ def impossible_keys(
             setting = lambda i, rule=rule: key_threshold(rule, getattr(expectation(i), rule))  # noqa: E731
         for family in families:
             method = correction if len(family) > 1 else "none"
+            seen: dict[tuple[int, ...], list[bool]] = {}  # the search for needed_n asks the same sizes for every item
 
-            def possible(ns: list[int], family=family) -> list[bool]:
-                p = [best_case_p(*setting(i), n, binary=binary.get(i, True), resamples=resamples) for i, n in zip(family, ns)]
-                return [bool(a < alpha) for a in adjust_family(p, method, alpha)[0]]
+            def possible(ns: list[int], family=family, seen=seen) -> list[bool]:
+                if tuple(ns) not in seen:
+                    p = [best_case_p(*setting(i), n, binary=binary.get(i, True), resamples=resamples)
+                         for i, n in zip(family, ns)]
+                    seen[tuple(ns)] = [bool(a < alpha) for a in adjust_family(p, method, alpha)[0]]
+                return seen[tuple(ns)]
 
             for i, ok in zip(family, possible([sizes[i] for i in family])):
                 if ok or i not in carrying:
