@@ -119,18 +119,17 @@ def offline(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def demo_build(tmp_path_factory) -> tuple[Path, list[str]]:
-    """The demo built once per session into a fresh cache folder, and the progress lines the build reported."""
-    cache = tmp_path_factory.mktemp("qwencmp-cache")
-    lines: list[str] = []
-    build_demo_assets(cache / "demo", progress=lines.append)
-    return cache, lines
+def demo_cache(tmp_path_factory) -> Path:
+    """An evaluation cache folder that already holds the built demo assets, built once per session.
 
-
-@pytest.fixture(scope="session")
-def demo_cache(demo_build) -> Path:
-    """An evaluation cache folder that already holds the built demo assets."""
-    return demo_build[0]
+    Under xdist the folder is the session's, shared by its workers (their base temporary folders are siblings):
+    the first worker to need the demo builds it, another one waits on the build's own lock. The tests only read
+    it or copy it (``fresh_cache``).
+    """
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "qwencmp-cache"
+    build_demo_assets(cache / "demo")
+    return cache
 
 
 @pytest.fixture(scope="session")
