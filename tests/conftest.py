@@ -8,12 +8,14 @@ names are unique across folders (pytest's default ``prepend`` import mode import
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import textwrap
 from pathlib import Path
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from pytest_qwencmp.config.benchmarks import builtin_registry
 from pytest_qwencmp.config.expectations import NO_EXPECTATIONS
@@ -26,6 +28,16 @@ pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Modules whose module-scoped fixture is costly (a demo build, two shard runs, a datasets source, an lm-eval CLI
+# run, model variants): under -n they stay on one worker, which builds the fixture once.
+KEEP_TOGETHER = frozenset({
+    "tests/demo/test_demo.py",
+    "tests/lmeval/test_mirror.py",
+    "tests/lmeval/test_parity.py",
+    "tests/models/test_model_setup.py",
+    "tests/store/test_merge.py",
+})
+
 
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", default=False,
@@ -33,11 +45,33 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    # One OpenMP thread per process: `-n 2` already puts a worker on each core, and torch's two threads per worker
+    # (plus the subprocesses the tests start) oversubscribe them; OpenMP's waiting threads then spin, and the tiny
+    # demo models' many small ops cost many times their CPU time. An OMP_NUM_THREADS set by the caller is kept.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     config.addinivalue_line(
         "markers",
         "slow: a heavy end-to-end check (tens of seconds or more); skipped unless asked for: `pytest tests --run-slow` "
         "(everything) or `pytest tests -m slow` (only these)",
     )
+
+
+class ModulesTogether(LoadScopeScheduling):
+    """``-n`` for this suite: every test is a unit of its own, as with ``--dist load``, except a KEEP_TOGETHER
+    module, which is one unit. xdist's scope reordering (largest unit first) starts those long units first, and
+    the single tests even out the workers at the end."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        module = nodeid.split("::", 1)[0]
+        return module if module in KEEP_TOGETHER else nodeid
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """The suite's own scheduler when ``-n`` is given without a ``--dist`` mode; an explicit mode is kept."""
+    given = [*config.invocation_params.args, *os.environ.get("PYTEST_ADDOPTS", "").split()]
+    if config.getoption("dist") == "load" and not any(str(arg).startswith(("--dist", "-d")) for arg in given):
+        return ModulesTogether(config, log)
+    return None
 
 
 def slow_asked_for(config) -> bool:
@@ -85,18 +119,17 @@ def offline(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def demo_build(tmp_path_factory) -> tuple[Path, list[str]]:
-    """The demo built once per session into a fresh cache folder, and the progress lines the build reported."""
-    cache = tmp_path_factory.mktemp("qwencmp-cache")
-    lines: list[str] = []
-    build_demo_assets(cache / "demo", progress=lines.append)
-    return cache, lines
+def demo_cache(tmp_path_factory) -> Path:
+    """An evaluation cache folder that already holds the built demo assets, built once per session.
 
-
-@pytest.fixture(scope="session")
-def demo_cache(demo_build) -> Path:
-    """An evaluation cache folder that already holds the built demo assets."""
-    return demo_build[0]
+    Under xdist the folder is the session's, shared by its workers (their base temporary folders are siblings):
+    the first worker to need the demo builds it, another one waits on the build's own lock. The tests only read
+    it or copy it (``fresh_cache``).
+    """
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "qwencmp-cache"
+    build_demo_assets(cache / "demo")
+    return cache
 
 
 @pytest.fixture(scope="session")

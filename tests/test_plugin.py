@@ -272,7 +272,7 @@ def test_changed_local_data_is_picked_up(pytester, suite, fresh_cache, demo_asse
 )
 def test_bad_input_stops_at_start_with_one_paragraph(pytester, suite, fresh_cache, args, expectations, fragment):
     suite(expectations)
-    result = pytester.runpytest_subprocess(*demo_args(fresh_cache, *args))
+    result = pytester.runpytest_inprocess(*demo_args(fresh_cache, *args))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
     assert fragment in err

@@ -453,9 +453,13 @@ def _family_check(tests, method: str, level: float = 0.05) -> int:
 
 @pytest.mark.parametrize("method", ["holm", "bh", "none"])
 def test_adjusted_binary_intervals_agree_with_adjusted_p_on_random_families(method):
+    # 1,000 items per method (about 35 families). Measured against mutants: the breakages this check catches
+    # (an interval shifted off its test; the adjusted interval at the unadjusted level with the rounding repair
+    # removed) fail within its first 75 items; 3,000 items found no disagreement even with `_consistent` removed
+    # entirely, nor for any of the 33 stats/ mutants of benchmarks/mutation_pass.py (other tests kill those).
     rng = np.random.default_rng({"holm": 1, "bh": 2, "none": 3}[method])
     checked = 0
-    while checked < 3_000:
+    while checked < 1_000:
         m = int(rng.integers(1, 61))
         n = rng.integers(20, 1_600, m)
         r = rng.uniform(0.0, 0.5)
