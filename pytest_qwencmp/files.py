@@ -1,5 +1,8 @@
-"""Files shared between processes: one atomic write, one way to wait for a file lock, JSON-safe values.
+"""Files shared between processes: one atomic write (of a file, of a folder), one way to wait for a file lock, JSON-safe values.
 
+* :func:`replace_folder` — the folder counterpart: a finished staging folder
+  renamed to its final name, an existing one moved aside first (the demo
+  build, the mirror's snapshots).
 * :func:`write_atomic` — every file the plugin writes that another process (an
   xdist worker, a later run, a merge job) may read at the same moment: a
   temporary file in the same folder, flushed and renamed into place, so a
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -57,6 +61,20 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+def replace_folder(staging: Path, final: Path, *, retired_prefix: str) -> None:
+    """Rename the finished ``staging`` folder to ``final`` (same file system); an existing ``final`` is first renamed
+    to a new hidden sibling whose name starts with ``retired_prefix`` (so a caller can sweep leftovers), then deleted.
+    Readers of ``final`` see the old folder or the new one, never a half-written one."""
+    if final.exists():
+        retired = Path(tempfile.mkdtemp(prefix=retired_prefix, dir=final.parent))
+        retired.rmdir()
+        final.rename(retired)
+        staging.rename(final)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(final)
 
 
 def write_atomic(path: Path, text: str, *, what: str) -> Path:

@@ -1,4 +1,5 @@
-"""A lock held by another run: the waiter says so at once, names the lock and its holder, and gives up in time."""
+"""Files shared between processes: a lock held by another run (the waiter says so at once, names the lock and its
+holder, and gives up in time) and a folder replaced in one rename."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 
 import pytest
 
-from pytest_qwencmp.files import LockTimeout, holding
+from pytest_qwencmp.files import LockTimeout, holding, replace_folder
 
 
 def hold_in_thread(path, seconds: float, what: str = "the evaluation of MMLU × model_a", release=None):
@@ -90,3 +91,15 @@ def test_progress_lines_from_other_processes_are_shown_as_they_come(tmp_path):
     assert shown == ["[gw0] evaluating", "[gw1] done"]
     assert not relay.path.exists()  # removed at the end of the session
     ProgressFile.append(tmp_path / "no" / "such" / "folder.log", "dropped, never raised")
+
+
+def test_a_folder_is_replaced_whole_and_the_old_one_is_gone(tmp_path):
+    final = tmp_path / "snapshot"
+    for content in ("first", "second"):
+        staging = tmp_path / f".staging-{content}"
+        staging.mkdir()
+        (staging / "weights.txt").write_text(content)
+        replace_folder(staging, final, retired_prefix=".snapshot-old-")
+        assert (final / "weights.txt").read_text() == content
+        assert not staging.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["snapshot"]  # the retired copy was deleted

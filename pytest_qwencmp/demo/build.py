@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..files import holding
+from ..files import holding, replace_folder
 from .data import HELLASWAG_PATH, MBPP_PATH, MMLU_PATH, demo_documents, write_hellaswag, write_mbpp, write_mmlu
 from .training import (
     MODEL_A,
@@ -82,7 +82,7 @@ def build_demo_assets(
         try:
             build_into(staging, progress)
             write_manifest(staging)
-            move_into_place(staging, root)
+            replace_folder(staging, root, retired_prefix=f".demo-{DEMO_VERSION}-old-")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return assets_at(root)
@@ -128,17 +128,6 @@ def sibling_folder(root: Path, purpose: str) -> Path:
     folder = root.parent / f".demo-{DEMO_VERSION}-{purpose}-{uuid.uuid4().hex}"
     folder.mkdir()
     return folder
-
-
-def move_into_place(staging: Path, root: Path) -> None:
-    """Rename the finished folder to its final name; an old one is moved aside first."""
-    if root.exists():
-        retired = root.parent / f".demo-{DEMO_VERSION}-old-{uuid.uuid4().hex}"
-        root.rename(retired)
-        staging.rename(root)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(root)
 
 
 def file_sha256(path: Path) -> str:

@@ -55,6 +55,7 @@ import yaml
 
 from ..config.benchmarks import builtin_registry
 from ..errors import QwencmpError
+from ..files import replace_folder
 from ..hub import HubAccess, hub_offline
 from .data_checks import dataset_in_local_cache, datasets_cache_dir
 
@@ -344,7 +345,7 @@ def mirror_dataset(spec: DatasetSpec, source: Path | None, out: Path, cache_dir:
                     "(lm-eval does not read it)"
                 )
         write_card(staging, spec, features, rows)
-        replace_folder(staging, final)
+        replace_folder(staging, final, retired_prefix=f".{final.name}{STAGING_TAG}old-")
     total = sum(sum(r.values()) for r in rows.values())
     log(f"mirror: {spec.hub_path}: {total} rows in {len(spec.configs)} config(s) -> {final}")
     return final
@@ -495,7 +496,7 @@ def mirror_model(model: SnapshotSpec, out: Path, log: Log, blocked: str | None =
     with staging_folder(final) as staging:
         how = fetch_snapshot(model, staging, blocked)
         shutil.rmtree(staging / ".cache", ignore_errors=True)  # snapshot_download's local_dir bookkeeping
-        replace_folder(staging, final)
+        replace_folder(staging, final, retired_prefix=f".{final.name}{STAGING_TAG}old-")
     log(f"mirror: model {model.label}: {how} -> {final}")
     return final
 
@@ -559,15 +560,3 @@ def staging_folder(final: Path) -> Iterator[Path]:
                 folder.rmdir()
             except OSError:
                 break
-
-
-def replace_folder(staging: Path, final: Path) -> None:
-    """Rename ``staging`` to ``final``; an existing ``final`` is moved aside first, then deleted."""
-    if final.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{final.name}{STAGING_TAG}old-", dir=final.parent))
-        retired.rmdir()
-        final.rename(retired)
-        staging.rename(final)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(final)
