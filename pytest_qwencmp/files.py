@@ -1,12 +1,13 @@
-"""Files shared between processes: one atomic write (of a file, of a folder), one way to wait for a file lock, JSON-safe values.
+"""Files shared between processes: one atomic write (of a file, of a folder), one way to wait for a file
+lock, JSON-safe values.
 
-* :func:`replace_folder` — the folder counterpart: a finished staging folder
-  renamed to its final name, an existing one moved aside first (the demo
-  build, the mirror's snapshots).
 * :func:`write_atomic` — every file the plugin writes that another process (an
   xdist worker, a later run, a merge job) may read at the same moment: a
   temporary file in the same folder, flushed and renamed into place, so a
   reader sees the old file or the new one, never a partial write.
+* :func:`replace_folder` — the same for a folder: a finished staging folder
+  renamed to its final name, an existing one moved aside first (the demo
+  build, the mirror's datasets and model snapshots).
 * :func:`holding` — an inter-process file lock (``filelock``). When another
   process has it, one line says at once what is waited for, which lock file,
   and who holds it (each holder writes its pid, host and start time beside the
@@ -66,7 +67,8 @@ def json_safe(value: Any) -> Any:
 def replace_folder(staging: Path, final: Path, *, retired_prefix: str) -> None:
     """Rename the finished ``staging`` folder to ``final`` (same file system); an existing ``final`` is first renamed
     to a new hidden sibling whose name starts with ``retired_prefix`` (so a caller can sweep leftovers), then deleted.
-    Readers of ``final`` see the old folder or the new one, never a half-written one."""
+    A reader of ``final`` finds the old folder or the new one, never a half-written one (or, between the two
+    renames, none: callers that replace a folder others may read hold a lock, as the demo build does)."""
     if final.exists():
         retired = Path(tempfile.mkdtemp(prefix=retired_prefix, dir=final.parent))
         retired.rmdir()

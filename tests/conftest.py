@@ -49,8 +49,8 @@ def pytest_configure(config):
     # (plus the subprocesses the tests start) oversubscribe them; OpenMP's waiting threads then spin, and the tiny
     # demo models' many small ops cost many times their CPU time. An OMP_NUM_THREADS set by the caller is kept.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    # pytest prints the short test summary untrimmed when CI is set (GitHub Actions and .ci/run set it), so the
-    # runs the tests start print the same here as on CI: a check that counts a message sees what CI will see.
+    # pytest prints the short test summary untrimmed when CI is set (GitHub Actions and the project's CI set it), so
+    # the runs the tests start print the same here as on CI: a check that counts a message sees what CI will see.
     os.environ["CI"] = os.environ.get("CI") or "true"
     config.addinivalue_line(
         "markers",
