@@ -186,8 +186,7 @@ def test_plan_and_the_run_say_the_same_about_keys_that_can_never_pass(pytester, 
         assert line in markdown.read_text() and line in html.read_text()
     document = json.loads(results.read_text())
     assert document["benchmarks"]["mbpp"]["impossible"] == [planned[1]]
-    body = out.split("short test summary info")[0]  # on CI the short summary repeats each message in full
-    assert body.count("At this size: min_ci_lower 0 can never pass at n = 4") == 3  # in each failure message
+    assert report_body(out).count("At this size: min_ci_lower 0 can never pass at n = 4") == 3  # in each failure message
 
 
 def test_xdist_workers_share_evaluations(pytester, suite, fresh_cache):
@@ -324,10 +323,15 @@ def test_unknown_hub_model_fails_items_clearly(pytester, suite, fresh_cache, dem
     assert "`python -m pytest_qwencmp mirror --out DIR --model no-such-org/no-such-model --benchmarks none`" in err
 
 
+def report_body(out: str) -> str:
+    """A run's output before its short test summary, which repeats each failure message (in full on CI, where
+    pytest does not trim it)."""
+    return out.split("short test summary info")[0]
+
+
 def reported_once(out: str, message: str) -> bool:
-    """The message is in the report body once; the short summary may repeat it (in full on CI, where pytest does not trim)."""
-    body = out.split("short test summary info")[0]
-    return body.count(message) == 1
+    """The message is in the report body once (the short summary may repeat it)."""
+    return report_body(out).count(message) == 1
 
 
 def closed_port_endpoint() -> str:
